@@ -1,0 +1,96 @@
+"""Bearer JWT verification (PyJWT) and token minting for local use."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from gateway.settings import Settings
+from resolvers.subtrees import Caller
+
+ROLES = frozenset({"director", "admin"})
+
+
+class AuthError(Exception):
+    """Why a request is not authenticated (the message is safe to show)."""
+
+
+@dataclass(frozen=True)
+class TokenVerifier:
+    key: Any
+    algorithm: str
+    audience: str | None
+    issuer: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TokenVerifier":
+        if settings.jwt_public_key_file is not None:
+            return cls(
+                settings.jwt_public_key_file.read_text(),
+                "RS256",
+                settings.jwt_audience,
+                settings.jwt_issuer,
+            )
+        return cls(
+            settings.jwt_secret.get_secret_value(),
+            "HS256",
+            settings.jwt_audience,
+            settings.jwt_issuer,
+        )
+
+    def verify(self, authorization: str | None) -> Caller:
+        if not authorization:
+            raise AuthError("Missing Authorization header.")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("Authorization must be `Bearer <token>`.")
+        try:
+            # One algorithm only: `none` and algorithm confusion are rejected by PyJWT.
+            claims = jwt.decode(
+                token.strip(),
+                self.key,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("Token expired.") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"Invalid token: {exc}.") from None
+        role = claims.get("role")
+        if role not in ROLES:
+            raise AuthError("Token `role` must be director or admin.")
+        try:
+            user_id = int(claims["sub"])
+        except (TypeError, ValueError):
+            raise AuthError("Token `sub` must be a user id.") from None
+        return Caller(user_id=user_id, role=role)
+
+
+def mint_token(settings: Settings, user_id: int, role: str, ttl_s: int) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": str(user_id), "role": role, "iat": now, "exp": now + ttl_s}
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_public_key_file is not None:
+        if settings.jwt_private_key_file is None:
+            raise ValueError("RS256 tokens need GATEWAY_JWT_PRIVATE_KEY_FILE to mint.")
+        return jwt.encode(claims, settings.jwt_private_key_file.read_text(), algorithm="RS256")
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `15m`, `1h`, `7d` or plain seconds → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        value = int(text[:-1]) * units[text[-1]] if text[-1:] in units else int(text)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 1h, 7d)") from None
+    if value <= 0:
+        raise ValueError("duration must be positive")
+    return value

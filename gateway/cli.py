@@ -1,0 +1,204 @@
+"""The `gateway` command."""
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from gateway.settings import Settings
+
+SCHEMA_FILE = "schema.graphql"
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "gateway.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        factory=False,
+        log_level="info",
+        proxy_headers=False,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _serve(Settings(), args.host, args.port, args.workers)
+    return 0
+
+
+def _sqlite_path(url: str) -> Path | None:
+    prefix = "sqlite+aiosqlite:///"
+    return Path(url[len(prefix) :]) if url.startswith(prefix) else None
+
+
+async def _demo_users(settings: Settings) -> tuple[int, int]:
+    from sqlalchemy import select
+
+    from loaders.engines import Upstream
+    from loaders.programs import users
+
+    upstream = Upstream(settings.upstream_urls())
+    try:
+        rows = await upstream.fetch(
+            "programs",
+            select(users.c.id, users.c.role).where(users.c.role.in_(["admin", "director"])),
+        )
+    finally:
+        await upstream.dispose()
+    admin = min(r.id for r in rows if r.role == "admin")
+    director = min(r.id for r in rows if r.role == "director")
+    return director, admin
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Development: seed the embedded database when missing, print tokens, serve."""
+    from gateway.auth import mint_token
+
+    settings = Settings()
+    path = _sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"Seeding the demo database at {path} …", flush=True)
+        _run_seed(settings, "demo", 7, settings.database_url)
+    director, admin = asyncio.run(_demo_users(settings))
+    ttl_s = 12 * 3600
+    director_token = mint_token(settings, director, "director", ttl_s)
+    admin_token = mint_token(settings, admin, "admin", ttl_s)
+    print(f"\nGraphiQL: http://{args.host}:{args.port}/graphql")
+    print("Paste one of these into GraphiQL's Headers tab:")
+    print(f'  director {director}: {{"Authorization": "Bearer {director_token}"}}')
+    print(f'  admin {admin}:    {{"Authorization": "Bearer {admin_token}"}}\n', flush=True)
+    _serve(settings, args.host, args.port, 1)
+    return 0
+
+
+def _run_seed(settings: Settings, scale: str, seed: int, database_url: str | None) -> None:
+    from gateway.seed import seed as run_seed
+
+    urls = settings.upstream_urls()
+    if database_url:
+        urls = dict.fromkeys(urls, database_url)
+    for url in set(urls.values()):
+        path = _sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(run_seed(urls, scale=scale, seed=seed, progress=True))
+    total = sum(report.rows_by_table.values())
+    print(
+        f"seeded scale={report.scale} seed={report.seed}: {total:,} rows in "
+        f"{report.seconds:.1f} s; admin {report.admin_id}, "
+        f"{len(report.director_ids)} directors; checksum {report.checksum[:16]}"
+    )
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    _run_seed(Settings(), args.scale, args.seed, args.database_url)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.auth import mint_token, parse_duration
+
+    settings = Settings()
+    try:
+        ttl_s = parse_duration(args.ttl)
+    except ValueError as exc:
+        print(f"gateway token: {exc}", file=sys.stderr)
+        return 2
+    role = args.role
+    if role is None:
+        role = asyncio.run(_user_role(settings, args.user_id))
+        if role not in ("admin", "director"):
+            print(
+                f"gateway token: user {args.user_id} is not a director or admin "
+                "(pass --role to mint anyway)",
+                file=sys.stderr,
+            )
+            return 2
+    print(mint_token(settings, args.user_id, role, ttl_s))
+    return 0
+
+
+async def _user_role(settings: Settings, user_id: int) -> str | None:
+    from sqlalchemy import select
+
+    from loaders.engines import Upstream
+    from loaders.programs import users
+
+    upstream = Upstream(settings.upstream_urls())
+    try:
+        rows = await upstream.fetch("programs", select(users.c.role).where(users.c.id == user_id))
+    finally:
+        await upstream.dispose()
+    return rows[0].role if rows else None
+
+
+def schema_sdl() -> str:
+    from resolvers.schema import build_schema
+
+    return build_schema().as_str() + "\n"
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    sdl = schema_sdl()
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Director dashboard gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="Serve the GraphQL API with uvicorn.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes.")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "run", help="Development: seed the demo database if missing, print tokens, serve."
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "seed", help="Write a deterministic synthetic dataset into the upstream tables."
+    )
+    p.add_argument("--scale", choices=["demo", "bench"], default="demo")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--database-url", default=None, help="One URL for every module (default: settings)."
+    )
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("token", help="Mint a bearer token from the configured secret or key.")
+    p.add_argument("--user-id", type=int, required=True)
+    p.add_argument("--ttl", default="1h", help="Lifetime: 90s, 15m, 1h, 7d (default 1h).")
+    p.add_argument(
+        "--role", choices=["director", "admin"], default=None, help="Default: the user's role."
+    )
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("export-schema", help="Print the SDL of the schema.")
+    p.add_argument(
+        "--output", default=SCHEMA_FILE, help=f"File, or - for stdout (default {SCHEMA_FILE})."
+    )
+    p.set_defaults(func=cmd_export_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

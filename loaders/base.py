@@ -1,0 +1,54 @@
+"""DataLoader base: one statement per batch, rows regrouped and returned in key order."""
+
+import re
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from typing import Any, ClassVar
+
+from aiodataloader import DataLoader
+from sqlalchemy import Executable, Row
+
+from loaders.engines import Upstream
+
+# Keeps IN lists within every driver's bound-parameter limit (SQLite 32766, asyncpg 32767).
+MAX_BATCH_SIZE = 2000
+
+
+class UpstreamLoader(DataLoader[Hashable, Any], ABC):
+    """Loads rows of one upstream module for many keys with a single statement.
+
+    Subclasses set `module`, `key` (the row attribute the keys match) and `many`
+    (a list of rows per key, else one row or None), and build `statement(keys)`.
+    """
+
+    module: ClassVar[str]
+    key: ClassVar[str]
+    many: ClassVar[bool] = False
+
+    def __init__(self, upstream: Upstream) -> None:
+        super().__init__(max_batch_size=MAX_BATCH_SIZE)
+        self.upstream = upstream
+
+    @abstractmethod
+    def statement(self, keys: Sequence[Any]) -> Executable: ...
+
+    async def batch_load_fn(self, keys: Sequence[Any]) -> list[Any]:
+        rows = await self.upstream.fetch(self.module, self.statement(list(keys)))
+        return regroup(keys, rows, self.key, many=self.many)
+
+
+def regroup(keys: Sequence[Any], rows: Sequence[Row[Any]], key: str, *, many: bool) -> list[Any]:
+    if many:
+        grouped: dict[Any, list[Row[Any]]] = defaultdict(list)
+        for row in rows:
+            grouped[getattr(row, key)].append(row)
+        return [grouped.get(k, []) for k in keys]
+    by_key = {getattr(row, key): row for row in rows}
+    return [by_key.get(k) for k in keys]
+
+
+def registry_name(cls: type) -> str:
+    """`EnrollmentsByCohortIdLoader` → `enrollments_by_cohort_id`."""
+    name = cls.__name__.removesuffix("Loader")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

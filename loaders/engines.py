@@ -1,0 +1,97 @@
+"""One async engine per upstream module, and the single place statements are executed."""
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Executable, Row
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from loaders import MODULES
+
+# (module, seconds, ok) after every upstream statement.
+StatementObserver = Callable[[str, float, bool], None]
+
+
+class UpstreamUnavailable(Exception):
+    """An upstream module could not answer (unreachable database or timeout)."""
+
+    def __init__(self, module: str, reason: str = "") -> None:
+        super().__init__(f"upstream module {module} is unavailable")
+        self.module = module
+        self.reason = reason
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        kwargs["connect_args"] = {"timeout": 5}
+    return create_async_engine(url, **kwargs)
+
+
+class Upstream:
+    """The engines of the six modules; modules with the same URL share one engine."""
+
+    def __init__(
+        self,
+        urls: Mapping[str, str],
+        *,
+        query_timeout_s: float = 5.0,
+        pool_size: int = 10,
+    ) -> None:
+        self.query_timeout_s = query_timeout_s
+        self.observers: list[StatementObserver] = []
+        by_url: dict[str, AsyncEngine] = {}
+        self.engines: dict[str, AsyncEngine] = {}
+        for module in MODULES:
+            url = urls[module]
+            if url not in by_url:
+                by_url[url] = make_engine(url, pool_size=pool_size)
+            self.engines[module] = by_url[url]
+        self._distinct = list(by_url.values())
+
+    async def fetch(self, module: str, statement: Executable) -> Sequence[Row[Any]]:
+        engine = self.engines[module]
+        started = time.perf_counter()
+        ok = False
+        try:
+            async with asyncio.timeout(self.query_timeout_s):
+                async with engine.connect() as conn:
+                    result = await conn.execute(statement)
+                    rows = result.all()
+            ok = True
+            return rows
+        except TimeoutError as exc:
+            raise UpstreamUnavailable(module, "timeout") from exc
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise UpstreamUnavailable(module, type(exc).__name__) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise UpstreamUnavailable(module, "connection lost") from exc
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            for observe in self.observers:
+                observe(module, elapsed, ok)
+
+    async def ping(self) -> dict[str, str | None]:
+        """Module → None when reachable, else the reason."""
+        from sqlalchemy import text
+
+        out: dict[str, str | None] = {}
+        for module in MODULES:
+            try:
+                await self.fetch(module, text("SELECT 1"))
+                out[module] = None
+            except UpstreamUnavailable as exc:
+                out[module] = exc.reason or "unavailable"
+        return out
+
+    async def dispose(self) -> None:
+        for engine in self._distinct:
+            await engine.dispose()

@@ -1,0 +1,79 @@
+"""Upstream module `mentorship` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Executable,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
+
+from loaders.base import UpstreamLoader
+from loaders.types import Timestamp
+
+metadata = MetaData()
+mentors = Table(
+    "mentors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("max_learners", Integer, nullable=False),
+)
+mentor_assignments = Table(
+    "mentor_assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("cohort_id", Integer, nullable=False, index=True),
+    Column("mentor_id", Integer, ForeignKey("mentors.id"), nullable=False),
+    Column("learner_id", Integer, nullable=False),
+    Column("assigned_at", Timestamp, nullable=False),
+    Column("ended_at", Timestamp, nullable=True),
+)
+mentorship_sessions = Table(
+    "mentorship_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("cohort_id", Integer, nullable=False, index=True),
+    Column("mentor_id", Integer, ForeignKey("mentors.id"), nullable=False),
+    Column("learner_id", Integer, nullable=False),
+    Column("scheduled_at", Timestamp, nullable=False),
+    Column("status", String(16), nullable=False),
+)
+
+
+class MentorByIdLoader(UpstreamLoader):
+    module, key = "mentorship", "id"
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        m = mentors.c
+        return select(m.id, m.name, m.email, m.max_learners).where(m.id.in_(keys))
+
+
+class ActiveMentorAssignmentsByCohortIdLoader(UpstreamLoader):
+    """Assignments with `ended_at` null: the only ones any figure uses."""
+
+    module, key, many = "mentorship", "cohort_id", True
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        a = mentor_assignments.c
+        return select(a.cohort_id, a.mentor_id, a.learner_id).where(
+            a.cohort_id.in_(keys), a.ended_at.is_(None)
+        )
+
+
+class MentorshipSessionsByCohortIdLoader(UpstreamLoader):
+    module, key, many = "mentorship", "cohort_id", True
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        s = mentorship_sessions.c
+        return select(s.cohort_id, s.mentor_id, s.scheduled_at, s.status).where(
+            s.cohort_id.in_(keys)
+        )

@@ -1,0 +1,163 @@
+"""Upstream module `programs` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Date,
+    Executable,
+    ForeignKey,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+
+from loaders.base import UpstreamLoader
+from loaders.types import Timestamp
+
+metadata = MetaData()
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("email", Text, nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+)
+programs = Table(
+    "programs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+)
+tracks = Table(
+    "tracks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+)
+track_directors = Table(
+    "track_directors",
+    metadata,
+    Column("track_id", Integer, ForeignKey("tracks.id"), nullable=False),
+    Column("director_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    PrimaryKeyConstraint("track_id", "director_id"),
+)
+cohorts = Table(
+    "cohorts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("track_id", Integer, ForeignKey("tracks.id"), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date, nullable=False),
+    Column("seat_capacity", Integer, nullable=False),
+)
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("cohort_id", Integer, ForeignKey("cohorts.id"), nullable=False, index=True),
+    Column("learner_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("seat_type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("enrolled_at", Timestamp, nullable=False),
+    Column("completed_at", Timestamp, nullable=True),
+    UniqueConstraint("cohort_id", "learner_id"),
+)
+milestones = Table(
+    "milestones",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("cohort_id", Integer, ForeignKey("cohorts.id"), nullable=False, index=True),
+    Column("title", Text, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("completed_at", Timestamp, nullable=True),
+)
+
+
+class UserByIdLoader(UpstreamLoader):
+    module, key = "programs", "id"
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        return select(users.c.id, users.c.name, users.c.email, users.c.role).where(
+            users.c.id.in_(keys)
+        )
+
+
+class CohortByIdLoader(UpstreamLoader):
+    module, key = "programs", "id"
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        return select(cohorts).where(cohorts.c.id.in_(keys))
+
+
+class CohortsByTrackIdLoader(UpstreamLoader):
+    module, key, many = "programs", "track_id", True
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        return select(cohorts).where(cohorts.c.track_id.in_(keys)).order_by(cohorts.c.id)
+
+
+class TrackByIdLoader(UpstreamLoader):
+    module, key = "programs", "id"
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        return select(tracks).where(tracks.c.id.in_(keys))
+
+
+class ProgramByIdLoader(UpstreamLoader):
+    module, key = "programs", "id"
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        return select(programs).where(programs.c.id.in_(keys))
+
+
+class TrackIdsByDirectorIdLoader(UpstreamLoader):
+    module, key, many = "programs", "director_id", True
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        return (
+            select(track_directors.c.director_id, track_directors.c.track_id)
+            .where(track_directors.c.director_id.in_(keys))
+            .order_by(track_directors.c.track_id)
+        )
+
+
+class DirectorIdsByTrackIdLoader(UpstreamLoader):
+    module, key, many = "programs", "track_id", True
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        return (
+            select(track_directors.c.track_id, track_directors.c.director_id)
+            .where(track_directors.c.track_id.in_(keys))
+            .order_by(track_directors.c.director_id)
+        )
+
+
+class EnrollmentsByCohortIdLoader(UpstreamLoader):
+    module, key, many = "programs", "cohort_id", True
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        e = enrollments.c
+        return select(e.cohort_id, e.learner_id, e.seat_type, e.status).where(e.cohort_id.in_(keys))
+
+
+class MilestonesByCohortIdLoader(UpstreamLoader):
+    module, key, many = "programs", "cohort_id", True
+
+    def statement(self, keys: Sequence[Any]) -> Executable:
+        m = milestones.c
+        return select(m.id, m.cohort_id, m.title, m.due_date, m.completed_at).where(
+            m.cohort_id.in_(keys)
+        )

@@ -1,0 +1,36 @@
+"""What every resolver gets: the caller, a source of subtrees, and the clock."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from resolvers.subtrees import Caller
+
+
+class SubtreeSource(Protocol):
+    """Where resolvers read subtrees: live from loaders, or through the cache."""
+
+    async def scope(self, user_id: int, role: str) -> list[int]: ...
+
+    async def cohorts(self, cohort_ids: list[int]) -> dict[int, dict[str, Any]]: ...
+
+    async def summary(self, user_id: int, role: str) -> dict[str, Any]: ...
+
+    async def user(self, user_id: int) -> Any: ...
+
+    async def director_ids(self, after: int, limit: int) -> list[int]: ...
+
+
+@dataclass
+class Context:
+    caller: Caller
+    source: SubtreeSource
+    clock: Callable[[], datetime]
+    stale_after_s: float
+    request_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def is_stale(self, computed_at: str) -> bool:
+        then = datetime.fromisoformat(computed_at)
+        return (self.clock() - then).total_seconds() > self.stale_after_s

@@ -1,0 +1,474 @@
+"""The figures of spec/METRICS.md as pure functions of loader rows and a clock.
+
+Inputs are rows (anything with the column attributes); outputs are JSON-native dicts
+(ints, floats, strings, lists) keyed by the Python field names of the schema types,
+so a subtree can be cached as bytes and served by the schema unchanged.
+Where METRICS.md is silent, the choice is documented in docs/metrics-notes.md.
+"""
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from statistics import median
+from typing import Any
+
+ENROLLMENT_STATUSES = ("active", "completed", "withdrawn", "deferred")
+SEAT_TYPES = ("paid", "scholarship", "sponsored")
+SEATED_STATUSES = frozenset({"active", "completed"})
+PORTFOLIO_STATUSES = ("draft", "submitted", "published")
+COMPETENCY_LEVELS = range(6)
+# [0,20) [20,40) [40,60) [60,80) [80,100]: 100 falls in the last bucket.
+READINESS_BUCKETS = ((0.0, 20.0), (20.0, 40.0), (40.0, 60.0), (60.0, 80.0), (80.0, 100.0))
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Alert thresholds and fixed limits (settings; defaults are METRICS.md's)."""
+
+    low_seat_utilization: float = 0.60
+    low_mentor_coverage: float = 0.80
+    critical_mentor_coverage: float = 0.50
+    low_session_completion: float = 0.70
+    low_readiness: float = 60.0
+    critical_payment_failure_ratio: float = 0.10
+    ready_score: float = 70.0
+    milestone_horizon_days: int = 30
+
+
+def rate(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def iso_instant(value: datetime) -> str:
+    """ISO-8601 UTC with microseconds and a Z suffix; naive values are taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --- learner sets and seats -----------------------------------------------------------
+
+
+def seated_learners(enrollments: Iterable[Any]) -> set[int]:
+    return {e.learner_id for e in enrollments if e.status in SEATED_STATUSES}
+
+
+def active_learners(enrollments: Iterable[Any]) -> set[int]:
+    return {e.learner_id for e in enrollments if e.status == "active"}
+
+
+def seats(seat_capacity: int, enrollments: Sequence[Any]) -> dict[str, Any]:
+    seated = [e for e in enrollments if e.status in SEATED_STATUSES]
+    by_type = Counter(e.seat_type for e in seated)
+    used = len(seated)
+    return {
+        "total": seat_capacity,
+        "used": used,
+        "available": max(seat_capacity - used, 0),
+        "paid": by_type["paid"],
+        "scholarship": by_type["scholarship"],
+        "sponsored": by_type["sponsored"],
+        "utilization": rate(used, seat_capacity),
+    }
+
+
+def enrollment(enrollments: Sequence[Any]) -> dict[str, Any]:
+    by_status = Counter(e.status for e in enrollments)
+    by_type = Counter(e.seat_type for e in enrollments)
+    enrolled = len(enrollments)
+    out: dict[str, Any] = {"enrolled": enrolled}
+    out.update({status: by_status[status] for status in ENROLLMENT_STATUSES})
+    out["by_seat_type"] = {seat_type: by_type[seat_type] for seat_type in SEAT_TYPES}
+    out["completion_rate"] = rate(by_status["completed"], enrolled - by_status["withdrawn"])
+    return out
+
+
+# --- mentorship -----------------------------------------------------------------------
+
+
+def mentorship(
+    enrollments: Sequence[Any],
+    active_assignments: Sequence[Any],
+    sessions: Sequence[Any],
+    mentors_by_id: dict[int, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    active = active_learners(enrollments)
+    learners_by_mentor: dict[int, set[int]] = defaultdict(set)
+    for a in active_assignments:
+        learners_by_mentor[a.mentor_id].add(a.learner_id)
+    assigned = set().union(*learners_by_mentor.values()) if learners_by_mentor else set()
+    covered = len(active & assigned)
+    mentor_count = len(learners_by_mentor)
+
+    past = [s for s in sessions if s.scheduled_at <= now and s.status != "cancelled"]
+    completed_past = sum(1 for s in past if s.status == "completed")
+    upcoming = sum(1 for s in sessions if s.status == "scheduled" and s.scheduled_at > now)
+    by_mentor_status = Counter((s.mentor_id, s.status) for s in sessions)
+
+    mentors = []
+    for mentor_id in sorted(learners_by_mentor):
+        mentor = mentors_by_id.get(mentor_id)
+        mentors.append(
+            {
+                "id": mentor_id,
+                "name": mentor.name if mentor is not None else None,
+                "max_learners": mentor.max_learners if mentor is not None else None,
+                "active_learners": len(learners_by_mentor[mentor_id]),
+                "completed_sessions": by_mentor_status[(mentor_id, "completed")],
+                "no_show_sessions": by_mentor_status[(mentor_id, "no_show")],
+            }
+        )
+    return {
+        "mentor_count": mentor_count,
+        "active_learners": len(active),
+        "covered_learners": covered,
+        "mentor_coverage": rate(covered, len(active)),
+        "learners_per_mentor": rate(len(active), mentor_count),
+        "past_sessions": len(past),
+        "completed_past_sessions": completed_past,
+        "session_completion_rate": rate(completed_past, len(past)),
+        "upcoming_sessions": upcoming,
+        "mentors": mentors,
+    }
+
+
+# --- talentscope ----------------------------------------------------------------------
+
+
+def readiness(
+    enrollments: Sequence[Any], latest_scores: Sequence[Any], ready_score: float
+) -> dict[str, Any]:
+    seated = seated_learners(enrollments)
+    scores = [r.score for r in latest_scores if r.learner_id in seated]
+    counts = [0] * len(READINESS_BUCKETS)
+    for score in scores:
+        counts[min(int(score // 20), len(READINESS_BUCKETS) - 1)] += 1
+    return {
+        "average": mean(scores),
+        "scored_learners": len(scores),
+        "score_sum": sum(scores),
+        "ready": sum(1 for s in scores if s >= ready_score),
+        "distribution": [
+            {"lower": lower, "upper": upper, "count": count}
+            for (lower, upper), count in zip(READINESS_BUCKETS, counts, strict=True)
+        ],
+    }
+
+
+def competency_heatmap(
+    enrollments: Sequence[Any], latest_levels: Sequence[Any]
+) -> list[dict[str, Any]]:
+    seated = seated_learners(enrollments)
+    levels_by_competency: dict[str, list[int]] = defaultdict(list)
+    for row in latest_levels:
+        if row.learner_id in seated:
+            levels_by_competency[row.competency].append(row.level)
+    rows = []
+    for competency in sorted(levels_by_competency):
+        levels = levels_by_competency[competency]
+        counts = Counter(levels)
+        rows.append(
+            {
+                "competency": competency,
+                "learners": len(levels),
+                "levels": [counts[level] for level in COMPETENCY_LEVELS],
+                "average_level": mean(levels),
+            }
+        )
+    return rows
+
+
+# --- missions -------------------------------------------------------------------------
+
+
+def funnel(submissions: Sequence[Any]) -> dict[str, Any]:
+    by_status = Counter(s.status for s in submissions)
+    approved, rejected = by_status["approved"], by_status["rejected"]
+    review_hours = [
+        (s.reviewed_at - s.submitted_at).total_seconds() / SECONDS_PER_HOUR
+        for s in submissions
+        if s.status in ("approved", "rejected")
+        and s.submitted_at is not None
+        and s.reviewed_at is not None
+    ]
+    return {
+        "started": len(submissions),
+        "submitted": by_status["submitted"] + approved + rejected,
+        "approved": approved,
+        "rejected": rejected,
+        "approval_rate": rate(approved, approved + rejected),
+        "median_review_hours": median(review_hours) if review_hours else None,
+    }
+
+
+def mission_funnel(missions: Sequence[Any], submissions: Sequence[Any]) -> dict[str, Any]:
+    by_mission: dict[int, list[Any]] = defaultdict(list)
+    for s in submissions:
+        by_mission[s.mission_id].append(s)
+    out = funnel(submissions)
+    out["missions"] = [
+        {
+            "mission_id": m.id,
+            "title": m.title,
+            "due_date": m.due_date.isoformat(),
+            **funnel(by_mission.get(m.id, [])),
+        }
+        for m in sorted(missions, key=lambda m: m.id)
+    ]
+    return out
+
+
+# --- portfolio ------------------------------------------------------------------------
+
+
+def portfolio(enrollments: Sequence[Any], items: Sequence[Any]) -> dict[str, Any]:
+    seated = seated_learners(enrollments)
+    by_status = Counter(i.status for i in items)
+    published = [i for i in items if i.status == "published"]
+    with_published = len({i.learner_id for i in published} & seated)
+    qualities = [i.quality_score for i in published if i.quality_score is not None]
+    out: dict[str, Any] = {status: by_status[status] for status in PORTFOLIO_STATUSES}
+    out.update(
+        learners_with_published=with_published,
+        published_rate=rate(with_published, len(seated)),
+        average_quality=mean(qualities),
+    )
+    return out
+
+
+# --- billing --------------------------------------------------------------------------
+
+
+def payments(
+    payment_rows: Sequence[Any], refund_rows: Sequence[Any], today: date
+) -> list[dict[str, Any]]:
+    def empty() -> dict[str, Any]:
+        return dict.fromkeys(
+            (
+                "billed_cents",
+                "paid_cents",
+                "pending_cents",
+                "failed_cents",
+                "refunded_cents",
+                "overdue_cents",
+                "refund_count",
+                "failed_count",
+            ),
+            0,
+        )
+
+    by_currency: dict[str, dict[str, Any]] = defaultdict(empty)
+    for p in payment_rows:
+        acc = by_currency[p.currency]
+        acc["billed_cents"] += p.amount_cents
+        if p.status in ("paid", "pending", "failed"):
+            acc[f"{p.status}_cents"] += p.amount_cents
+        if p.status == "failed":
+            acc["failed_count"] += 1
+        if p.status == "pending" and p.due_date < today:
+            acc["overdue_cents"] += p.amount_cents
+    for r in refund_rows:
+        acc = by_currency[r.currency]
+        acc["refunded_cents"] += r.amount_cents
+        acc["refund_count"] += 1
+    return [
+        {
+            "currency": currency,
+            **acc,
+            "collection_rate": rate(acc["paid_cents"], acc["billed_cents"]),
+        }
+        for currency, acc in sorted(by_currency.items())
+    ]
+
+
+# --- milestones -----------------------------------------------------------------------
+
+
+def milestones(rows: Sequence[Any], today: date, horizon_days: int) -> dict[str, Any]:
+    open_rows = sorted(
+        (m for m in rows if m.completed_at is None), key=lambda m: (m.due_date, m.id)
+    )
+    horizon = today + timedelta(days=horizon_days)
+
+    def view(m: Any) -> dict[str, Any]:
+        return {"id": m.id, "title": m.title, "due_date": m.due_date.isoformat()}
+
+    return {
+        "upcoming": [view(m) for m in open_rows if today <= m.due_date <= horizon],
+        "overdue": [view(m) for m in open_rows if m.due_date < today],
+    }
+
+
+# --- alerts ---------------------------------------------------------------------------
+
+
+def alert(
+    code: str, severity: str, cohort_id: int, value: float, threshold: float, message: str
+) -> dict[str, Any]:
+    return {
+        "code": code,
+        "severity": severity,
+        "cohort_id": cohort_id,
+        "value": value,
+        "threshold": threshold,
+        "message": message,
+    }
+
+
+def cohort_alerts(cohort: dict[str, Any], t: Thresholds) -> list[dict[str, Any]]:
+    """Alerts of one cohort subtree; only running cohorts raise any."""
+    if cohort["status"] != "running":
+        return []
+    cid = cohort["id"]
+    out = []
+    utilization = cohort["seats"]["utilization"]
+    if utilization is not None and utilization < t.low_seat_utilization:
+        out.append(
+            alert(
+                "LOW_SEAT_UTILIZATION",
+                "warning",
+                cid,
+                utilization,
+                t.low_seat_utilization,
+                f"Seat utilization {utilization:.0%} is below {t.low_seat_utilization:.0%}.",
+            )
+        )
+    coverage = cohort["mentorship"]["mentor_coverage"]
+    if coverage is not None and coverage < t.low_mentor_coverage:
+        critical = coverage < t.critical_mentor_coverage
+        limit = t.critical_mentor_coverage if critical else t.low_mentor_coverage
+        out.append(
+            alert(
+                "LOW_MENTOR_COVERAGE",
+                "critical" if critical else "warning",
+                cid,
+                coverage,
+                limit,
+                f"Mentor coverage {coverage:.0%} is below {limit:.0%}.",
+            )
+        )
+    completion = cohort["mentorship"]["session_completion_rate"]
+    if completion is not None and completion < t.low_session_completion:
+        out.append(
+            alert(
+                "LOW_SESSION_COMPLETION",
+                "warning",
+                cid,
+                completion,
+                t.low_session_completion,
+                f"Session completion {completion:.0%} is below {t.low_session_completion:.0%}.",
+            )
+        )
+    average = cohort["readiness"]["average"]
+    if average is not None and average < t.low_readiness:
+        out.append(
+            alert(
+                "LOW_READINESS",
+                "warning",
+                cid,
+                average,
+                t.low_readiness,
+                f"Average readiness {average:.1f} is below {t.low_readiness:g}.",
+            )
+        )
+    overdue = len(cohort["milestones"]["overdue"])
+    if overdue >= 1:
+        out.append(
+            alert(
+                "OVERDUE_MILESTONE",
+                "warning",
+                cid,
+                float(overdue),
+                1.0,
+                f"{overdue} milestone(s) overdue.",
+            )
+        )
+    failed = sum(p["failed_count"] for p in cohort["payments"])
+    if failed >= 1:
+        ratios = [
+            (p["failed_cents"] / p["billed_cents"], p["currency"])
+            for p in cohort["payments"]
+            if p["billed_cents"]
+        ]
+        worst, currency = max(ratios) if ratios else (0.0, "")
+        critical = worst > t.critical_payment_failure_ratio
+        out.append(
+            alert(
+                "PAYMENT_FAILURES",
+                "critical" if critical else "warning",
+                cid,
+                float(failed),
+                1.0,
+                f"{failed} failed payment(s); worst {currency} {worst:.0%} of billed."
+                if currency
+                else f"{failed} failed payment(s).",
+            )
+        )
+    return out
+
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1}
+
+
+def sort_alerts(alerts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Critical first, then warning; within a severity by cohort id, then code."""
+    return sorted(alerts, key=lambda a: (SEVERITY_ORDER[a["severity"]], a["cohort_id"], a["code"]))
+
+
+# --- director summary -----------------------------------------------------------------
+
+
+def director_summary(cohorts: Sequence[dict[str, Any]], computed_at: str) -> dict[str, Any]:
+    """Pooled over cohorts (sums of numerators and denominators), never averaged averages."""
+    running = [c for c in cohorts if c["status"] == "running"]
+    closed = [c for c in cohorts if c["status"] == "closed"]
+
+    def total(rows: Iterable[dict[str, Any]], section: str, field: str) -> float:
+        return sum(c[section][field] for c in rows)
+
+    seat_total = total(running, "seats", "total")
+    seat_used = total(running, "seats", "used")
+    alerts = sort_alerts(a for c in running for a in c["alerts"])
+    by_severity = Counter(a["severity"] for a in alerts)
+    by_code = Counter(a["code"] for a in alerts)
+    closed_completed = total(closed, "enrollment", "completed")
+    closed_base = total(closed, "enrollment", "enrolled") - total(closed, "enrollment", "withdrawn")
+    return {
+        "computed_at": computed_at,
+        "total_cohorts": len(cohorts),
+        "active_cohorts": len(running),
+        "active_programs": len(
+            {c["program"]["id"] for c in running if c["program"]["status"] == "active"}
+        ),
+        "seats": {
+            "total": seat_total,
+            "used": seat_used,
+            "available": total(running, "seats", "available"),
+            "paid": total(running, "seats", "paid"),
+            "scholarship": total(running, "seats", "scholarship"),
+            "sponsored": total(running, "seats", "sponsored"),
+            "utilization": rate(seat_used, seat_total),
+        },
+        "average_readiness": rate(
+            total(running, "readiness", "score_sum"), total(running, "readiness", "scored_learners")
+        ),
+        "completion_rate": rate(closed_completed, closed_base),
+        "mentor_coverage": rate(
+            total(running, "mentorship", "covered_learners"),
+            total(running, "mentorship", "active_learners"),
+        ),
+        "session_completion_rate": rate(
+            total(running, "mentorship", "completed_past_sessions"),
+            total(running, "mentorship", "past_sessions"),
+        ),
+        "alert_counts": {"critical": by_severity["critical"], "warning": by_severity["warning"]},
+        "alerts_by_code": [{"code": code, "count": by_code[code]} for code in sorted(by_code)],
+        "alerts": alerts,
+    }

@@ -1,0 +1,94 @@
+"""The schema: queries scoped to the caller."""
+
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
+
+from resolvers.cohort import Cohort
+from resolvers.context import Context
+from resolvers.director import Director, DirectorConnection
+from resolvers.errors import FORBIDDEN, coded, not_found
+from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, decode_cursor, encode_cursor
+from resolvers.scalars import SCALARS, field_resolver
+
+
+def _director(row: Any, role: str) -> Director:
+    return Director(id=row.id, name=row.name, email=row.email, role=role)
+
+
+@strawberry.type(description="Read the dashboard. Every answer is limited to the caller's scope.")
+class Query:
+    @strawberry.field(description="The caller, as a director (an admin's scope is every cohort).")
+    async def me(self, info: strawberry.Info[Context, None]) -> Director:
+        caller = info.context.caller
+        row = await info.context.source.user(caller.user_id)
+        if row is None:
+            raise not_found("User", caller.user_id)
+        return _director(row, caller.role)
+
+    @strawberry.field(
+        description="A director by user id: admins may ask for anyone, a director for themselves."
+    )
+    async def director(self, info: strawberry.Info[Context, None], id: int) -> Director:
+        caller = info.context.caller
+        if not caller.is_admin and id != caller.user_id:
+            raise not_found("Director", id)
+        row = await info.context.source.user(id)
+        if row is None or row.role not in ("director", "admin"):
+            raise not_found("Director", id)
+        return _director(row, row.role)
+
+    @strawberry.field(description="Every director, by id (admins only).")
+    async def directors(
+        self,
+        info: strawberry.Info[Context, None],
+        first: Annotated[
+            int, strawberry.argument(description="Page size, 1 to 100.")
+        ] = DEFAULT_PAGE_SIZE,
+        after: Annotated[
+            str | None, strawberry.argument(description="Cursor to start after.")
+        ] = None,
+    ) -> DirectorConnection:
+        if not info.context.caller.is_admin:
+            raise coded("Only admins may list directors.", FORBIDDEN)
+        check_first(first)
+        after_id = 0
+        if after is not None:
+            key = decode_cursor(after, "directors")
+            if len(key) != 1 or not isinstance(key[0], int):
+                raise not_found("Cursor", after)
+            after_id = key[0]
+        source = info.context.source
+        ids = await source.director_ids(after_id, first + 1)
+        rows = [await source.user(i) for i in ids[:first]]
+        nodes = [_director(r, r.role) for r in rows if r is not None]
+        return DirectorConnection(
+            nodes=nodes,
+            end_cursor=encode_cursor("directors", [nodes[-1].id]) if nodes else None,
+            has_next_page=len(ids) > first,
+        )
+
+    @strawberry.field(description="A cohort in the caller's scope; any other id is NOT_FOUND.")
+    async def cohort(self, info: strawberry.Info[Context, None], id: int) -> Cohort:
+        caller = info.context.caller
+        source = info.context.source
+        # Scope first: an out-of-scope id answers exactly like one that does not exist.
+        if id not in set(await source.scope(caller.user_id, caller.role)):
+            raise not_found("Cohort", id)
+        subtree = (await source.cohorts([id])).get(id)
+        if subtree is None:
+            raise not_found("Cohort", id)
+        return subtree  # type: ignore[return-value]
+
+
+def build_schema(
+    extensions: list[type[SchemaExtension]] | None = None, mutation: type | None = None
+) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=mutation,
+        extensions=extensions or [],
+        config=StrawberryConfig(default_resolver=field_resolver, scalar_map=SCALARS),
+    )

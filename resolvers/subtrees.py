@@ -1,0 +1,185 @@
+"""Subtree builders: loader rows → cached, JSON-native subtrees. Used by resolvers and workers."""
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from loaders.programs import cohorts as cohorts_table
+from loaders.programs import users as users_table
+from loaders.registry import Loaders
+from resolvers import figures
+from resolvers.figures import Thresholds
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    role: str  # "director" | "admin"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+async def all_cohort_ids(loaders: Loaders) -> list[int]:
+    rows = await loaders.upstream.fetch(
+        "programs", select(cohorts_table.c.id).order_by(cohorts_table.c.id)
+    )
+    return [row.id for row in rows]
+
+
+async def director_ids(loaders: Loaders, *, after: int = 0, limit: int | None = None) -> list[int]:
+    stmt = (
+        select(users_table.c.id)
+        .where(users_table.c.role == "director", users_table.c.id > after)
+        .order_by(users_table.c.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = await loaders.upstream.fetch("programs", stmt)
+    return [row.id for row in rows]
+
+
+async def scope_cohort_ids(loaders: Loaders, user_id: int, role: str) -> list[int]:
+    """Cohort ids a user may see, ascending: every cohort for an admin, else their tracks'."""
+    if role == "admin":
+        return await all_cohort_ids(loaders)
+    track_rows = await loaders.track_ids_by_director_id.load(user_id)
+    per_track = await loaders.cohorts_by_track_id.load_many([r.track_id for r in track_rows])
+    return sorted({c.id for rows in per_track for c in rows})
+
+
+async def cohort_director_ids(loaders: Loaders, cohort_ids: list[int]) -> list[int]:
+    """Directors whose scope holds any of these cohorts."""
+    cohort_rows = [c for c in await loaders.cohort_by_id.load_many(cohort_ids) if c is not None]
+    per_track = await loaders.director_ids_by_track_id.load_many(
+        sorted({c.track_id for c in cohort_rows})
+    )
+    return sorted({r.director_id for rows in per_track for r in rows})
+
+
+async def build_cohorts(
+    loaders: Loaders, cohort_ids: list[int], now: datetime, thresholds: Thresholds
+) -> dict[int, dict[str, Any]]:
+    """Subtrees of the given cohorts that exist, all computed as of `now`.
+
+    One statement per table for the whole batch, whatever the number of cohorts.
+    """
+    cohort_rows = [c for c in await loaders.cohort_by_id.load_many(cohort_ids) if c is not None]
+    ids = [c.id for c in cohort_rows]
+    if not ids:
+        return {}
+    track_rows = await loaders.track_by_id.load_many(sorted({c.track_id for c in cohort_rows}))
+    tracks_by_id = {t.id: t for t in track_rows if t is not None}
+    (
+        program_rows,
+        enrollments,
+        milestones,
+        assignments,
+        sessions,
+        readiness,
+        competencies,
+        missions,
+        submissions,
+        portfolio_items,
+        payments,
+        refunds,
+    ) = await asyncio.gather(
+        loaders.program_by_id.load_many(sorted({t.program_id for t in tracks_by_id.values()})),
+        loaders.enrollments_by_cohort_id.load_many(ids),
+        loaders.milestones_by_cohort_id.load_many(ids),
+        loaders.active_mentor_assignments_by_cohort_id.load_many(ids),
+        loaders.mentorship_sessions_by_cohort_id.load_many(ids),
+        loaders.latest_readiness_scores_by_cohort_id.load_many(ids),
+        loaders.latest_competency_levels_by_cohort_id.load_many(ids),
+        loaders.missions_by_cohort_id.load_many(ids),
+        loaders.mission_submissions_by_cohort_id.load_many(ids),
+        loaders.portfolio_items_by_cohort_id.load_many(ids),
+        loaders.payments_by_cohort_id.load_many(ids),
+        loaders.refunds_by_cohort_id.load_many(ids),
+    )
+    programs_by_id = {p.id: p for p in program_rows if p is not None}
+    mentor_ids = sorted({a.mentor_id for rows in assignments for a in rows})
+    mentors_by_id = {
+        m.id: m for m in await loaders.mentor_by_id.load_many(mentor_ids) if m is not None
+    }
+
+    today = now.date()
+    computed_at = figures.iso_instant(now)
+    out: dict[int, dict[str, Any]] = {}
+    for i, c in enumerate(cohort_rows):
+        track = tracks_by_id[c.track_id]
+        program = programs_by_id[track.program_id]
+        subtree: dict[str, Any] = {
+            "id": c.id,
+            "name": c.name,
+            "mode": c.mode,
+            "status": c.status,
+            "start_date": c.start_date.isoformat(),
+            "end_date": c.end_date.isoformat(),
+            "track": {"id": track.id, "name": track.name},
+            "program": {"id": program.id, "name": program.name, "status": program.status},
+            "seats": figures.seats(c.seat_capacity, enrollments[i]),
+            "enrollment": figures.enrollment(enrollments[i]),
+            "mentorship": figures.mentorship(
+                enrollments[i], assignments[i], sessions[i], mentors_by_id, now
+            ),
+            "readiness": figures.readiness(enrollments[i], readiness[i], thresholds.ready_score),
+            "competencies": figures.competency_heatmap(enrollments[i], competencies[i]),
+            "mission_funnel": figures.mission_funnel(missions[i], submissions[i]),
+            "portfolio": figures.portfolio(enrollments[i], portfolio_items[i]),
+            "payments": figures.payments(payments[i], refunds[i], today),
+            "milestones": figures.milestones(
+                milestones[i], today, thresholds.milestone_horizon_days
+            ),
+            "computed_at": computed_at,
+        }
+        subtree["alerts"] = figures.cohort_alerts(subtree, thresholds)
+        subtree["flags"] = [a["code"] for a in subtree["alerts"]]
+        out[c.id] = subtree
+    return out
+
+
+def build_summary(cohorts: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    return figures.director_summary(cohorts, figures.iso_instant(now))
+
+
+class LiveSource:
+    """Computes every subtree from the upstream modules; one instance per request or job.
+
+    All subtrees of one instance are computed as of the same instant.
+    """
+
+    def __init__(self, loaders: Loaders, now: datetime, thresholds: Thresholds) -> None:
+        self.loaders = loaders
+        self.now = now
+        self.thresholds = thresholds
+        self._scopes: dict[tuple[int, str], list[int]] = {}
+        self._cohorts: dict[int, dict[str, Any]] = {}
+
+    async def scope(self, user_id: int, role: str) -> list[int]:
+        key = (user_id, role)
+        if key not in self._scopes:
+            self._scopes[key] = await scope_cohort_ids(self.loaders, user_id, role)
+        return self._scopes[key]
+
+    async def cohorts(self, cohort_ids: list[int]) -> dict[int, dict[str, Any]]:
+        missing = [i for i in cohort_ids if i not in self._cohorts]
+        if missing:
+            self._cohorts.update(
+                await build_cohorts(self.loaders, missing, self.now, self.thresholds)
+            )
+        return {i: self._cohorts[i] for i in cohort_ids if i in self._cohorts}
+
+    async def summary(self, user_id: int, role: str) -> dict[str, Any]:
+        cohorts = await self.cohorts(await self.scope(user_id, role))
+        return build_summary(list(cohorts.values()), self.now)
+
+    async def user(self, user_id: int) -> Any:
+        return await self.loaders.user_by_id.load(user_id)
+
+    async def director_ids(self, after: int, limit: int) -> list[int]:
+        return await director_ids(self.loaders, after=after, limit=limit)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from tests.servers import PostgresServer, RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """An empty Redis; restarted first if an earlier test stopped or killed it."""
+    redis_server.start()
+    redis_server.flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Private cluster, or the server in GATEWAY_TEST_POSTGRES_URL when that is set."""
+    with PostgresServer.from_env() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url_factory(postgres_server: PostgresServer) -> Callable[[str], str]:
+    """`factory(prefix)` creates a fresh database named `<prefix>_<random>` and returns its URL."""
+
+    def create(prefix: str = "test") -> str:
+        return postgres_server.create_database(f"{prefix}_{uuid.uuid4().hex[:12]}")
+
+    return create
+
+
+@pytest.fixture
+def postgres_url(postgres_url_factory: Callable[[str], str]) -> str:
+    """A fresh, empty database for one test."""
+    return postgres_url_factory("test")
+
+
+# --- the gateway on the hand-built dataset --------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Name of the database the module's dataset lives on."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+async def dataset_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory) -> str:
+    from tests import dataset
+
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'upstream.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_url_factory")("dataset")
+    await dataset.load(url)
+    return url
