@@ -32,7 +32,7 @@ def error_code(error: GraphQLError) -> str:
         return UPSTREAM_UNAVAILABLE
     if isinstance(error, GraphQLSyntaxError):
         return GRAPHQL_PARSE_FAILED
-    if original is None:
+    if original is None or isinstance(original, GraphQLError):
         if any(phrase in error.message for phrase in _INPUT_PHRASES):
             return BAD_USER_INPUT
         return GRAPHQL_VALIDATION_FAILED

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import redis.asyncio as aioredis
 import strawberry
 from strawberry.http.ides import get_graphql_ide_html
 
@@ -29,6 +30,8 @@ class Services:
     verifier: TokenVerifier
     thresholds: Thresholds
     clock: Callable[[], datetime] = utc_now
+    # None in embedded mode (no GATEWAY_REDIS_URL).
+    redis: aioredis.Redis | None = None
     graphiql_html: str = field(default_factory=lambda: get_graphql_ide_html("graphiql"))
 
     @classmethod
@@ -45,6 +48,7 @@ class Services:
             verifier=TokenVerifier.from_settings(settings),
             thresholds=settings.thresholds(),
             clock=clock,
+            redis=make_redis(settings.redis_url) if settings.redis_url else None,
         )
 
     def make_context(self, caller: Caller, request_id: str) -> Context:
@@ -60,3 +64,12 @@ class Services:
 
     async def close(self) -> None:
         await self.upstream.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def make_redis(url: str) -> aioredis.Redis:
+    # Short timeouts: an unreachable Redis must degrade to live answers, not hang requests.
+    return aioredis.Redis.from_url(
+        url, socket_connect_timeout=0.5, socket_timeout=1.0, health_check_interval=5
+    )

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS (never `*` in production)."
     )
 
+    redis_url: str | None = Field(
+        None, description="Redis for the cache and the job queue; unset = embedded mode."
+    )
     refresh_interval_s: float = Field(
         300.0, description="Prewarm interval; a subtree older than this is served as stale."
     )

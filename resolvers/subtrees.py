@@ -157,14 +157,17 @@ class LiveSource:
         self.loaders = loaders
         self.now = now
         self.thresholds = thresholds
-        self._scopes: dict[tuple[int, str], list[int]] = {}
+        self._scopes: dict[tuple[int, str], asyncio.Task[list[int]]] = {}
         self._cohorts: dict[int, dict[str, Any]] = {}
 
     async def scope(self, user_id: int, role: str) -> list[int]:
+        # Sibling fields resolve concurrently: share one look-up per user.
         key = (user_id, role)
         if key not in self._scopes:
-            self._scopes[key] = await scope_cohort_ids(self.loaders, user_id, role)
-        return self._scopes[key]
+            self._scopes[key] = asyncio.ensure_future(
+                scope_cohort_ids(self.loaders, user_id, role)
+            )
+        return await self._scopes[key]
 
     async def cohorts(self, cohort_ids: list[int]) -> dict[int, dict[str, Any]]:
         missing = [i for i in cohort_ids if i not in self._cohorts]

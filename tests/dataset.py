@@ -1,4 +1,4 @@
-"""A tiny hand-built upstream dataset whose every figure is worked out in tests/README.md-style comments.
+"""A tiny hand-built upstream dataset; every figure of it is worked out in the tests.
 
 Today is 2026-11-24 and now is 12:00 UTC. Dana (2) directs tracks 1 and 2, Drew (3)
 directs tracks 2 and 3, Nora (4) directs nothing, Ada (1) is the admin.
@@ -508,3 +508,33 @@ async def load(url: str, rows: dict[Any, list[dict[str, Any]]] | None = None) ->
                     await conn.execute(insert(table), table_rows)
     finally:
         await engine.dispose()
+
+
+def replicated(copies: int) -> dict[Any, list[dict[str, Any]]]:
+    """ROWS plus `copies` clones of cohort 101 (ids 1001, 1002, …) with all its rows."""
+    rows = {table: list(table_rows) for table, table_rows in ROWS.items()}
+    mission_ids = {m["id"] for m in ROWS[missions.missions] if m["cohort_id"] == 101}
+    for n in range(1, copies + 1):
+        cohort_id = 1000 + n
+        offset = 1000 * n
+        rows[programs.cohorts].append(
+            {**ROWS[programs.cohorts][0], "id": cohort_id, "name": f"Clone {n}"}
+        )
+        for table in ROWS:
+            if table is programs.cohorts or "cohort_id" not in table.c:
+                continue
+            for row in ROWS[table]:
+                if row["cohort_id"] == 101:
+                    rows[table].append({**row, "id": row["id"] + offset, "cohort_id": cohort_id})
+        for row in ROWS[missions.mission_submissions]:
+            if row["mission_id"] in mission_ids:
+                rows[missions.mission_submissions].append(
+                    {**row, "id": row["id"] + offset, "mission_id": row["mission_id"] + offset}
+                )
+        payment_ids = {p["id"] for p in ROWS[billing.payments] if p["cohort_id"] == 101}
+        for row in ROWS[billing.refunds]:
+            if row["payment_id"] in payment_ids:
+                rows[billing.refunds].append(
+                    {**row, "id": row["id"] + offset, "payment_id": row["payment_id"] + offset}
+                )
+    return rows

@@ -4,9 +4,10 @@ from collections.abc import Callable
 
 import redis
 import redis.asyncio
-from tests.servers import PostgresServer, RedisServer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.servers import PostgresServer, RedisServer
 
 
 def test_redis_round_trip(redis_url: str) -> None:
