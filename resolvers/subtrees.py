@@ -2,7 +2,7 @@
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -107,7 +107,7 @@ async def build_cohorts(
         m.id: m for m in await loaders.mentor_by_id.load_many(mentor_ids) if m is not None
     }
 
-    today = now.date()
+    today = now.astimezone(UTC).date()  # METRICS.md: today is the UTC date of now
     computed_at = figures.iso_instant(now)
     out: dict[int, dict[str, Any]] = {}
     for i, c in enumerate(cohort_rows):
