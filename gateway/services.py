@@ -4,11 +4,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
 import strawberry
+from arq.connections import ArqRedis
 from strawberry.http.ides import get_graphql_ide_html
 
+from gateway import metrics
 from gateway.auth import TokenVerifier
+from gateway.cache import CachedSource, CachePolicy, Refresher, SubtreeCache
+from gateway.keys import QUEUE_NAME, Keys, cache_version
+from gateway.kv import KV, MemoryKV, RedisKV
+from gateway.queue import QueueRefresher
+from gateway.refresh import LocalRefresher, RefreshService
 from gateway.settings import Settings
 from loaders.engines import Upstream
 from loaders.registry import Loaders
@@ -31,7 +37,11 @@ class Services:
     thresholds: Thresholds
     clock: Callable[[], datetime] = utc_now
     # None in embedded mode (no GATEWAY_REDIS_URL).
-    redis: aioredis.Redis | None = None
+    redis: ArqRedis | None = None
+    kv: KV = field(default_factory=MemoryKV)
+    cache: SubtreeCache | None = None
+    refresh: RefreshService | None = None
+    refresher: Refresher | None = None
     graphiql_html: str = field(default_factory=lambda: get_graphql_ide_html("graphiql"))
 
     @classmethod
@@ -41,19 +51,50 @@ class Services:
             query_timeout_s=settings.upstream_query_timeout_s,
             pool_size=settings.upstream_pool_size,
         )
+        upstream.observers.append(metrics.observe_statement)
+        schema = build_schema()
+        redis = make_redis(settings.redis_url) if settings.redis_url else None
+        kv: KV = RedisKV(redis) if redis is not None else MemoryKV()
+        thresholds = settings.thresholds()
+        cache = SubtreeCache(
+            kv,
+            Keys(cache_version(schema.as_str())),
+            CachePolicy(
+                fresh_s=settings.refresh_interval_s,
+                serve_stale_s=settings.cache_ttl_s,
+                retention_s=settings.cache_retention_s,
+                lock_s=settings.cache_lock_s,
+            ),
+            clock,
+            distributed=redis is not None,
+        )
+        refresh = RefreshService(upstream, cache, thresholds, clock)
+        refresher: Refresher = (
+            QueueRefresher(redis) if redis is not None else LocalRefresher(refresh)
+        )
+        cache.refresher = refresher
         return cls(
             settings=settings,
             upstream=upstream,
-            schema=build_schema(),
+            schema=schema,
             verifier=TokenVerifier.from_settings(settings),
-            thresholds=settings.thresholds(),
+            thresholds=thresholds,
             clock=clock,
-            redis=make_redis(settings.redis_url) if settings.redis_url else None,
+            redis=redis,
+            kv=kv,
+            cache=cache,
+            refresh=refresh,
+            refresher=refresher,
         )
 
     def make_context(self, caller: Caller, request_id: str) -> Context:
         # Loaders are built here, per request, inside the running event loop.
-        source = LiveSource(Loaders(self.upstream), self.clock(), self.thresholds)
+        live = LiveSource(Loaders(self.upstream), self.clock(), self.thresholds)
+        source = (
+            CachedSource(self.cache, live, self.thresholds)
+            if self.cache is not None and self.settings.cache_enabled
+            else live
+        )
         return Context(
             caller=caller,
             source=source,
@@ -68,8 +109,13 @@ class Services:
             await self.redis.aclose()
 
 
-def make_redis(url: str) -> aioredis.Redis:
-    # Short timeouts: an unreachable Redis must degrade to live answers, not hang requests.
-    return aioredis.Redis.from_url(
-        url, socket_connect_timeout=0.5, socket_timeout=1.0, health_check_interval=5
+def make_redis(url: str) -> ArqRedis:
+    # One client for the cache and the job queue. Short timeouts: an unreachable Redis
+    # must degrade to live answers, not hang requests.
+    return ArqRedis.from_url(  # type: ignore[no-any-return]
+        url,
+        socket_connect_timeout=0.5,
+        socket_timeout=1.0,
+        health_check_interval=5,
+        default_queue_name=QUEUE_NAME,
     )

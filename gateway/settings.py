@@ -2,7 +2,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loaders import MODULES
@@ -64,6 +64,33 @@ class Settings(BaseSettings):
     refresh_interval_s: float = Field(
         300.0, description="Prewarm interval; a subtree older than this is served as stale."
     )
+    cache_enabled: bool = Field(
+        True, description="Serve through the subtree cache; off computes every answer live."
+    )
+    cache_ttl_s: float = Field(
+        900.0, description="Serve a cached subtree (marked stale) up to this age, seconds."
+    )
+    cache_retention_s: float = Field(
+        86_400.0,
+        description="Keep entries this long, seconds, to answer when an upstream module fails.",
+    )
+    cache_lock_s: float = Field(
+        30.0, description="Cross-process single-flight lock timeout, seconds."
+    )
+    embedded_scheduler: bool = Field(
+        True, description="Embedded mode: refresh every interval inside the gateway process."
+    )
+    refresh_rate_limit: int = Field(
+        6, description="requestRefresh calls allowed per caller per minute."
+    )
+    webhook_secret: SecretStr = Field(
+        SecretStr("dev-webhook-secret-change-me"),
+        description="HMAC-SHA256 secret of upstream change events.",
+    )
+    webhook_max_body_bytes: int = Field(65_536, description="Largest webhook body, bytes.")
+    event_dedupe_ttl_s: float = Field(
+        7 * 86_400.0, description="How long an event id is remembered, seconds."
+    )
     max_body_bytes: int = Field(262_144, description="Largest accepted request body, bytes.")
 
     # Alert thresholds of spec/METRICS.md.
@@ -76,6 +103,58 @@ class Settings(BaseSettings):
 
     ready_score: float = Field(70.0, description="Latest readiness score counted as ready.")
     milestone_horizon_days: int = Field(30, description="Upcoming milestones window, days.")
+
+    # --- persisted queries and limits ---
+    persisted_manifest: Path | None = Field(
+        None,
+        description="Trusted documents: an apollo-persisted-query-manifest or a {hash: document} "
+        "JSON map, loaded at start-up.",
+    )
+    persisted_only: bool = Field(
+        False, description="Reject documents not in the manifest (PERSISTED_QUERY_NOT_IN_LIST)."
+    )
+    persisted_only_log_only: bool = Field(
+        False, description="Only log what persisted-only mode would reject; reject nothing."
+    )
+    persisted_only_allow_apq: bool = Field(
+        False, description="In persisted-only mode, also accept documents registered through APQ."
+    )
+    apq_enabled: bool = Field(True, description="Automatic Persisted Queries (Apollo protocol).")
+    apq_ttl_s: int = Field(
+        86_400, gt=0, description="Lifetime of an APQ document in Redis, seconds."
+    )
+    apq_memory_entries: int = Field(
+        2_000, gt=0, description="APQ documents kept in process memory (LRU)."
+    )
+    max_depth: int = Field(
+        10, gt=0, description="Deepest field nesting; `{ me { id } }` has depth 2."
+    )
+    max_aliases: int = Field(15, ge=0, description="Most aliased fields in one document.")
+    max_tokens: int = Field(2_000, gt=0, description="Most lexical tokens in one document.")
+    max_cost: int = Field(
+        50_000,
+        gt=0,
+        description="Most field resolutions: each field costs the product of the `first` "
+        "arguments (or their defaults) of the paginated fields above it.",
+    )
+    field_suggestions: bool | None = Field(
+        None, description="`Did you mean` hints in errors; default on in development only."
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin_in_production(
+        cls, origins: list[str], info: ValidationInfo
+    ) -> list[str]:
+        if "*" in origins and info.data.get("env") == "production":
+            raise ValueError("CORS origin `*` is not allowed in production; list the origins")
+        return origins
+
+    @cached_property
+    def field_suggestions_enabled(self) -> bool:
+        if self.field_suggestions is not None:
+            return self.field_suggestions
+        return not self.is_production
 
     def thresholds(self) -> Thresholds:
         return Thresholds(

@@ -52,3 +52,8 @@ def registry_name(cls: type) -> str:
     """`EnrollmentsByCohortIdLoader` → `enrollments_by_cohort_id`."""
     name = cls.__name__.removesuffix("Loader")
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def as_dict(row: Row[Any]) -> dict[str, Any]:
+    """Plain-str keys (column labels are a str subclass some encoders refuse)."""
+    return {str(k): v for k, v in row._mapping.items()}

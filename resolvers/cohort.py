@@ -6,6 +6,7 @@ from typing import Any
 import strawberry
 
 from resolvers.context import Context
+from resolvers.errors import upstream_unavailable
 from resolvers.funnel import MissionFunnel
 from resolvers.scalars import Date, DateTime
 
@@ -242,7 +243,27 @@ class Alert:
 
 
 def _stale(root: Any, info: strawberry.Info[Context, None]) -> bool:
-    return info.context.is_stale(root["computed_at"])
+    return info.context.is_stale(root)
+
+
+def _section(name: str) -> Any:
+    """A section whose upstream module may be down: served from the last cached subtree
+    with an UPSTREAM_UNAVAILABLE error on its path, or null with that error."""
+
+    def resolve(root: Any, info: strawberry.Info[Context, None]) -> Any:
+        value = root[name]
+        module = root.get("unavailable", {}).get(name)
+        if module is not None:
+            error = upstream_unavailable(module, info.path.as_list())
+            if value is None:
+                raise error
+            info.context.deferred_errors.append(error)
+        return value
+
+    return resolve
+
+
+SECTION_NOTE = " Null only when its upstream module is unavailable and nothing is cached."
 
 
 @strawberry.type(description="A cohort and every figure of spec/METRICS.md, as of computedAt.")
@@ -257,15 +278,26 @@ class Cohort:
     program: Program = strawberry.field(description="The program of that track.")
     seats: Seats = strawberry.field(description="Seat figures.")
     enrollment: Enrollment = strawberry.field(description="Enrollment breakdown.")
-    mentorship: Mentorship = strawberry.field(description="Mentorship figures.")
-    readiness: Readiness = strawberry.field(description="Readiness figures.")
-    competencies: list[CompetencyRow] = strawberry.field(
-        description="Competency heatmap: one row per competency with a level, by name."
+    mentorship: Mentorship | None = strawberry.field(
+        resolver=_section("mentorship"), description="Mentorship figures." + SECTION_NOTE
     )
-    mission_funnel: MissionFunnel = strawberry.field(description="Mission funnel.")
-    portfolio: PortfolioHealth = strawberry.field(description="Portfolio health.")
-    payments: list[CurrencyPayments] = strawberry.field(
-        description="Payments per currency, ordered by currency code."
+    readiness: Readiness | None = strawberry.field(
+        resolver=_section("readiness"), description="Readiness figures." + SECTION_NOTE
+    )
+    competencies: list[CompetencyRow] | None = strawberry.field(
+        resolver=_section("competencies"),
+        description="Competency heatmap: one row per competency with a level, by name."
+        + SECTION_NOTE,
+    )
+    mission_funnel: MissionFunnel | None = strawberry.field(
+        resolver=_section("mission_funnel"), description="Mission funnel." + SECTION_NOTE
+    )
+    portfolio: PortfolioHealth | None = strawberry.field(
+        resolver=_section("portfolio"), description="Portfolio health." + SECTION_NOTE
+    )
+    payments: list[CurrencyPayments] | None = strawberry.field(
+        resolver=_section("payments"),
+        description="Payments per currency, ordered by currency code." + SECTION_NOTE,
     )
     milestones: Milestones = strawberry.field(description="Upcoming and overdue milestones.")
     alerts: list[Alert] = strawberry.field(

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from graphql import GraphQLError
+
 from resolvers.subtrees import Caller
 
 
@@ -29,8 +31,11 @@ class Context:
     clock: Callable[[], datetime]
     stale_after_s: float
     request_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Errors of fields that still answer (from the cache): added to the result at the end.
+    deferred_errors: list[GraphQLError] = field(default_factory=list)
 
-    def is_stale(self, computed_at: str) -> bool:
-        then = datetime.fromisoformat(computed_at)
+    def is_stale(self, subtree: dict[str, Any]) -> bool:
+        if subtree.get("stale_forced"):
+            return True
+        then = datetime.fromisoformat(subtree["computed_at"])
         return (self.clock() - then).total_seconds() > self.stale_after_s

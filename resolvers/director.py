@@ -7,6 +7,7 @@ import strawberry
 
 from resolvers.cohort import Alert, AlertCode, Cohort, CohortMode, CohortStatus, Seats
 from resolvers.context import Context
+from resolvers.errors import upstream_unavailable
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, encode_cursor, page
 from resolvers.scalars import DateTime
 
@@ -64,7 +65,7 @@ class DirectorSummary:
 
     @strawberry.field(description="True when computedAt is older than the refresh interval.")
     def stale(self, info: strawberry.Info[Context, None]) -> bool:
-        return info.context.is_stale(self["computed_at"])  # type: ignore[index]
+        return info.context.is_stale(self)  # type: ignore[arg-type]
 
 
 @strawberry.enum(description="Sort field of a cohort list.")
@@ -207,9 +208,19 @@ class Director:
     email: str = strawberry.field(description="Email.")
     role: strawberry.Private[str]
 
-    @strawberry.field(description="Figures pooled over the cohorts in this director's scope.")
-    async def summary(self, info: strawberry.Info[Context, None]) -> DirectorSummary:
-        return await info.context.source.summary(self.id, self.role)  # type: ignore[return-value]
+    @strawberry.field(
+        description=(
+            "Figures pooled over the cohorts in this director's scope. Null only when an "
+            "upstream module is unavailable and no summary is cached."
+        )
+    )
+    async def summary(self, info: strawberry.Info[Context, None]) -> DirectorSummary | None:
+        summary = await info.context.source.summary(self.id, self.role)
+        unavailable = summary.get("unavailable")
+        if unavailable:
+            module = next(iter(unavailable.values()))
+            info.context.deferred_errors.append(upstream_unavailable(module, info.path.as_list()))
+        return summary  # type: ignore[return-value]
 
     @strawberry.field(
         description=(

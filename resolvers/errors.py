@@ -21,3 +21,11 @@ def not_found(kind: str, ident: object) -> GraphQLError:
 
 def bad_input(message: str) -> GraphQLError:
     return coded(message, BAD_USER_INPUT)
+
+
+def upstream_unavailable(module: str, path: list[str | int] | None = None) -> GraphQLError:
+    return GraphQLError(
+        f"upstream module {module} is unavailable",
+        path=path,
+        extensions={"code": UPSTREAM_UNAVAILABLE, "module": module},
+    )

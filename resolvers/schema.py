@@ -83,12 +83,24 @@ class Query:
         return subtree  # type: ignore[return-value]
 
 
+class DeferredErrors(SchemaExtension):
+    """Adds the errors of fields that answered from the cache despite an upstream failure."""
+
+    def on_execute(self):  # type: ignore[no-untyped-def]
+        yield
+        context = self.execution_context.context
+        result = self.execution_context.result
+        deferred = getattr(context, "deferred_errors", None)
+        if deferred and result is not None:
+            result.errors = [*(result.errors or []), *deferred]
+
+
 def build_schema(
     extensions: list[type[SchemaExtension]] | None = None, mutation: type | None = None
 ) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=mutation,
-        extensions=extensions or [],
+        extensions=[DeferredErrors, *(extensions or [])],
         config=StrawberryConfig(default_resolver=field_resolver, scalar_map=SCALARS),
     )

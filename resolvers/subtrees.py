@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from loaders.engines import UpstreamUnavailable
 from loaders.programs import cohorts as cohorts_table
 from loaders.programs import users as users_table
 from loaders.registry import Loaders
@@ -74,45 +75,49 @@ async def build_cohorts(
         return {}
     track_rows = await loaders.track_by_id.load_many(sorted({c.track_id for c in cohort_rows}))
     tracks_by_id = {t.id: t for t in track_rows if t is not None}
-    (
-        program_rows,
-        enrollments,
-        milestones,
-        assignments,
-        sessions,
-        readiness,
-        competencies,
-        missions,
-        submissions,
-        portfolio_items,
-        payments,
-        refunds,
-    ) = await asyncio.gather(
+    # Programs-module rows are the cohort itself: without them there is no subtree.
+    # Any other module may fail alone; its sections are then left None and named in
+    # "unavailable", for the caller to fill from the last cached subtree.
+    program_rows, enrollments, milestones = await asyncio.gather(
         loaders.program_by_id.load_many(sorted({t.program_id for t in tracks_by_id.values()})),
         loaders.enrollments_by_cohort_id.load_many(ids),
         loaders.milestones_by_cohort_id.load_many(ids),
-        loaders.active_mentor_assignments_by_cohort_id.load_many(ids),
-        loaders.mentorship_sessions_by_cohort_id.load_many(ids),
+    )
+    sections = await asyncio.gather(
+        _mentorship_rows(loaders, ids),
         loaders.latest_readiness_scores_by_cohort_id.load_many(ids),
         loaders.latest_competency_levels_by_cohort_id.load_many(ids),
-        loaders.missions_by_cohort_id.load_many(ids),
-        loaders.mission_submissions_by_cohort_id.load_many(ids),
+        asyncio.gather(
+            loaders.missions_by_cohort_id.load_many(ids),
+            loaders.mission_submissions_by_cohort_id.load_many(ids),
+        ),
         loaders.portfolio_items_by_cohort_id.load_many(ids),
-        loaders.payments_by_cohort_id.load_many(ids),
-        loaders.refunds_by_cohort_id.load_many(ids),
+        asyncio.gather(
+            loaders.payments_by_cohort_id.load_many(ids),
+            loaders.refunds_by_cohort_id.load_many(ids),
+        ),
+        return_exceptions=True,
     )
+    for outcome in sections:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, UpstreamUnavailable):
+            raise outcome
+    mentorship_rows, readiness, competencies, mission_rows, portfolio_items, billing_rows = sections
     programs_by_id = {p.id: p for p in program_rows if p is not None}
-    mentor_ids = sorted({a.mentor_id for rows in assignments for a in rows})
-    mentors_by_id = {
-        m.id: m for m in await loaders.mentor_by_id.load_many(mentor_ids) if m is not None
-    }
 
     today = now.astimezone(UTC).date()  # METRICS.md: today is the UTC date of now
     computed_at = figures.iso_instant(now)
     out: dict[int, dict[str, Any]] = {}
     for i, c in enumerate(cohort_rows):
         track = tracks_by_id[c.track_id]
-        program = programs_by_id[track.program_id]
+        rows = enrollments[i]
+        parts = {
+            "mentorship": _at(mentorship_rows, lambda m, i=i: (m[0][i], m[1][i], m[2])),
+            "readiness": _at(readiness, lambda r, i=i: r[i]),
+            "competencies": _at(competencies, lambda r, i=i: r[i]),
+            "mission_funnel": _at(mission_rows, lambda m, i=i: (m[0][i], m[1][i])),
+            "portfolio": _at(portfolio_items, lambda p, i=i: p[i]),
+            "payments": _at(billing_rows, lambda b, i=i: (b[0][i], b[1][i])),
+        }
         subtree: dict[str, Any] = {
             "id": c.id,
             "name": c.name,
@@ -121,26 +126,62 @@ async def build_cohorts(
             "start_date": c.start_date.isoformat(),
             "end_date": c.end_date.isoformat(),
             "track": {"id": track.id, "name": track.name},
-            "program": {"id": program.id, "name": program.name, "status": program.status},
-            "seats": figures.seats(c.seat_capacity, enrollments[i]),
-            "enrollment": figures.enrollment(enrollments[i]),
-            "mentorship": figures.mentorship(
-                enrollments[i], assignments[i], sessions[i], mentors_by_id, now
-            ),
-            "readiness": figures.readiness(enrollments[i], readiness[i], thresholds.ready_score),
-            "competencies": figures.competency_heatmap(enrollments[i], competencies[i]),
-            "mission_funnel": figures.mission_funnel(missions[i], submissions[i]),
-            "portfolio": figures.portfolio(enrollments[i], portfolio_items[i]),
-            "payments": figures.payments(payments[i], refunds[i], today),
+            "program": _program(programs_by_id[track.program_id]),
+            "seats": figures.seats(c.seat_capacity, rows),
+            "enrollment": figures.enrollment(rows),
             "milestones": figures.milestones(
                 milestones[i], today, thresholds.milestone_horizon_days
             ),
             "computed_at": computed_at,
         }
-        subtree["alerts"] = figures.cohort_alerts(subtree, thresholds)
-        subtree["flags"] = [a["code"] for a in subtree["alerts"]]
+        unavailable: dict[str, str] = {}
+        for name, part in parts.items():
+            if isinstance(part, UpstreamUnavailable):
+                unavailable[name] = part.module
+                subtree[name] = None
+            else:
+                subtree[name] = SECTION_BUILDERS[name](rows, part, now, thresholds)
+        if unavailable:
+            subtree["unavailable"] = unavailable
+        else:
+            finish_cohort(subtree, thresholds)
         out[c.id] = subtree
     return out
+
+
+def _at(outcome: Any, pick: Any) -> Any:
+    return outcome if isinstance(outcome, UpstreamUnavailable) else pick(outcome)
+
+
+def _program(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "status": row.status}
+
+
+# Section → figure of (enrollment rows, that section's rows, now, thresholds).
+SECTION_BUILDERS: dict[str, Any] = {
+    "mentorship": lambda e, p, now, t: figures.mentorship(e, p[0], p[1], p[2], now),
+    "readiness": lambda e, p, now, t: figures.readiness(e, p, t.ready_score),
+    "competencies": lambda e, p, now, t: figures.competency_heatmap(e, p),
+    "mission_funnel": lambda e, p, now, t: figures.mission_funnel(p[0], p[1]),
+    "portfolio": lambda e, p, now, t: figures.portfolio(e, p),
+    "payments": lambda e, p, now, t: figures.payments(p[0], p[1], now.astimezone(UTC).date()),
+}
+
+
+def finish_cohort(subtree: dict[str, Any], thresholds: Thresholds) -> None:
+    """Alerts and flags, from the subtree's sections (after any were filled from cache)."""
+    subtree["alerts"] = figures.cohort_alerts(subtree, thresholds)
+    subtree["flags"] = [a["code"] for a in subtree["alerts"]]
+
+
+async def _mentorship_rows(loaders: Loaders, ids: list[int]) -> tuple[Any, Any, dict[int, Any]]:
+    assignments, sessions = await asyncio.gather(
+        loaders.active_mentor_assignments_by_cohort_id.load_many(ids),
+        loaders.mentorship_sessions_by_cohort_id.load_many(ids),
+    )
+    mentor_ids = sorted({a.mentor_id for rows in assignments for a in rows})
+    mentors = await loaders.mentor_by_id.load_many(mentor_ids)
+    return assignments, sessions, {m.id: m for m in mentors if m is not None}
 
 
 def build_summary(cohorts: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
@@ -164,9 +205,7 @@ class LiveSource:
         # Sibling fields resolve concurrently: share one look-up per user.
         key = (user_id, role)
         if key not in self._scopes:
-            self._scopes[key] = asyncio.ensure_future(
-                scope_cohort_ids(self.loaders, user_id, role)
-            )
+            self._scopes[key] = asyncio.ensure_future(scope_cohort_ids(self.loaders, user_id, role))
         return await self._scopes[key]
 
     async def cohorts(self, cohort_ids: list[int]) -> dict[int, dict[str, Any]]:

@@ -1,0 +1,386 @@
+"""The subtree cache: cohort subtrees, director summaries, scopes and user profiles.
+
+Freshness, by age = now − computedAt:
+- age ≤ fresh_s (the refresh interval): served as is;
+- fresh_s < age ≤ serve_stale_s: served, marked stale, a refresh is enqueued
+  (stale-while-revalidate);
+- older, or missing: computed now (single-flight), stored, served. If the upstream
+  module needed is unavailable, the old entry (kept for retention_s) is served for the
+  affected sections, marked stale, with an UPSTREAM_UNAVAILABLE error on their path.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+from gateway import metrics
+from gateway.keys import Keys
+from gateway.kv import KV, CacheUnavailable
+from loaders.base import as_dict
+from loaders.engines import UpstreamUnavailable
+from resolvers.figures import Thresholds
+from resolvers.subtrees import LiveSource, build_summary, finish_cohort
+
+log = logging.getLogger("gateway.cache")
+
+Subtree = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    fresh_s: float = 300.0
+    serve_stale_s: float = 900.0
+    retention_s: float = 86_400.0
+    lock_s: float = 30.0
+    lock_poll_s: float = 0.02
+
+
+class Refresher(Protocol):
+    """Asks for a refresh in the background; never waits for it."""
+
+    async def refresh_cohorts(self, cohort_ids: Sequence[int]) -> None: ...
+
+    async def refresh_director(self, user_id: int, role: str) -> None: ...
+
+
+def encode(subtree: Subtree) -> bytes:
+    return orjson.dumps(subtree)
+
+
+def age_s(subtree: Subtree, now: datetime) -> float:
+    return (now - datetime.fromisoformat(subtree["computed_at"])).total_seconds()
+
+
+class SubtreeCache:
+    """Process-wide: the store, the policy, and the in-process single-flight table."""
+
+    def __init__(
+        self,
+        kv: KV,
+        keys: Keys,
+        policy: CachePolicy,
+        clock: Callable[[], datetime],
+        *,
+        distributed: bool,
+    ) -> None:
+        self.kv = kv
+        self.keys = keys
+        self.policy = policy
+        self.clock = clock
+        self.distributed = distributed
+        self.refresher: Refresher | None = None
+        self._flights: dict[str, asyncio.Future[Subtree | None]] = {}
+
+    async def read(self, keys: Sequence[str], kind: str) -> dict[str, Subtree]:
+        try:
+            raw = await self.kv.get_many(keys)
+        except CacheUnavailable:
+            metrics.CACHE_REQUESTS.labels(kind, "error").inc(len(keys))
+            return {}
+        return {k: orjson.loads(v) for k, v in zip(keys, raw, strict=True) if v is not None}
+
+    async def write(self, entries: dict[str, Subtree]) -> bool:
+        """Each entry is written whole, replacing the old one in place."""
+        if not entries:
+            return True
+        try:
+            await self.kv.set_many(
+                {k: encode(v) for k, v in entries.items()}, self.policy.retention_s
+            )
+            return True
+        except CacheUnavailable:
+            return False
+
+    def classify(self, subtree: Subtree, kind: str, now: datetime) -> str:
+        """fresh, stale or expired; counts the look-up."""
+        age = age_s(subtree, now)
+        if age > self.policy.serve_stale_s:
+            metrics.CACHE_REQUESTS.labels(kind, "miss").inc()
+            return "expired"
+        metrics.SUBTREE_AGE.labels(kind).observe(max(age, 0.0))
+        if age > self.policy.fresh_s:
+            metrics.CACHE_REQUESTS.labels(kind, "stale").inc()
+            return "stale"
+        metrics.CACHE_REQUESTS.labels(kind, "hit").inc()
+        return "fresh"
+
+    async def shared(
+        self,
+        keys: Sequence[str],
+        compute: Callable[[list[str]], Awaitable[dict[str, Subtree]]],
+    ) -> dict[str, Subtree | None]:
+        """Compute missing keys once, however many callers ask at the same time."""
+        loop = asyncio.get_running_loop()
+        mine: dict[str, asyncio.Future[Subtree | None]] = {}
+        theirs: dict[str, asyncio.Future[Subtree | None]] = {}
+        for key in keys:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = loop.create_future()
+                self._flights[key] = flight
+                mine[key] = flight
+            else:
+                theirs[key] = flight
+        results: dict[str, Subtree | None] = {}
+        if mine:
+            try:
+                computed = await self._compute_locked(list(mine), compute)
+            except BaseException as exc:
+                for flight in mine.values():
+                    flight.set_exception(exc)
+                    flight.exception()  # retrieved here; waiters re-raise it themselves
+                raise
+            finally:
+                for key in mine:
+                    self._flights.pop(key, None)
+            for key, flight in mine.items():
+                results[key] = computed.get(key)
+                flight.set_result(results[key])
+        for key, flight in theirs.items():
+            results[key] = await flight
+        return results
+
+    async def _compute_locked(
+        self, keys: list[str], compute: Callable[[list[str]], Awaitable[dict[str, Subtree]]]
+    ) -> dict[str, Subtree]:
+        """Across processes: a Redis lock per key; keys locked elsewhere are awaited."""
+        if not self.distributed:
+            return await compute(keys)
+        token = uuid.uuid4().hex.encode()
+        lock_keys = [self.keys.lock(k) for k in keys]
+        try:
+            acquired = await self.kv.set_nx_many(lock_keys, token, self.policy.lock_s)
+        except CacheUnavailable:
+            acquired = [True] * len(keys)
+        owned = [k for k, ok in zip(keys, acquired, strict=True) if ok]
+        elsewhere = [k for k, ok in zip(keys, acquired, strict=True) if not ok]
+        results: dict[str, Subtree] = {}
+        try:
+            if owned:
+                results.update(await compute(owned))
+        finally:
+            with contextlib.suppress(CacheUnavailable):
+                await self.kv.delete(*[self.keys.lock(k) for k in owned])
+        if elsewhere:
+            results.update(await self._await_others(elsewhere, compute))
+        return results
+
+    async def _await_others(
+        self, keys: list[str], compute: Callable[[list[str]], Awaitable[dict[str, Subtree]]]
+    ) -> dict[str, Subtree]:
+        deadline = asyncio.get_running_loop().time() + self.policy.lock_s
+        pending = list(keys)
+        results: dict[str, Subtree] = {}
+        while pending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(self.policy.lock_poll_s)
+            found = await self.read(pending, "lock")
+            now = self.clock()
+            for key, value in found.items():
+                if age_s(value, now) <= self.policy.fresh_s:
+                    results[key] = value
+            try:
+                locks = await self.kv.get_many([self.keys.lock(k) for k in pending])
+            except CacheUnavailable:
+                locks = [None] * len(pending)
+            released = [
+                k
+                for k, lock in zip(pending, locks, strict=True)
+                if lock is None and k not in results
+            ]
+            pending = [k for k in pending if k not in results and k not in released]
+            if released:
+                # The other process gave up without writing: compute ourselves.
+                results.update(await compute(released))
+        if pending:
+            results.update(await compute(pending))
+        return results
+
+
+class CachedSource:
+    """Per request: reads through the cache, computing misses with a LiveSource."""
+
+    def __init__(self, cache: SubtreeCache, live: LiveSource, thresholds: Thresholds) -> None:
+        self.cache = cache
+        self.live = live
+        self.keys = cache.keys
+        self.thresholds = thresholds
+        self.now = cache.clock()
+        self._scopes: dict[tuple[int, str], asyncio.Task[list[int]]] = {}
+
+    def _refresh_later(self, coro: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:  # a failed enqueue must not fail the answer
+                log.warning("could not enqueue a refresh", exc_info=True)
+
+        task = asyncio.ensure_future(guarded())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def user(self, user_id: int) -> Any:
+        key = self.keys.user(user_id)
+        found = (await self.cache.read([key], "user")).get(key)
+        if found is not None and self.cache.classify(found, "user", self.now) != "expired":
+            return _Row(found["user"]) if found["user"] else None
+
+        async def compute(keys: list[str]) -> dict[str, Subtree]:
+            row = await self.live.user(user_id)
+            entry = {
+                "user": as_dict(row) if row is not None else None,
+                "computed_at": _iso(self.now),
+            }
+            await self.cache.write({key: entry})
+            return {key: entry}
+
+        entry = (await self.cache.shared([key], compute))[key]
+        return _Row(entry["user"]) if entry and entry["user"] else None
+
+    async def director_ids(self, after: int, limit: int) -> list[int]:
+        return await self.live.director_ids(after, limit)
+
+    async def scope(self, user_id: int, role: str) -> list[int]:
+        key = (user_id, role)
+        if key not in self._scopes:
+            self._scopes[key] = asyncio.ensure_future(self._scope(user_id, role))
+        return await self._scopes[key]
+
+    async def _scope(self, user_id: int, role: str) -> list[int]:
+        key = self.keys.scope(user_id, role)
+        found = (await self.cache.read([key], "scope")).get(key)
+        if found is not None:
+            state = self.cache.classify(found, "scope", self.now)
+            if state != "expired":
+                if state == "stale" and self.cache.refresher is not None:
+                    self._refresh_later(self.cache.refresher.refresh_director(user_id, role))
+                return list(found["cohort_ids"])
+
+        async def compute(keys: list[str]) -> dict[str, Subtree]:
+            ids = await self.live.scope(user_id, role)
+            entry = {"cohort_ids": ids, "computed_at": _iso(self.now)}
+            await self.cache.write({key: entry})
+            return {key: entry}
+
+        entry = (await self.cache.shared([key], compute))[key]
+        assert entry is not None
+        return list(entry["cohort_ids"])
+
+    async def cohorts(self, cohort_ids: list[int]) -> dict[int, Subtree]:
+        keys = {i: self.keys.cohort(i) for i in cohort_ids}
+        found = await self.cache.read(list(keys.values()), "cohort")
+        out: dict[int, Subtree] = {}
+        stale: list[int] = []
+        need: list[int] = []
+        for i in cohort_ids:
+            subtree = found.get(keys[i])
+            state = (
+                "missing" if subtree is None else self.cache.classify(subtree, "cohort", self.now)
+            )
+            if state in ("fresh", "stale"):
+                out[i] = subtree  # type: ignore[assignment]
+                if state == "stale":
+                    stale.append(i)
+            else:
+                if subtree is None:
+                    metrics.CACHE_REQUESTS.labels("cohort", "miss").inc()
+                need.append(i)
+        if stale and self.cache.refresher is not None:
+            self._refresh_later(self.cache.refresher.refresh_cohorts(stale))
+        if need:
+            by_key = {keys[i]: i for i in need}
+
+            async def compute(missing: list[str]) -> dict[str, Subtree]:
+                built = await self.live.cohorts([by_key[k] for k in missing])
+                complete = {keys[i]: s for i, s in built.items() if "unavailable" not in s}
+                await self.cache.write(complete)
+                return {keys[i]: s for i, s in built.items()}
+
+            computed = await self.cache.shared([keys[i] for i in need], compute)
+            for i in need:
+                subtree = computed.get(keys[i])
+                if subtree is None:
+                    continue  # no such cohort
+                if "unavailable" in subtree:
+                    subtree = self._fill_from_cache(subtree, found.get(keys[i]))
+                out[i] = subtree
+        return {i: out[i] for i in cohort_ids if i in out}
+
+    def _fill_from_cache(self, fresh: Subtree, old: Subtree | None) -> Subtree:
+        """Sections whose module failed come from the last cached subtree, if any."""
+        merged = dict(fresh)
+        for section in fresh["unavailable"]:
+            if old is not None and old.get(section) is not None:
+                merged[section] = old[section]
+                merged["stale_forced"] = True
+        if all(merged[s] is not None for s in fresh["unavailable"]):
+            finish_cohort(merged, self.thresholds)
+        else:
+            merged["alerts"], merged["flags"] = [], []
+        return merged
+
+    async def summary(self, user_id: int, role: str) -> Subtree:
+        key = self.keys.summary(user_id, role)
+        found = (await self.cache.read([key], "summary")).get(key)
+        if found is not None:
+            state = self.cache.classify(found, "summary", self.now)
+            if state != "expired":
+                if state == "stale" and self.cache.refresher is not None:
+                    self._refresh_later(self.cache.refresher.refresh_director(user_id, role))
+                return found
+
+        async def compute(keys: list[str]) -> dict[str, Subtree]:
+            cohorts = await self.cohorts(await self.scope(user_id, role))
+            summary = summary_of(list(cohorts.values()), self.now)
+            if "unavailable" not in summary:
+                await self.cache.write({key: summary})
+            return {key: summary}
+
+        summary = (await self.cache.shared([key], compute))[key]
+        assert summary is not None
+        if "unavailable" in summary:
+            if found is not None:
+                return {**found, "stale_forced": True, "unavailable": summary["unavailable"]}
+            module = next(iter(summary["unavailable"].values()))
+            raise UpstreamUnavailable(module)
+        return summary
+
+
+def summary_of(cohorts: list[Subtree], now: datetime) -> Subtree:
+    """The summary, unless a cohort still lacks a section (then only what was missing)."""
+    missing = {
+        section: module
+        for c in cohorts
+        for section, module in c.get("unavailable", {}).items()
+        if c.get(section) is None
+    }
+    if missing:
+        return {"unavailable": missing, "computed_at": _iso(now)}
+    summary = build_summary(cohorts, now)
+    stamps = [c["computed_at"] for c in cohorts]
+    if stamps:
+        # As of its oldest input: a summary is never fresher than the cohorts it pools.
+        summary["computed_at"] = min(stamps)
+    return summary
+
+
+class _Row:
+    """Attribute access over a cached row dict (what resolvers expect from loaders)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
+
+
+def _iso(now: datetime) -> str:
+    from resolvers.figures import iso_instant
+
+    return iso_instant(now)
+
+
+_background: set[asyncio.Future[None]] = set()

@@ -1,0 +1,178 @@
+"""Byte stores behind the cache: Redis, or process memory in embedded mode.
+
+Both raise `CacheUnavailable` instead of driver errors so callers degrade uniformly.
+Only single-key commands are used (GET/SET in pipelines), so every key may live in a
+different Redis Cluster slot.
+"""
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("gateway.kv")
+
+
+class CacheUnavailable(Exception):
+    """The store cannot be reached; answer without it."""
+
+
+class KV(Protocol):
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None: ...
+
+    async def set_nx(self, key: str, value: bytes, ttl_s: float) -> bool: ...
+
+    async def delete(self, *keys: str) -> None: ...
+
+    async def incr(self, key: str, ttl_s: float) -> int: ...
+
+    async def set_nx_many(self, keys: Sequence[str], value: bytes, ttl_s: float) -> list[bool]: ...
+
+    async def ping(self) -> None: ...
+
+
+class MemoryKV:
+    """Embedded mode: a dict with expiry (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[bytes, float]] = {}
+
+    def _get(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] <= time.monotonic():
+            del self._data[key]
+            return None
+        return item[0]
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._get(k) for k in keys]
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
+        expires = time.monotonic() + ttl_s
+        for key, value in items.items():
+            self._data[key] = (value, expires)
+
+    async def set_nx(self, key: str, value: bytes, ttl_s: float) -> bool:
+        if self._get(key) is not None:
+            return False
+        self._data[key] = (value, time.monotonic() + ttl_s)
+        return True
+
+    async def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._data.pop(key, None)
+
+    async def incr(self, key: str, ttl_s: float) -> int:
+        current = self._get(key)
+        value = int(current or b"0") + 1
+        expires = self._data[key][1] if current is not None else time.monotonic() + ttl_s
+        self._data[key] = (str(value).encode(), expires)
+        return value
+
+    async def set_nx_many(self, keys: Sequence[str], value: bytes, ttl_s: float) -> list[bool]:
+        return [await self.set_nx(key, value, ttl_s) for key in keys]
+
+    async def ping(self) -> None:
+        return None
+
+
+class RedisKV:
+    """Redis with a short circuit breaker: after a failure, skip Redis for `retry_after_s`
+    instead of paying a connect timeout on every request while it is down."""
+
+    def __init__(self, client: aioredis.Redis, retry_after_s: float = 1.0) -> None:
+        self.client = client
+        self.retry_after_s = retry_after_s
+        self._down_until = 0.0
+
+    def _check(self) -> None:
+        if time.monotonic() < self._down_until:
+            raise CacheUnavailable("redis marked down")
+
+    def _failed(self, exc: BaseException) -> CacheUnavailable:
+        if self._down_until <= time.monotonic():
+            log.warning("redis unavailable: %s", exc)
+        self._down_until = time.monotonic() + self.retry_after_s
+        return CacheUnavailable(str(exc))
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        self._check()
+        try:
+            if len(keys) == 1:
+                return [await self.client.get(keys[0])]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                return list(await pipe.execute())
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
+        if not items:
+            return
+        self._check()
+        ttl_ms = int(ttl_s * 1000)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(key, value, px=ttl_ms)
+                await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def set_nx(self, key: str, value: bytes, ttl_s: float) -> bool:
+        self._check()
+        try:
+            return bool(await self.client.set(key, value, nx=True, px=int(ttl_s * 1000)))
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def delete(self, *keys: str) -> None:
+        if not keys:
+            return
+        self._check()
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.delete(key)
+                await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def incr(self, key: str, ttl_s: float) -> int:
+        self._check()
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, max(int(ttl_s), 1), nx=True)
+                value, _ = await pipe.execute()
+            return int(value)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def set_nx_many(self, keys: Sequence[str], value: bytes, ttl_s: float) -> list[bool]:
+        self._check()
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, value, nx=True, px=int(ttl_s * 1000))
+                return [bool(r) for r in await pipe.execute()]
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def ping(self) -> None:
+        """Always asks Redis (ignores the breaker), and closes the breaker on success."""
+        try:
+            await self.client.ping()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        self._down_until = 0.0

@@ -1,0 +1,62 @@
+"""Prometheus metrics of the gateway and its workers (prometheus-client)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Subtree kinds: cohort, summary, scope, user.
+CACHE_REQUESTS = Counter(
+    "gateway_cache_requests_total",
+    "Subtree cache look-ups by kind and result (hit, stale, miss, error).",
+    ["kind", "result"],
+)
+SUBTREE_AGE = Histogram(
+    "gateway_served_subtree_age_seconds",
+    "Age (now − computedAt) of subtrees served from the cache.",
+    ["kind"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600),
+)
+LIVE_FALLBACKS = Counter(
+    "gateway_live_answers_total",
+    "Subtrees computed live because the cache could not be used (Redis down).",
+    ["kind"],
+)
+UPSTREAM_STATEMENTS = Counter(
+    "gateway_upstream_statements_total",
+    "Upstream SQL statements by module and outcome.",
+    ["module", "outcome"],
+)
+UPSTREAM_LATENCY = Histogram(
+    "gateway_upstream_statement_seconds",
+    "Upstream statement latency by module.",
+    ["module"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+REQUEST_LATENCY = Histogram(
+    "gateway_request_seconds",
+    "GraphQL request latency by operation name and outcome.",
+    ["operation", "outcome"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+REFRESH_DURATION = Histogram(
+    "gateway_refresh_seconds",
+    "Duration of refresh runs by kind (all, director, cohort).",
+    ["kind"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
+REFRESH_LAST_SUCCESS = Gauge(
+    "gateway_refresh_last_success_timestamp_seconds",
+    "Unix time of the last successful full refresh cycle.",
+)
+REFRESH_LAG = Gauge(
+    "gateway_refresh_lag_seconds",
+    "now − oldest computedAt among warm director summaries, measured after each cycle.",
+)
+WEBHOOK_EVENTS = Counter(
+    "gateway_webhook_events_total",
+    "Upstream change events by result (accepted, duplicate, bad_signature, bad_request).",
+    ["result"],
+)
+
+
+def observe_statement(module: str, seconds: float, ok: bool) -> None:
+    UPSTREAM_STATEMENTS.labels(module, "ok" if ok else "error").inc()
+    UPSTREAM_LATENCY.labels(module).observe(seconds)
