@@ -1,9 +1,14 @@
 """The Starlette application."""
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -11,9 +16,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway import metrics
 from gateway.graphql_http import GraphQLEndpoint, json_response
+from gateway.kv import CacheUnavailable
 from gateway.services import Services, utc_now
 from gateway.settings import Settings
+from gateway.webhooks import upstream_event
+
+log = logging.getLogger("gateway.app")
+
+
+async def embedded_scheduler(services: Services) -> None:
+    """Embedded mode: the worker's cycle, in this process, every refresh interval."""
+    assert services.refresh is not None
+    while True:
+        try:
+            await services.refresh.refresh_all()
+        except Exception:
+            log.exception("embedded refresh cycle failed")
+        await asyncio.sleep(services.settings.refresh_interval_s)
 
 
 def create_app(
@@ -29,15 +50,36 @@ def create_app(
         return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        problems = {m: r for m, r in (await services.upstream.ping()).items() if r}
+        problems: dict[str, object] = {}
+        upstream = {m: r for m, r in (await services.upstream.ping()).items() if r}
+        if upstream:
+            problems["upstream"] = upstream
+        if services.redis is not None:
+            try:
+                await services.kv.ping()
+            except CacheUnavailable as exc:
+                problems["redis"] = str(exc) or "unreachable"
         if problems:
-            return json_response({"status": "unavailable", "upstream": problems}, 503)
+            return json_response({"status": "unavailable", **problems}, 503)
         return json_response({"status": "ready"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        await _observe_refresh_stamp(services)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.close()
+        scheduler = None
+        if services.redis is None and settings.embedded_scheduler and services.refresh:
+            scheduler = asyncio.create_task(embedded_scheduler(services))
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduler
+            await services.close()
 
     middleware = []
     if settings.cors_origins:
@@ -54,6 +96,8 @@ def create_app(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+            Route("/webhooks/upstream", upstream_event, methods=["POST"]),
             Route("/graphql", GraphQLEndpoint(services), methods=["GET", "POST"]),
         ],
         middleware=middleware,
@@ -61,3 +105,24 @@ def create_app(
     )
     app.state.services = services
     return app
+
+
+async def _observe_refresh_stamp(services: Services) -> None:
+    """Refresh cycles run in workers: their last stamp is read from the shared store."""
+    if services.cache is None:
+        return
+    key = services.cache.keys.refresh_stamp()
+    try:
+        [raw] = await services.kv.get_many([key])
+    except CacheUnavailable:
+        return
+    if raw is None:
+        return
+    stamp = orjson.loads(raw)
+    finished = datetime.fromisoformat(stamp["computed_at"])
+    if not stamp.get("incomplete_cohorts"):
+        metrics.REFRESH_LAST_SUCCESS.set(finished.timestamp())
+    metrics.REFRESH_LAST_DURATION.set(stamp["duration_s"])
+    if stamp.get("oldest_summary_at"):
+        oldest = datetime.fromisoformat(stamp["oldest_summary_at"])
+        metrics.REFRESH_LAG.set((services.clock() - oldest).total_seconds())

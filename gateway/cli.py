@@ -152,6 +152,103 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manifest_build(args: argparse.Namespace) -> int:
+    import orjson
+
+    from gateway.persisted import build_manifest, dashboard_operations
+
+    manifest = orjson.dumps(build_manifest(dashboard_operations()), option=orjson.OPT_INDENT_2)
+    if args.output == "-":
+        sys.stdout.write(manifest.decode() + "\n")
+    else:
+        Path(args.output).write_bytes(manifest + b"\n")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.worker import make_worker
+
+    settings = Settings()
+    try:
+        worker = make_worker(settings, burst=args.burst)
+    except ValueError as exc:
+        print(f"gateway worker: {exc}", file=sys.stderr)
+        return 2
+    worker.run()
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.sync:
+        return asyncio.run(_refresh_sync(settings, args))
+    if not settings.redis_url:
+        print("gateway refresh: without --sync this needs GATEWAY_REDIS_URL", file=sys.stderr)
+        return 2
+    return asyncio.run(_refresh_enqueue(settings, args))
+
+
+async def _refresh_enqueue(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.queue import QueueRefresher
+    from gateway.services import make_redis
+
+    redis = make_redis(settings.redis_url or "")
+    try:
+        queue = QueueRefresher(redis)
+        if args.all:
+            queued = await queue.refresh_all()
+            print("enqueued refresh_all" if queued else "refresh_all is already queued")
+        elif args.director_id is not None:
+            await queue.refresh_director(args.director_id, args.role)
+            print(f"enqueued refresh_director {args.director_id}")
+        else:
+            await queue.refresh_cohorts([args.cohort_id])
+            print(f"enqueued refresh_cohort {args.cohort_id}")
+    finally:
+        await redis.aclose()
+    return 0
+
+
+async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from gateway.services import Services
+
+    services = Services.build(settings)
+    refresh = services.refresh
+    assert refresh is not None
+    started = time.perf_counter()
+    try:
+        if args.all:
+            from loaders.registry import Loaders
+            from resolvers.subtrees import all_cohort_ids
+
+            total = len(await all_cohort_ids(Loaders(services.upstream)))
+            with tqdm(total=total, unit="cohort", file=sys.stderr) as bar:
+                report = await refresh.refresh_all(progress=bar)
+            directors, cohorts = report.directors, report.cohorts
+        elif args.director_id is not None:
+            await refresh.refresh_director(args.director_id, args.role)
+            from loaders.registry import Loaders
+            from resolvers.subtrees import scope_cohort_ids
+
+            scope = await scope_cohort_ids(Loaders(services.upstream), args.director_id, args.role)
+            directors, cohorts = 1, len(scope)
+        else:
+            directors = len(await refresh.refresh_cohort(args.cohort_id))
+            cohorts = 1
+    finally:
+        await services.close()
+    print(
+        f"refreshed {directors} directors, {cohorts} cohorts in "
+        f"{time.perf_counter() - started:.2f} s"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="Director dashboard gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,11 +284,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_token)
 
+    p = sub.add_parser("worker", help="Run an arq worker: refresh jobs and the refresh cycle.")
+    p.add_argument("--burst", action="store_true", help="Exit when the queue is empty.")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("refresh", help="Refresh the cache: enqueue jobs, or compute with --sync.")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--all", action="store_true", help="Every cohort and director.")
+    target.add_argument("--director-id", type=int)
+    target.add_argument("--cohort-id", type=int)
+    p.add_argument("--role", choices=["director", "admin"], default="director")
+    p.add_argument("--sync", action="store_true", help="Compute in this process and report.")
+    p.set_defaults(func=cmd_refresh)
+
     p = sub.add_parser("export-schema", help="Print the SDL of the schema.")
     p.add_argument(
         "--output", default=SCHEMA_FILE, help=f"File, or - for stdout (default {SCHEMA_FILE})."
     )
     p.set_defaults(func=cmd_export_schema)
+
+    p = sub.add_parser("manifest", help="Trusted documents (persisted queries).")
+    manifest = p.add_subparsers(dest="manifest_command", required=True)
+    p = manifest.add_parser(
+        "build", help="Write the apollo-persisted-query-manifest of gateway/operations/*.graphql."
+    )
+    p.add_argument(
+        "--output",
+        default="persisted-query-manifest.json",
+        help="File, or - for stdout (default persisted-query-manifest.json).",
+    )
+    p.set_defaults(func=cmd_manifest_build)
     return parser
 
 

@@ -60,3 +60,9 @@ WEBHOOK_EVENTS = Counter(
 def observe_statement(module: str, seconds: float, ok: bool) -> None:
     UPSTREAM_STATEMENTS.labels(module, "ok" if ok else "error").inc()
     UPSTREAM_LATENCY.labels(module).observe(seconds)
+
+
+REFRESH_LAST_DURATION = Gauge(
+    "gateway_refresh_last_cycle_seconds",
+    "Duration of the last full refresh cycle.",
+)

@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway import metrics
-from gateway.cache import Subtree, SubtreeCache, summary_of
+from gateway.cache import Refresher, Subtree, SubtreeCache, summary_of
+from gateway.keys import Keys
+from gateway.kv import KV, CacheUnavailable
 from loaders.base import as_dict
 from loaders.engines import Upstream
 from loaders.programs import track_directors, users
@@ -268,3 +270,27 @@ class LocalRefresher:
         """Tests and shutdown: until every started refresh is done."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class RateLimitedRefresh:
+    """requestRefresh: a fixed one-minute window per caller, counted in the shared store."""
+
+    def __init__(self, kv: KV, keys: Keys, refresher: Refresher, per_minute: int) -> None:
+        self.kv = kv
+        self.keys = keys
+        self.refresher = refresher
+        self.per_minute = per_minute
+
+    async def allow(self, user_id: int) -> bool:
+        window = int(time.time() // 60)
+        try:
+            count = await self.kv.incr(self.keys.rate(user_id, window), 60)
+        except CacheUnavailable:
+            return True  # fail open: a refresh is harmless, refusing one would be an outage
+        return count <= self.per_minute
+
+    async def cohort(self, cohort_id: int) -> None:
+        await self.refresher.refresh_cohorts([cohort_id])
+
+    async def director(self, user_id: int, role: str) -> None:
+        await self.refresher.refresh_director(user_id, role)

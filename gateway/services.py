@@ -14,7 +14,7 @@ from gateway.cache import CachedSource, CachePolicy, Refresher, SubtreeCache
 from gateway.keys import QUEUE_NAME, Keys, cache_version
 from gateway.kv import KV, MemoryKV, RedisKV
 from gateway.queue import QueueRefresher
-from gateway.refresh import LocalRefresher, RefreshService
+from gateway.refresh import LocalRefresher, RateLimitedRefresh, RefreshService
 from gateway.settings import Settings
 from loaders.engines import Upstream
 from loaders.registry import Loaders
@@ -101,6 +101,15 @@ class Services:
             clock=self.clock,
             stale_after_s=self.settings.refresh_interval_s,
             request_id=request_id,
+            refresh=self.refresh_requests,
+        )
+
+    @property
+    def refresh_requests(self) -> RateLimitedRefresh | None:
+        if self.refresher is None or self.cache is None:
+            return None
+        return RateLimitedRefresh(
+            self.kv, self.cache.keys, self.refresher, self.settings.refresh_rate_limit
         )
 
     async def close(self) -> None:

@@ -24,6 +24,16 @@ class SubtreeSource(Protocol):
     async def director_ids(self, after: int, limit: int) -> list[int]: ...
 
 
+class RefreshRequests(Protocol):
+    """On-demand refresh, asked for by the requestRefresh mutation."""
+
+    async def allow(self, user_id: int) -> bool: ...
+
+    async def cohort(self, cohort_id: int) -> None: ...
+
+    async def director(self, user_id: int, role: str) -> None: ...
+
+
 @dataclass
 class Context:
     caller: Caller
@@ -31,6 +41,7 @@ class Context:
     clock: Callable[[], datetime]
     stale_after_s: float
     request_id: str = ""
+    refresh: RefreshRequests | None = None
     # Errors of fields that still answer (from the cache): added to the result at the end.
     deferred_errors: list[GraphQLError] = field(default_factory=list)
 

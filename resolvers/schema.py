@@ -11,6 +11,7 @@ from resolvers.context import Context
 from resolvers.director import Director, DirectorConnection
 from resolvers.errors import FORBIDDEN, coded, not_found
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, decode_cursor, encode_cursor
+from resolvers.refresh import Mutation
 from resolvers.scalars import SCALARS, field_resolver
 
 
@@ -95,12 +96,10 @@ class DeferredErrors(SchemaExtension):
             result.errors = [*(result.errors or []), *deferred]
 
 
-def build_schema(
-    extensions: list[type[SchemaExtension]] | None = None, mutation: type | None = None
-) -> strawberry.Schema:
+def build_schema(extensions: list[type[SchemaExtension]] | None = None) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
-        mutation=mutation,
+        mutation=Mutation,
         extensions=[DeferredErrors, *(extensions or [])],
         config=StrawberryConfig(default_resolver=field_resolver, scalar_map=SCALARS),
     )

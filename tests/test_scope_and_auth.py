@@ -156,7 +156,8 @@ async def test_authentication_failures_are_401_json(api: GatewayClient) -> None:
 
 async def test_mutation_over_get_and_malformed_bodies(api: GatewayClient) -> None:
     headers = api.auth(DANA)
-    response = await api.http.get("/graphql", params={"query": "mutation { x }"}, headers=headers)
+    mutation = "mutation { requestRefresh(cohortId: 101) { accepted } }"
+    response = await api.http.get("/graphql", params={"query": mutation}, headers=headers)
     assert response.status_code in (400, 405)
     response = await api.http.post(
         "/graphql", content=b"{not json", headers={**headers, "content-type": "application/json"}

@@ -1,0 +1,117 @@
+"""POST /webhooks/upstream: signed change events (spec/UPSTREAM.md)."""
+
+import hashlib
+import hmac
+import logging
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import metrics
+from gateway.graphql_http import json_response
+from gateway.kv import CacheUnavailable
+from gateway.services import Services
+from loaders import MODULES
+
+log = logging.getLogger("gateway.webhooks")
+
+SIGNATURE_HEADER = "x-signature"
+SIGNATURE_PREFIX = "sha256="
+
+
+class ChangeEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    module: str
+    occurred_at: datetime = Field(strict=False)
+    cohort_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    director_ids: list[int] = Field(default_factory=list, max_length=10_000)
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    return SIGNATURE_PREFIX + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def _error(status: int, code: str, message: str, result: str) -> Response:
+    metrics.WEBHOOK_EVENTS.labels(result).inc()
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+async def upstream_event(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    limit = settings.webhook_max_body_bytes
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return _error(413, "PAYLOAD_TOO_LARGE", f"Body exceeds {limit} bytes.", "bad_request")
+    # Signature first, over the raw bytes, in constant time: nothing unsigned is parsed.
+    given = request.headers.get(SIGNATURE_HEADER, "")
+    expected = signature(settings.webhook_secret.get_secret_value().encode(), bytes(body))
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        return _error(401, "BAD_SIGNATURE", "Missing or bad X-Signature.", "bad_signature")
+    try:
+        event = ChangeEvent.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        return _error(
+            400, "BAD_REQUEST", f"Malformed event: {where}: {first['msg']}", "bad_request"
+        )
+    if event.module not in MODULES:
+        return _error(400, "BAD_REQUEST", f"Unknown module {event.module!r}.", "bad_request")
+
+    try:
+        first_time = await services.kv.set_nx(
+            services.cache.keys.event(event.id) if services.cache else event.id,
+            b"1",
+            settings.event_dedupe_ttl_s,
+        )
+    except CacheUnavailable:
+        return _error(
+            503, "UNAVAILABLE", "Cannot record the event now; retry later.", "unavailable"
+        )
+    if not first_time:
+        metrics.WEBHOOK_EVENTS.labels("duplicate").inc()
+        return json_response({"status": "duplicate", "id": event.id}, 202)
+
+    refresher = services.refresher
+    assert refresher is not None
+    try:
+        # refresh_cohort fans out to every director whose scope holds the cohort.
+        if event.cohort_ids:
+            await refresher.refresh_cohorts(sorted(set(event.cohort_ids)))
+        for director_id in sorted(set(event.director_ids)):
+            await refresher.refresh_director(director_id, "director")
+    except Exception:
+        # Forget the id so the sender's retry is processed.
+        await services.kv.delete(
+            services.cache.keys.event(event.id) if services.cache else event.id
+        )
+        log.exception("could not enqueue refreshes for event %s", event.id)
+        return _error(
+            503, "UNAVAILABLE", "Cannot enqueue refreshes now; retry later.", "unavailable"
+        )
+    metrics.WEBHOOK_EVENTS.labels("accepted").inc()
+    log.info(
+        "upstream event accepted",
+        extra={
+            "event": event.id,
+            "module": event.module,
+            "cohorts": event.cohort_ids,
+            "directors": event.director_ids,
+        },
+    )
+    return json_response(
+        {
+            "status": "accepted",
+            "id": event.id,
+            "cohorts": sorted(set(event.cohort_ids)),
+            "directors": sorted(set(event.director_ids)),
+        },
+        202,
+    )

@@ -1,0 +1,60 @@
+"""arq worker settings: the refresh jobs and the cron cycle."""
+
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from gateway.keys import QUEUE_NAME
+from gateway.settings import Settings
+from workers import jobs
+
+# A cycle may not overlap the next one; a job that outlives this is cancelled and retried.
+JOB_TIMEOUT_S = 600
+
+
+def cron_fields(interval_s: float) -> dict[str, Any]:
+    """arq cron fields for "every interval_s seconds", aligned on the clock."""
+    seconds = int(interval_s)
+    if seconds != interval_s or seconds <= 0:
+        raise ValueError("the refresh interval must be a whole number of seconds")
+    if seconds < 60 and 60 % seconds == 0:
+        return {"second": set(range(0, 60, seconds))}
+    if seconds % 60 == 0 and 3600 % seconds == 0:
+        return {"minute": set(range(0, 60, seconds // 60)), "second": 0}
+    raise ValueError("the refresh interval must divide a minute or an hour (e.g. 30, 60, 300)")
+
+
+def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any]:
+    if not settings.redis_url:
+        raise ValueError("the worker needs GATEWAY_REDIS_URL (embedded mode refreshes in-process)")
+    return {
+        "functions": [
+            func(jobs.refresh_director, name="refresh_director", keep_result=0),
+            func(jobs.refresh_cohort, name="refresh_cohort", keep_result=0),
+            func(jobs.refresh_all, name="refresh_all", keep_result=0, timeout=JOB_TIMEOUT_S),
+        ],
+        "cron_jobs": [
+            cron(
+                jobs.refresh_all,
+                name="cron:refresh_all",
+                timeout=JOB_TIMEOUT_S,
+                run_at_startup=False,
+                **cron_fields(settings.refresh_interval_s),
+            )
+        ],
+        "on_startup": jobs.startup,
+        "on_shutdown": jobs.shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": QUEUE_NAME,
+        "ctx": {"settings": settings},
+        "burst": burst,
+        "job_timeout": JOB_TIMEOUT_S,
+        "max_jobs": 4,
+        "handle_signals": not burst,
+    }
+
+
+def make_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> Worker:
+    return Worker(**{**worker_settings(settings, burst=burst), **overrides})
