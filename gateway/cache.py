@@ -164,7 +164,14 @@ class SubtreeCache:
         results: dict[str, Subtree] = {}
         try:
             if owned:
-                results.update(await compute(owned))
+                # Another process may have written a key between our read and our lock.
+                now = self.clock()
+                for key, value in (await self.read(owned, "lock")).items():
+                    if age_s(value, now) <= self.policy.fresh_s:
+                        results[key] = value
+                todo = [k for k in owned if k not in results]
+                if todo:
+                    results.update(await compute(todo))
         finally:
             with contextlib.suppress(CacheUnavailable):
                 await self.kv.delete(*[self.keys.lock(k) for k in owned])

@@ -206,7 +206,7 @@ async def _refresh_enqueue(settings: Settings, args: argparse.Namespace) -> int:
             await queue.refresh_cohorts([args.cohort_id])
             print(f"enqueued refresh_cohort {args.cohort_id}")
     finally:
-        await redis.aclose()
+        await redis.aclose(close_connection_pool=True)
     return 0
 
 

@@ -2,38 +2,88 @@
 
 Written on `schema.execute` rather than Strawberry's view so that every refusal is a
 JSON body with a stable code (the view answers some of them in plain text), and so that
-persisted queries, limits and cached responses can sit in front of execution.
+persisted queries, limits and cached responses sit in front of execution:
+
+    parse request → authenticate → resolve document → limits → execute → respond
 """
 
+import contextlib
+import hashlib
 import logging
+import math
+import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
 
 import orjson
+from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
+from strawberry.types.execution import ExecutionResult
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway.auth import AuthError
 from gateway.errors import BAD_REQUEST, error_body, format_error
+from gateway.limits import (
+    DocumentPreparer,
+    LimitExceeded,
+    Limits,
+    PreparedDocument,
+    with_prepared_documents,
+)
+from gateway.persisted import (
+    DocumentStore,
+    is_sha256_hex,
+    load_manifest,
+    make_apq_store,
+    sha256_hex,
+)
 from gateway.services import Services
 from resolvers.errors import UNAUTHENTICATED
+from resolvers.subtrees import Caller
 
 log = logging.getLogger("gateway.http")
 
 JSON = "application/json"
+PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
+REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+BATCHING_DISABLED = "BATCHING_DISABLED"
+NOT_FOUND = "NOT_FOUND"
+
+STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
+# GraphiQL's files are served from /graphql itself (`?graphiql-asset=NAME`), so the page
+# needs no route of its own and no CDN.
+GRAPHIQL_ASSET_PARAM = "graphiql-asset"
+GRAPHIQL_ASSETS = {
+    "graphiql.min.js": "text/javascript",
+    "graphiql.min.css": "text/css",
+    "react.production.min.js": "text/javascript",
+    "react-dom.production.min.js": "text/javascript",
+}
+ASSET_MAX_AGE_S = 86_400
+NO_STORE = {"Cache-Control": "no-store"}
+_SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
+
+Source = Literal["document", "apq", "manifest"]
 
 
 class RequestError(Exception):
     """A request refused before execution: HTTP status, code, message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 @dataclass
@@ -43,10 +93,69 @@ class GraphQLRequest:
     operation_name: str | None
     extensions: dict[str, Any] | None
     method: str
+    # Set by `resolve_document`: the text to run, its sha256, and how it was found.
+    document: str = ""
+    sha256: str = ""
+    source: Source = "document"
+    persisted: bool = False
+
+    @property
+    def normalized_variables(self) -> bytes:
+        """Variables as canonical JSON (sorted keys; none = `{}`), for cache keys."""
+        return orjson.dumps(self.variables or {}, option=orjson.OPT_SORT_KEYS)
+
+    @property
+    def cacheable(self) -> bool:
+        """A persisted GET: its answer carries an ETag and a max-age."""
+        return self.method == "GET" and self.persisted
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def etag_for(body: bytes) -> str:
+    """Strong ETag over the exact response bytes."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def cache_headers(max_age_s: int) -> dict[str, str]:
+    # private: the answer is one caller's; Vary: a shared cache must key on the token.
+    return {"Cache-Control": f"private, max-age={max_age_s}", "Vary": "Authorization"}
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Weak comparison, as RFC 9110 prescribes for If-None-Match."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+def seconds_until_refresh(data: Any, refresh_interval_s: float, now: datetime) -> int:
+    """Until the oldest `computedAt` in the answer is refreshed; 0 when there is none."""
+    oldest = min(_computed_ats(data), default=None)
+    if oldest is None:
+        return 0
+    remaining = (oldest - now).total_seconds() + refresh_interval_s
+    return max(0, math.floor(remaining))
+
+
+def _computed_ats(value: Any) -> list[datetime]:
+    found: list[datetime] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if key == "computedAt" and isinstance(inner, str):
+                    with contextlib.suppress(ValueError):
+                        found.append(datetime.fromisoformat(inner))
+                else:
+                    stack.append(inner)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _loads_param(raw: str | None, name: str) -> Any:
@@ -60,7 +169,7 @@ def _loads_param(raw: str | None, name: str) -> Any:
 
 def _check_shape(data: Any, method: str) -> GraphQLRequest:
     if isinstance(data, list):
-        raise RequestError(400, BAD_REQUEST, "Batched operations are not accepted.")
+        raise RequestError(400, BATCHING_DISABLED, "Batched operations are not accepted.")
     if not isinstance(data, dict):
         raise RequestError(400, BAD_REQUEST, "The body must be a JSON object.")
     query, variables = data.get("query"), data.get("variables")
@@ -73,7 +182,7 @@ def _check_shape(data: Any, method: str) -> GraphQLRequest:
         raise RequestError(400, BAD_REQUEST, "`operationName` must be a string.")
     if extensions is not None and not isinstance(extensions, dict):
         raise RequestError(400, BAD_REQUEST, "`extensions` must be an object.")
-    return GraphQLRequest(query, variables, operation_name, extensions, method)
+    return GraphQLRequest(query or None, variables, operation_name, extensions, method)
 
 
 async def parse_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
@@ -91,14 +200,17 @@ async def parse_request(request: Request, max_body_bytes: int) -> GraphQLRequest
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (JSON, "application/graphql+json"):
         raise RequestError(415, BAD_REQUEST, "POST bodies must be application/json.")
+    too_large = RequestError(
+        413, REQUEST_TOO_LARGE, f"Request body exceeds {max_body_bytes} bytes."
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-        raise RequestError(413, BAD_REQUEST, f"Request body exceeds {max_body_bytes} bytes.")
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_body_bytes:
-            raise RequestError(413, BAD_REQUEST, f"Request body exceeds {max_body_bytes} bytes.")
+            raise too_large
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -115,11 +227,40 @@ def wants_graphiql(request: Request) -> bool:
     )
 
 
+def persisted_hash(extensions: dict[str, Any] | None) -> str | None:
+    """The sha256 of `extensions.persistedQuery`, or None when the request has none."""
+    persisted = (extensions or {}).get("persistedQuery")
+    if persisted is None:
+        return None
+    if not isinstance(persisted, dict) or persisted.get("version") != 1:
+        raise RequestError(400, BAD_REQUEST, "Unsupported persistedQuery; use version 1.")
+    sha256 = persisted.get("sha256Hash")
+    if not is_sha256_hex(sha256):
+        raise RequestError(400, BAD_REQUEST, "persistedQuery.sha256Hash must be sha256 hex.")
+    return str(sha256)
+
+
 class GraphQLEndpoint:
     """ASGI app for /graphql."""
 
     def __init__(self, services: Services) -> None:
+        settings = services.settings
         self.services = services
+        self.settings = settings
+        self.manifest = (
+            load_manifest(settings.persisted_manifest) if settings.persisted_manifest else {}
+        )
+        self.apq: DocumentStore = make_apq_store(
+            services.redis, ttl_s=settings.apq_ttl_s, memory_entries=settings.apq_memory_entries
+        )
+        self.preparer = DocumentPreparer(
+            services.schema._schema,
+            Limits.from_settings(settings),
+            introspection=settings.introspection_enabled,
+            suggestions=settings.field_suggestions_enabled,
+        )
+        self.schema = with_prepared_documents(services.schema, self.preparer)
+        self.graphiql_html = (STATIC_DIR / "index.html").read_text()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
@@ -127,58 +268,175 @@ class GraphQLEndpoint:
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
-        services = self.services
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         headers = {"X-Request-Id": request_id}
         if request.method not in ("GET", "POST"):
             return json_response(
                 error_body("Use GET or POST.", BAD_REQUEST), 405, {**headers, "Allow": "GET, POST"}
             )
+        if request.method == "GET" and GRAPHIQL_ASSET_PARAM in request.query_params:
+            return self.graphiql_asset(request.query_params[GRAPHIQL_ASSET_PARAM], headers)
         if wants_graphiql(request):
-            if services.settings.graphiql_enabled:
-                return HTMLResponse(services.graphiql_html, headers=headers)
-            return json_response(error_body("GraphiQL is disabled.", "NOT_FOUND"), 404, headers)
+            if self.settings.graphiql_enabled:
+                return HTMLResponse(self.graphiql_html, headers=headers)
+            return json_response(error_body("GraphiQL is disabled.", NOT_FOUND), 404, headers)
         try:
-            caller = services.verifier.verify(request.headers.get("authorization"))
-        except AuthError as exc:
-            return json_response(
-                error_body(str(exc), UNAUTHENTICATED),
-                401,
-                {**headers, "WWW-Authenticate": 'Bearer realm="gateway"'},
-            )
-        try:
-            gql = await parse_request(request, services.settings.max_body_bytes)
+            caller = self.authenticate(request)
+            gql = await parse_request(request, self.settings.max_body_bytes)
+            await self.resolve_document(gql)
+            # (A response cache for persisted GETs fits here: caller, gql.sha256,
+            # gql.normalized_variables.)
+            prepared = self.limit(gql)
+            if prepared.errors:
+                return self.respond(gql, request, prepared.errors, None, headers)
+            result = await self.execute(gql, caller, request_id)
         except RequestError as exc:
-            return json_response(error_body(exc.message, exc.code), exc.status, headers)
-        if not gql.query:
-            return json_response(error_body("No query in the request.", BAD_REQUEST), 400, headers)
-        context = services.make_context(caller, request_id)
-        allowed = (
-            {OperationType.QUERY}
-            if gql.method == "GET"
-            else {OperationType.QUERY, OperationType.MUTATION}
-        )
+            body = error_body(exc.message, exc.code)
+            return json_response(body, exc.status, {**headers, **exc.headers})
+        return self.respond(gql, request, result.errors, result.data, headers)
+
+    def authenticate(self, request: Request) -> Caller:
         try:
-            result = await services.schema.execute(
-                gql.query,
+            return self.services.verifier.verify(request.headers.get("authorization"))
+        except AuthError as exc:
+            raise RequestError(
+                401, UNAUTHENTICATED, str(exc), {"WWW-Authenticate": 'Bearer realm="gateway"'}
+            ) from None
+
+    async def resolve_document(self, gql: GraphQLRequest) -> None:
+        """Sets the document to run from the query, the APQ store or the manifest."""
+        sha256 = persisted_hash(gql.extensions)
+        if sha256 is None:
+            if not gql.query:
+                raise RequestError(400, BAD_REQUEST, "No query in the request.")
+            gql.document, gql.sha256 = gql.query, sha256_hex(gql.query)
+            gql.source = "manifest" if gql.sha256 in self.manifest else "document"
+            self.enforce_persisted_only(gql)
+            return
+        gql.persisted, gql.sha256 = True, sha256
+        if gql.query is not None and sha256_hex(gql.query) != sha256:
+            raise RequestError(400, BAD_REQUEST, "provided sha does not match query")
+        if sha256 in self.manifest:
+            gql.document, gql.source = self.manifest[sha256], "manifest"
+            return
+        gql.source = "apq"
+        self.enforce_persisted_only(gql)
+        if not self.settings.apq_enabled:
+            if gql.query is None:
+                raise RequestError(
+                    200, PERSISTED_QUERY_NOT_SUPPORTED, "PersistedQueryNotSupported", NO_STORE
+                )
+            gql.document, gql.source, gql.persisted = gql.query, "document", False
+            return
+        if gql.query is not None:
+            gql.document = gql.query
+            await self.apq.set(sha256, gql.query)
+            return
+        document = await self.apq.get(sha256)
+        if document is None:
+            raise RequestError(200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE)
+        gql.document = document
+
+    def enforce_persisted_only(self, gql: GraphQLRequest) -> None:
+        settings = self.settings
+        if not (settings.persisted_only or settings.persisted_only_log_only):
+            return
+        if gql.source == "manifest" or (gql.source == "apq" and settings.persisted_only_allow_apq):
+            return
+        if settings.persisted_only_log_only:
+            log.warning(
+                "persisted-only would reject %s (%s, operation %s)",
+                gql.sha256,
+                gql.source,
+                gql.operation_name,
+            )
+            return
+        raise RequestError(
+            400, PERSISTED_QUERY_NOT_IN_LIST, "This document is not in the persisted-query list."
+        )
+
+    def limit(self, gql: GraphQLRequest) -> PreparedDocument:
+        """Parses and validates once; refuses what breaks a limit or may not run over GET."""
+        try:
+            prepared = self.preparer.prepare(gql.document)
+            if prepared.document is None:
+                return prepared
+            operation = get_operation_ast(prepared.document, gql.operation_name)
+            if operation is None:
+                message = (
+                    f"Unknown operation named '{gql.operation_name}'."
+                    if gql.operation_name
+                    else "Must provide operation name if query contains multiple operations."
+                )
+                raise RequestError(400, BAD_REQUEST, message)
+            if gql.method == "GET" and operation.operation != OperationType.QUERY:
+                raise RequestError(
+                    405, BAD_REQUEST, "Mutations are only accepted over POST.", {"Allow": "POST"}
+                )
+            if prepared.errors:
+                return prepared
+            self.preparer.check(prepared.document, operation, gql.variables)
+        except LimitExceeded as exc:
+            raise RequestError(400, exc.code, exc.message) from None
+        return prepared
+
+    async def execute(
+        self, gql: GraphQLRequest, caller: Caller, request_id: str
+    ) -> ExecutionResult:
+        allowed = {StrawberryOperationType.QUERY}
+        if gql.method == "POST":
+            allowed.add(StrawberryOperationType.MUTATION)
+        try:
+            return await self.schema.execute(
+                gql.document,
                 variable_values=gql.variables,
-                context_value=context,
+                context_value=self.services.make_context(caller, request_id),
                 operation_name=gql.operation_name,
                 allowed_operation_types=allowed,
             )
         except InvalidOperationTypeError:
-            return json_response(
-                error_body("Mutations are only accepted over POST.", BAD_REQUEST),
-                405,
-                {**headers, "Allow": "POST"},
-            )
+            raise RequestError(
+                405, BAD_REQUEST, "Mutations are only accepted over POST.", {"Allow": "POST"}
+            ) from None
         except CannotGetOperationTypeError as exc:
-            return json_response(error_body(exc.as_http_error_reason(), BAD_REQUEST), 400, headers)
+            raise RequestError(400, BAD_REQUEST, exc.as_http_error_reason()) from None
+
+    def respond(
+        self,
+        gql: GraphQLRequest,
+        request: Request,
+        errors: list[GraphQLError] | None,
+        data: dict[str, Any] | None,
+        headers: dict[str, str],
+    ) -> Response:
         body: dict[str, Any] = {}
-        if result.errors:
-            mask = services.settings.is_production
-            body["errors"] = [
-                format_error(e, mask=mask, request_id=request_id) for e in result.errors
-            ]
-        body["data"] = result.data
-        return json_response(body, 200, headers)
+        if errors:
+            body["errors"] = [self.format_error(e, headers["X-Request-Id"]) for e in errors]
+        body["data"] = data
+        raw = orjson.dumps(body)
+        if not gql.cacheable:
+            return Response(raw, 200, headers, JSON)
+        if errors:
+            return Response(raw, 200, {**headers, **NO_STORE, "Vary": "Authorization"}, JSON)
+        settings = self.settings
+        max_age_s = seconds_until_refresh(data, settings.refresh_interval_s, self.services.clock())
+        etag = etag_for(raw)
+        headers = {**headers, **cache_headers(max_age_s), "ETag": etag}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return Response(raw, 200, headers, JSON)
+
+    def format_error(self, error: GraphQLError, request_id: str) -> dict[str, Any]:
+        formatted = format_error(error, mask=self.settings.is_production, request_id=request_id)
+        if not self.settings.field_suggestions_enabled:
+            formatted["message"] = _SUGGESTION.sub("", formatted["message"])
+        return formatted
+
+    def graphiql_asset(self, name: str, headers: dict[str, str]) -> Response:
+        if not self.settings.graphiql_enabled or name not in GRAPHIQL_ASSETS:
+            return json_response(error_body("No such asset.", NOT_FOUND), 404, headers)
+        return FileResponse(
+            STATIC_DIR / name,
+            media_type=GRAPHIQL_ASSETS[name],
+            headers={**headers, "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}"},
+        )

@@ -72,7 +72,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class PreparedDocument:
-    """A parsed document, or the syntax/validation errors that stop it."""
+    """A parsed document (None after a syntax error) and the errors that stop it."""
 
     document: DocumentNode | None
     errors: list[GraphQLError]
@@ -118,9 +118,15 @@ class DocumentPreparer:
         return prepared
 
     def _parse_and_validate(self, query: str) -> PreparedDocument:
-        max_tokens = self.limits.max_tokens
+        max_tokens, max_depth = self.limits.max_tokens, self.limits.max_depth
+        too_deep = LimitExceeded(
+            QUERY_TOO_DEEP, f"The query is nested deeper than {max_depth}.", max_depth, None
+        )
         try:
             document = parse(query, max_tokens=max_tokens)
+            errors = validate(
+                self.schema, document, self.rules, hide_suggestions=not self.suggestions
+            )
         except GraphQLSyntaxError as error:
             if f"Document contains more than {max_tokens} tokens" in error.message:
                 raise LimitExceeded(
@@ -129,11 +135,13 @@ class DocumentPreparer:
                     max_tokens,
                     None,
                 ) from None
+            # graphql-core's own bound on nesting (about 200 levels).
+            if "Document is nested too deeply" in error.message:
+                raise too_deep from None
             return PreparedDocument(None, [error])
-        errors = validate(
-            self.schema, document, self.rules, hide_suggestions=not self.suggestions
-        )
-        return PreparedDocument(None if errors else document, errors)
+        except RecursionError:
+            raise too_deep from None
+        return PreparedDocument(document, errors)
 
     def check(
         self,
@@ -236,12 +244,12 @@ def measure_operation(
     return measure
 
 
-def _page_size(node: FieldNode, args: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+def _page_size(node: FieldNode, args: Mapping[str, Any], values: dict[str, Any]) -> int:
     argument = args.get(PAGE_SIZE_ARGUMENT)
     if argument is None:
         return 1
     size: Any = Undefined
-    for given in node.arguments:
+    for given in node.arguments or ():
         if given.name.value == PAGE_SIZE_ARGUMENT:
             size = value_from_ast(given.value, argument.type, values)
     if size is Undefined or size is None:
@@ -259,7 +267,7 @@ class UsePreparedDocument(SchemaExtension):
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         prepared = self.preparer.cached(context.query)
-        if prepared is not None and prepared.document is not None:
+        if prepared is not None and prepared.document is not None and not prepared.errors:
             context.graphql_document = prepared.document
             # Skip Strawberry's validation only when ours ran every rule it would run.
             if set(context.validation_rules) <= set(self.preparer.rules):

@@ -15,7 +15,18 @@ from typing import Any, Literal, Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from graphql import OperationDefinitionNode, parse, print_ast
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    NameNode,
+    Node,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    Visitor,
+    parse,
+    print_ast,
+    visit,
+)
 from redis.exceptions import RedisError
 
 log = logging.getLogger("gateway.persisted")
@@ -153,13 +164,36 @@ class Operation:
     sha256: str
 
 
+class _AddTypename(Visitor):
+    """Apollo Client's addTypenameToDocument: `__typename` last in every selection set below
+    the operation's own, unless the set already selects a `__` field."""
+
+    typename = FieldNode(
+        name=NameNode(value="__typename"), arguments=(), directives=(), selection_set=None
+    )
+
+    def enter_selection_set(
+        self, node: SelectionSetNode, key: Any, parent: Node | None, *_: Any
+    ) -> SelectionSetNode | None:
+        if isinstance(parent, OperationDefinitionNode):
+            return None
+        if any(isinstance(s, FieldNode) and s.name.value.startswith("__") for s in node.selections):
+            return None
+        return SelectionSetNode(selections=(*node.selections, self.typename))
+
+
+def add_typename(document: DocumentNode) -> DocumentNode:
+    return visit(document, _AddTypename())  # type: ignore[no-any-return]
+
+
 def load_operation(path: Path) -> Operation:
-    """One named operation, printed in graphql-js's canonical form (what Apollo Client sends)."""
+    """One named operation, exactly as Apollo Client sends it: `__typename` added, printed in
+    graphql-js's canonical form, so its hash is the one the client computes."""
     document = parse(path.read_text())
     [definition] = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if definition.name is None or definition.name.value != path.stem:
         raise ValueError(f"{path}: the operation must be named {path.stem}")
-    body = print_ast(document)
+    body = print_ast(add_typename(document))
     return Operation(path.stem, definition.operation.value, body, sha256_hex(body))  # type: ignore[arg-type]
 
 

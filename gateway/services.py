@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import strawberry
 from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
 from strawberry.http.ides import get_graphql_ide_html
 
 from gateway import metrics
@@ -115,16 +116,13 @@ class Services:
     async def close(self) -> None:
         await self.upstream.dispose()
         if self.redis is not None:
-            await self.redis.aclose()
+            await self.redis.aclose(close_connection_pool=True)
 
 
 def make_redis(url: str) -> ArqRedis:
     # One client for the cache and the job queue. Short timeouts: an unreachable Redis
     # must degrade to live answers, not hang requests.
-    return ArqRedis.from_url(  # type: ignore[no-any-return]
-        url,
-        socket_connect_timeout=0.5,
-        socket_timeout=1.0,
-        health_check_interval=5,
-        default_queue_name=QUEUE_NAME,
+    pool = ConnectionPool.from_url(
+        url, socket_connect_timeout=0.5, socket_timeout=1.0, health_check_interval=5
     )
+    return ArqRedis(pool, default_queue_name=QUEUE_NAME)
