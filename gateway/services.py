@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import strawberry
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
-from strawberry.http.ides import get_graphql_ide_html
 
 from gateway import metrics
 from gateway.auth import TokenVerifier
@@ -43,7 +42,6 @@ class Services:
     cache: SubtreeCache | None = None
     refresh: RefreshService | None = None
     refresher: Refresher | None = None
-    graphiql_html: str = field(default_factory=lambda: get_graphql_ide_html("graphiql"))
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> "Services":
