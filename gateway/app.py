@@ -19,6 +19,7 @@ from starlette.routing import Route
 from gateway import metrics
 from gateway.graphql_http import GraphQLEndpoint, json_response
 from gateway.kv import CacheUnavailable
+from gateway.prewarm import prewarm_responses
 from gateway.services import Services, utc_now
 from gateway.settings import Settings
 from gateway.webhooks import upstream_event
@@ -32,6 +33,7 @@ async def embedded_scheduler(services: Services) -> None:
     while True:
         try:
             await services.refresh.refresh_all()
+            await prewarm_responses(services)
         except Exception:
             log.exception("embedded refresh cycle failed")
         await asyncio.sleep(services.settings.refresh_interval_s)

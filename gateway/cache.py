@@ -94,6 +94,8 @@ class SubtreeCache:
             await self.kv.set_many(
                 {k: encode(v) for k, v in entries.items()}, self.policy.retention_s
             )
+            # Answers built from the old entries are dropped (the prewarm rebuilds them).
+            await self.kv.invalidate([self.keys.tag(k) for k in entries])
             return True
         except CacheUnavailable:
             return False
@@ -220,6 +222,15 @@ class CachedSource:
         self.thresholds = thresholds
         self.now = cache.clock()
         self._scopes: dict[tuple[int, str], asyncio.Task[list[int]]] = {}
+        # What this request's answer was built from (key → computedAt), for the response
+        # cache; an answer built from anything stale or partial is not stored.
+        self.dependencies: dict[str, str] = {}
+        self.answer_cacheable = True
+
+    def _used(self, key: str, entry: Subtree, state: str = "fresh") -> None:
+        self.dependencies[key] = entry["computed_at"]
+        if state != "fresh" or entry.get("stale_forced") or entry.get("unavailable"):
+            self.answer_cacheable = False
 
     def _refresh_later(self, coro: Awaitable[None]) -> None:
         async def guarded() -> None:
@@ -235,8 +246,11 @@ class CachedSource:
     async def user(self, user_id: int) -> Any:
         key = self.keys.user(user_id)
         found = (await self.cache.read([key], "user")).get(key)
-        if found is not None and self.cache.classify(found, "user", self.now) != "expired":
-            return _Row(found["user"]) if found["user"] else None
+        if found is not None:
+            state = self.cache.classify(found, "user", self.now)
+            if state != "expired":
+                self._used(key, found, state)
+                return _Row(found["user"]) if found["user"] else None
 
         async def compute(keys: list[str]) -> dict[str, Subtree]:
             row = await self.live.user(user_id)
@@ -248,7 +262,9 @@ class CachedSource:
             return {key: entry}
 
         entry = (await self.cache.shared([key], compute))[key]
-        return _Row(entry["user"]) if entry and entry["user"] else None
+        assert entry is not None
+        self._used(key, entry)
+        return _Row(entry["user"]) if entry["user"] else None
 
     async def director_ids(self, after: int, limit: int) -> list[int]:
         return await self.live.director_ids(after, limit)
@@ -267,6 +283,7 @@ class CachedSource:
             if state != "expired":
                 if state == "stale" and self.cache.refresher is not None:
                     self._refresh_later(self.cache.refresher.refresh_director(user_id, role))
+                self._used(key, found, state)
                 return list(found["cohort_ids"])
 
         async def compute(keys: list[str]) -> dict[str, Subtree]:
@@ -277,6 +294,7 @@ class CachedSource:
 
         entry = (await self.cache.shared([key], compute))[key]
         assert entry is not None
+        self._used(key, entry)
         return list(entry["cohort_ids"])
 
     async def cohorts(self, cohort_ids: list[int]) -> dict[int, Subtree]:
@@ -292,6 +310,7 @@ class CachedSource:
             )
             if state in ("fresh", "stale"):
                 out[i] = subtree  # type: ignore[assignment]
+                self._used(keys[i], subtree, state)  # type: ignore[arg-type]
                 if state == "stale":
                     stale.append(i)
             else:
@@ -316,6 +335,7 @@ class CachedSource:
                     continue  # no such cohort
                 if "unavailable" in subtree:
                     subtree = self._fill_from_cache(subtree, found.get(keys[i]))
+                self._used(keys[i], subtree)
                 out[i] = subtree
         return {i: out[i] for i in cohort_ids if i in out}
 
@@ -340,6 +360,7 @@ class CachedSource:
             if state != "expired":
                 if state == "stale" and self.cache.refresher is not None:
                     self._refresh_later(self.cache.refresher.refresh_director(user_id, role))
+                self._used(key, found, state)
                 return found
 
         async def compute(keys: list[str]) -> dict[str, Subtree]:
@@ -351,6 +372,7 @@ class CachedSource:
 
         summary = (await self.cache.shared([key], compute))[key]
         assert summary is not None
+        self._used(key, summary)
         if "unavailable" in summary:
             if found is not None:
                 return {**found, "stale_forced": True, "unavailable": summary["unavailable"]}

@@ -230,6 +230,13 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
             with tqdm(total=total, unit="cohort", file=sys.stderr) as bar:
                 report = await refresh.refresh_all(progress=bar)
             directors, cohorts = report.directors, report.cohorts
+            from gateway.prewarm import prewarm_responses
+
+            prewarmed = await prewarm_responses(services)
+            print(
+                f"prewarmed {prewarmed.stored} answers for {prewarmed.callers} callers "
+                f"in {prewarmed.seconds:.2f} s"
+            )
         elif args.director_id is not None:
             await refresh.refresh_director(args.director_id, args.role)
             from loaders.registry import Loaders

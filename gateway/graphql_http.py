@@ -7,8 +7,6 @@ persisted queries, limits and cached responses sit in front of execution:
     parse request → authenticate → resolve document → limits → execute → respond
 """
 
-import contextlib
-import hashlib
 import logging
 import math
 import re
@@ -42,7 +40,9 @@ from gateway.persisted import (
     make_apq_store,
     sha256_hex,
 )
+from gateway.responses import StoredResponse, etag_for, expires_at
 from gateway.services import Services
+from resolvers.context import Context
 from resolvers.errors import UNAUTHENTICATED
 from resolvers.subtrees import Caller
 
@@ -98,6 +98,8 @@ class GraphQLRequest:
     sha256: str = ""
     source: Source = "document"
     persisted: bool = False
+    # Set by the fast path on a miss: where the executed answer is stored.
+    response_key: str | None = None
 
     @property
     def normalized_variables(self) -> bytes:
@@ -114,11 +116,6 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 
-def etag_for(body: bytes) -> str:
-    """Strong ETag over the exact response bytes."""
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
 def cache_headers(max_age_s: int) -> dict[str, str]:
     # private: the answer is one caller's; Vary: a shared cache must key on the token.
     return {"Cache-Control": f"private, max-age={max_age_s}", "Vary": "Authorization"}
@@ -133,29 +130,11 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def seconds_until_refresh(data: Any, refresh_interval_s: float, now: datetime) -> int:
-    """Until the oldest `computedAt` in the answer is refreshed; 0 when there is none."""
-    oldest = min(_computed_ats(data), default=None)
-    if oldest is None:
-        return 0
-    remaining = (oldest - now).total_seconds() + refresh_interval_s
-    return max(0, math.floor(remaining))
+    """Until the oldest `computedAt` in the answer is refreshed; 0 when there is none.
 
-
-def _computed_ats(value: Any) -> list[datetime]:
-    found: list[datetime] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, inner in item.items():
-                if key == "computedAt" and isinstance(inner, str):
-                    with contextlib.suppress(ValueError):
-                        found.append(datetime.fromisoformat(inner))
-                else:
-                    stack.append(inner)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
+    The same arithmetic as a stored answer's max-age, so both paths send equal headers."""
+    until = expires_at(data, refresh_interval_s)
+    return 0 if until is None else max(0, math.floor(until - now.timestamp()))
 
 
 def _loads_param(raw: str | None, name: str) -> Any:
@@ -283,17 +262,62 @@ class GraphQLEndpoint:
         try:
             caller = self.authenticate(request)
             gql = await parse_request(request, self.settings.max_body_bytes)
+            cached = await self.fast_path(gql, caller, request, headers)
+            if cached is not None:
+                return cached
             await self.resolve_document(gql)
-            # (A response cache for persisted GETs fits here: caller, gql.sha256,
-            # gql.normalized_variables.)
             prepared = self.limit(gql)
             if prepared.errors:
-                return self.respond(gql, request, prepared.errors, None, headers)
-            result = await self.execute(gql, caller, request_id)
+                return self.respond(gql, request, prepared.errors, None, headers)[0]
+            context = self.services.make_context(caller, request_id)
+            result = await self.execute(gql, context)
         except RequestError as exc:
             body = error_body(exc.message, exc.code)
             return json_response(body, exc.status, {**headers, **exc.headers})
-        return self.respond(gql, request, result.errors, result.data, headers)
+        response, raw = self.respond(gql, request, result.errors, result.data, headers)
+        if gql.response_key is not None and not result.errors:
+            await self.store(gql.response_key, raw, result.data, context)
+        return response
+
+    async def fast_path(
+        self, gql: GraphQLRequest, caller: Caller, request: Request, headers: dict[str, str]
+    ) -> Response | None:
+        """A persisted GET answered from stored bytes: no parsing, validation or execution.
+
+        On a miss, remembers the key so the executed answer can be stored under it."""
+        responses = self.services.responses
+        if responses is None or gql.method != "GET" or gql.query is not None:
+            return None
+        sha256 = persisted_hash(gql.extensions)
+        if sha256 is None:
+            return None
+        key = responses.key(caller, sha256, gql.operation_name, gql.normalized_variables)
+        stored = await responses.get(key)
+        if stored is None:
+            gql.response_key = key
+            return None
+        max_age_s = stored.max_age_s(self.services.clock().timestamp())
+        headers = {**headers, **cache_headers(max_age_s), "ETag": stored.etag}
+        if etag_matches(request.headers.get("if-none-match"), stored.etag):
+            return Response(status_code=304, headers=headers)
+        return Response(stored.body, 200, headers, JSON)
+
+    async def store(self, key: str, raw: bytes, data: Any, context: Context) -> None:
+        source = context.source
+        dependencies = getattr(source, "dependencies", None)
+        if not dependencies or not getattr(source, "answer_cacheable", False):
+            return
+        until = expires_at(data, self.settings.refresh_interval_s)
+        if until is None:
+            return
+        assert self.services.responses is not None
+        await self.services.responses.put(
+            key,
+            StoredResponse(etag_for(raw), until, raw),
+            dependencies,
+            self.settings.refresh_interval_s,
+            self.services.clock(),
+        )
 
     def authenticate(self, request: Request) -> Caller:
         try:
@@ -380,9 +404,7 @@ class GraphQLEndpoint:
             raise RequestError(400, exc.code, exc.message) from None
         return prepared
 
-    async def execute(
-        self, gql: GraphQLRequest, caller: Caller, request_id: str
-    ) -> ExecutionResult:
+    async def execute(self, gql: GraphQLRequest, context: Context) -> ExecutionResult:
         allowed = {StrawberryOperationType.QUERY}
         if gql.method == "POST":
             allowed.add(StrawberryOperationType.MUTATION)
@@ -390,7 +412,7 @@ class GraphQLEndpoint:
             return await self.schema.execute(
                 gql.document,
                 variable_values=gql.variables,
-                context_value=self.services.make_context(caller, request_id),
+                context_value=context,
                 operation_name=gql.operation_name,
                 allowed_operation_types=allowed,
             )
@@ -408,23 +430,24 @@ class GraphQLEndpoint:
         errors: list[GraphQLError] | None,
         data: dict[str, Any] | None,
         headers: dict[str, str],
-    ) -> Response:
+    ) -> tuple[Response, bytes]:
+        """The response and the exact body bytes it carries (or would, for a 304)."""
         body: dict[str, Any] = {}
         if errors:
             body["errors"] = [self.format_error(e, headers["X-Request-Id"]) for e in errors]
         body["data"] = data
         raw = orjson.dumps(body)
         if not gql.cacheable:
-            return Response(raw, 200, headers, JSON)
+            return Response(raw, 200, headers, JSON), raw
         if errors:
-            return Response(raw, 200, {**headers, **NO_STORE, "Vary": "Authorization"}, JSON)
+            return Response(raw, 200, {**headers, **NO_STORE, "Vary": "Authorization"}, JSON), raw
         settings = self.settings
         max_age_s = seconds_until_refresh(data, settings.refresh_interval_s, self.services.clock())
         etag = etag_for(raw)
         headers = {**headers, **cache_headers(max_age_s), "ETag": etag}
         if etag_matches(request.headers.get("if-none-match"), etag):
-            return Response(status_code=304, headers=headers)
-        return Response(raw, 200, headers, JSON)
+            return Response(status_code=304, headers=headers), raw
+        return Response(raw, 200, headers, JSON), raw
 
     def format_error(self, error: GraphQLError, request_id: str) -> dict[str, Any]:
         formatted = format_error(error, mask=self.settings.is_production, request_id=request_id)

@@ -33,6 +33,14 @@ class Keys:
     def user(self, user_id: int) -> str:
         return f"{self.base}:user:{user_id}"
 
+    def response(self, role: str, user_id: int, sha256: str, variables_digest: str) -> str:
+        return f"{self.base}:response:{role}:{user_id}:{sha256}:{variables_digest}"
+
+    @staticmethod
+    def tag(subtree_key: str) -> str:
+        """The set of response keys built from one subtree."""
+        return f"{subtree_key}:responses"
+
     def lock(self, key: str) -> str:
         return f"{key}:lock"
 

@@ -33,6 +33,10 @@ class KV(Protocol):
 
     async def set_nx_many(self, keys: Sequence[str], value: bytes, ttl_s: float) -> list[bool]: ...
 
+    async def tag(self, tag_keys: Sequence[str], member: str, ttl_s: float) -> None: ...
+
+    async def invalidate(self, tag_keys: Sequence[str]) -> int: ...
+
     async def ping(self) -> None: ...
 
 
@@ -41,6 +45,7 @@ class MemoryKV:
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, float]] = {}
+        self._tags: dict[str, set[str]] = {}
 
     def _get(self, key: str) -> bytes | None:
         item = self._data.get(key)
@@ -78,6 +83,16 @@ class MemoryKV:
 
     async def set_nx_many(self, keys: Sequence[str], value: bytes, ttl_s: float) -> list[bool]:
         return [await self.set_nx(key, value, ttl_s) for key in keys]
+
+    async def tag(self, tag_keys: Sequence[str], member: str, ttl_s: float) -> None:
+        for tag in tag_keys:
+            self._tags.setdefault(tag, set()).add(member)
+
+    async def invalidate(self, tag_keys: Sequence[str]) -> int:
+        members = set().union(*(self._tags.pop(tag, set()) for tag in tag_keys))
+        for member in members:
+            self._data.pop(member, None)
+        return len(members)
 
     async def ping(self) -> None:
         return None
@@ -167,6 +182,43 @@ class RedisKV:
                     pipe.set(key, value, nx=True, px=int(ttl_s * 1000))
                 return [bool(r) for r in await pipe.execute()]
         except (TimeoutError, RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def tag(self, tag_keys: Sequence[str], member: str, ttl_s: float) -> None:
+        if not tag_keys:
+            return
+        self._check()
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for tag in tag_keys:
+                    pipe.sadd(tag, member)
+                    # A tag outlives none of its members by much: the longest-lived wins.
+                    pipe.expire(tag, max(int(ttl_s) + 1, 1), gt=True)
+                    pipe.expire(tag, max(int(ttl_s) + 1, 1), nx=True)
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._failed(exc) from exc
+
+    async def invalidate(self, tag_keys: Sequence[str]) -> int:
+        """Deletes every member of these tags, then the tags (single-key commands only)."""
+        if not tag_keys:
+            return 0
+        self._check()
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for tag in tag_keys:
+                    pipe.smembers(tag)
+                member_sets = await pipe.execute()
+            members = {m for s in member_sets for m in s}
+            async with self.client.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.delete(member)
+                for tag, found in zip(tag_keys, member_sets, strict=True):
+                    if found:
+                        pipe.delete(tag)
+                await pipe.execute()
+            return len(members)
+        except (RedisError, OSError, TimeoutError) as exc:
             raise self._failed(exc) from exc
 
     async def ping(self) -> None:

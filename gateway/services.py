@@ -15,6 +15,7 @@ from gateway.keys import QUEUE_NAME, Keys, cache_version
 from gateway.kv import KV, MemoryKV, RedisKV
 from gateway.queue import QueueRefresher
 from gateway.refresh import LocalRefresher, RateLimitedRefresh, RefreshService
+from gateway.responses import ResponseCache
 from gateway.settings import Settings
 from loaders.engines import Upstream
 from loaders.registry import Loaders
@@ -42,6 +43,7 @@ class Services:
     cache: SubtreeCache | None = None
     refresh: RefreshService | None = None
     refresher: Refresher | None = None
+    responses: ResponseCache | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> "Services":
@@ -84,6 +86,11 @@ class Services:
             cache=cache,
             refresh=refresh,
             refresher=refresher,
+            responses=(
+                ResponseCache(kv, cache.keys)
+                if settings.cache_enabled and settings.response_cache_enabled
+                else None
+            ),
         )
 
     def make_context(self, caller: Caller, request_id: str) -> Context:

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     cache_lock_s: float = Field(
         30.0, description="Cross-process single-flight lock timeout, seconds."
     )
+    response_cache_enabled: bool = Field(
+        True, description="Serve persisted GETs from stored answer bytes (the fast path)."
+    )
     embedded_scheduler: bool = Field(
         True, description="Embedded mode: refresh every interval inside the gateway process."
     )

@@ -4,6 +4,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+from gateway.prewarm import prewarm_responses
 from gateway.services import Services
 from gateway.settings import Settings
 
@@ -25,7 +26,9 @@ def _refresh(ctx: dict[str, Any]) -> Any:
 
 
 async def refresh_all(ctx: dict[str, Any]) -> dict[str, Any]:
-    return asdict(await _refresh(ctx).refresh_all())
+    report = asdict(await _refresh(ctx).refresh_all())
+    report["prewarm"] = asdict(await prewarm_responses(ctx["services"]))
+    return report
 
 
 async def refresh_director(ctx: dict[str, Any], user_id: int, role: str = "director") -> None:

@@ -1,0 +1,196 @@
+"""The response fast path: stored answer bytes for persisted GETs, per caller."""
+
+import json
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import update
+
+from gateway.persisted import build_manifest, dashboard_operations
+from gateway.prewarm import prewarm_responses
+from loaders.engines import make_engine
+from loaders.programs import cohorts
+from resolvers.subtrees import Caller
+from tests.clock import MovableClock
+from tests.dataset import ADMIN, DANA, DREW, NOW
+from tests.gateway_client import GatewayClient, gateway_client
+from tests.test_cache import StatementCounter, services_of, settings_for
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+OPERATIONS = dashboard_operations()
+SUMMARY_OP = OPERATIONS["DirectorSummary"]
+LIST_OP = OPERATIONS["CohortList"]
+DETAIL_OP = OPERATIONS["CohortDetail"]
+# What a client compares: everything but the per-request id.
+CACHE_HEADERS = ("content-type", "etag", "cache-control", "vary")
+
+
+def params(op, variables: dict | None = None) -> dict[str, str]:
+    out = {
+        "extensions": json.dumps({"persistedQuery": {"version": 1, "sha256Hash": op.sha256}}),
+        "operationName": op.name,
+    }
+    if variables is not None:
+        out["variables"] = json.dumps(variables)
+    return out
+
+
+async def get(api: GatewayClient, op, user: int, role: str = "director", variables=None, **headers):
+    return await api.http.get(
+        "/graphql", params=params(op, variables), headers={**api.auth(user, role), **headers}
+    )
+
+
+def hits() -> float:
+    value = REGISTRY.get_sample_value(
+        "gateway_cache_requests_total", {"kind": "response", "result": "hit"}
+    )
+    return value or 0.0
+
+
+@pytest.fixture
+def manifest(tmp_path) -> str:
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(build_manifest(OPERATIONS)))
+    return str(path)
+
+
+@pytest.fixture
+async def fast(dataset_url: str, redis_url: str, manifest: str):
+    clock = MovableClock(NOW)
+    settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
+    async with gateway_client(settings, clock) as api:
+        api.clock = clock
+        await services_of(api).refresh.refresh_all()
+        yield api
+
+
+async def test_prewarmed_answer_is_served_without_execution(fast: GatewayClient) -> None:
+    report = await prewarm_responses(services_of(fast))
+    # 3 directors + 1 admin, two pages each; Nora's empty list has no computedAt to bound
+    # its lifetime, so it is executed each time rather than stored.
+    assert (report.callers, report.stored) == (4, 7)
+    before = hits()
+    with StatementCounter(fast) as counter:
+        response = await get(fast, SUMMARY_OP, DANA)
+    assert counter.count == 0
+    assert hits() == before + 1
+    assert response.status_code == 200
+    body = response.json()
+    assert "errors" not in body
+    assert body["data"]["me"]["summary"]["averageReadiness"] == 61.0
+
+
+async def test_fast_answer_equals_executed_answer_byte_for_byte(
+    dataset_url: str, redis_url: str, manifest: str, fast: GatewayClient
+) -> None:
+    await prewarm_responses(services_of(fast))
+    cached = await get(fast, LIST_OP, DANA)
+    settings = settings_for(
+        dataset_url, redis_url, persisted_manifest=manifest, response_cache_enabled=False
+    )
+    async with gateway_client(settings, fast.clock) as executed_api:
+        executed = await get(executed_api, LIST_OP, DANA)
+    assert cached.content == executed.content
+    assert {h: cached.headers[h] for h in CACHE_HEADERS} == {
+        h: executed.headers[h] for h in CACHE_HEADERS
+    }
+    assert cached.headers["cache-control"] == "private, max-age=300"
+    assert cached.headers["vary"] == "Authorization"
+
+
+async def test_miss_executes_once_then_hits(fast: GatewayClient) -> None:
+    variables = {"id": 101}
+    first = await get(fast, DETAIL_OP, DANA, variables=variables)
+    before = hits()
+    with StatementCounter(fast) as counter:
+        second = await get(fast, DETAIL_OP, DANA, variables=variables)
+    assert counter.count == 0
+    assert hits() == before + 1
+    assert second.content == first.content
+    assert second.headers["etag"] == first.headers["etag"]
+    not_modified = await get(
+        fast, DETAIL_OP, DANA, variables=variables, **{"If-None-Match": first.headers["etag"]}
+    )
+    assert (not_modified.status_code, not_modified.content) == (304, b"")
+    assert not_modified.headers["etag"] == first.headers["etag"]
+
+
+async def test_answers_never_cross_callers(fast: GatewayClient) -> None:
+    await prewarm_responses(services_of(fast))
+    answers = {}
+    for user, role in ((DANA, "director"), (DREW, "director"), (ADMIN, "admin")):
+        response = await get(fast, LIST_OP, user, role)
+        ids = [e["node"]["id"] for e in response.json()["data"]["me"]["cohorts"]["edges"]]
+        answers[user] = (ids, response.headers["etag"])
+    assert answers[DANA][0] == [102, 101, 104]
+    assert answers[DREW][0] == [103, 102]
+    assert answers[ADMIN][0] == [103, 102, 101, 104]
+    assert len({etag for _, etag in answers.values()}) == 3
+    # Dana's ETag is no validator for Drew: he gets his full answer, not a 304.
+    response = await get(fast, LIST_OP, DREW, **{"If-None-Match": answers[DANA][1]})
+    assert response.status_code == 200
+    # Out-of-scope detail: an error answer, never stored, never another caller's bytes.
+    for _ in range(2):
+        response = await get(fast, DETAIL_OP, DANA, variables={"id": 103})
+        assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["NOT_FOUND"]
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def set_capacity(url: str, cohort_id: int, capacity: int) -> None:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(cohorts).where(cohorts.c.id == cohort_id).values(seat_capacity=capacity)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
+    dataset_url: str, fast: GatewayClient
+) -> None:
+    services = services_of(fast)
+    await prewarm_responses(services)
+    old = await get(fast, SUMMARY_OP, DREW)
+    assert old.json()["data"]["me"]["summary"]["seats"]["total"] == 10
+    await set_capacity(dataset_url, 102, 20)
+    try:
+        # Until a refresh, the stored answer stands (that is what a cache is).
+        assert (await get(fast, SUMMARY_OP, DREW)).content == old.content
+        fast.clock.advance(60)
+        assert await services.refresh.refresh_cohort(102) == [DANA, DREW]
+        with StatementCounter(fast) as counter:
+            new = await get(fast, SUMMARY_OP, DREW)
+        assert counter.count == 0  # rebuilt from the refreshed subtrees, not from upstream
+        assert new.json()["data"]["me"]["summary"]["seats"]["total"] == 20
+        assert new.headers["etag"] != old.headers["etag"]
+        detail = await get(fast, DETAIL_OP, DREW, variables={"id": 102})
+        assert detail.json()["data"]["cohort"]["computedAt"] == "2026-11-24T12:01:00.000000Z"
+    finally:
+        await set_capacity(dataset_url, 102, 10)
+
+
+async def test_stored_answer_expires_when_its_subtrees_turn_stale(fast: GatewayClient) -> None:
+    await prewarm_responses(services_of(fast))
+    fast.clock.advance(120)
+    response = await get(fast, SUMMARY_OP, DANA)
+    assert response.headers["cache-control"] == "private, max-age=180"
+    key = services_of(fast).responses.key(
+        Caller(DANA, "director"),
+        SUMMARY_OP.sha256,
+        SUMMARY_OP.name,
+        b"{}",
+    )
+    ttl_ms = await services_of(fast).kv.client.pttl(key)
+    assert 0 < ttl_ms <= 300_000  # stored with the wall clock: at most one interval
+    # Past the interval the stored bytes (stale: false) must not be served.
+    fast.clock.advance(200)
+    await services_of(fast).kv.client.delete(key)  # what Redis' expiry does on its own clock
+    response = await get(fast, SUMMARY_OP, DANA)
+    assert response.json()["data"]["me"]["summary"]["stale"] is True
+    assert response.headers["cache-control"] == "private, max-age=0"
+    # An answer built from a stale subtree is not stored.
+    assert await services_of(fast).kv.client.exists(key) == 0
