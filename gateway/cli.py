@@ -8,6 +8,7 @@ from pathlib import Path
 from gateway.settings import Settings
 
 SCHEMA_FILE = "schema.graphql"
+GRACEFUL_SHUTDOWN_S = 20
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
@@ -18,14 +19,20 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        factory=False,
-        log_level="info",
+        loop="uvloop",
+        http="httptools",
+        # gateway.main configures logging in every worker process.
+        log_config=None,
+        access_log=False,
         proxy_headers=False,
+        # SIGTERM: stop accepting, let in-flight requests finish for up to this long.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _serve(Settings(), args.host, args.port, args.workers)
+    settings = Settings()
+    _serve(settings, args.host, args.port, args.workers or settings.workers)
     return 0
 
 
@@ -263,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="Serve the GraphQL API with uvicorn.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes.")
+    p.add_argument(
+        "--workers", type=int, default=None, help="Worker processes (default GATEWAY_WORKERS)."
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -326,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from gateway.logs import configure
+
+    settings = Settings()
+    configure(settings.effective_log_format, settings.log_level)
     return int(args.func(args) or 0)
 
 

@@ -55,9 +55,9 @@ def format_error(error: GraphQLError, *, mask: bool, request_id: str) -> dict[st
             error.path,
             exc_info=(type(original), original, original.__traceback__) if original else None,
         )
-        extensions["requestId"] = request_id
         if mask:
             formatted["message"] = "Internal server error."
+    extensions["requestId"] = request_id  # the same id as the X-Request-Id header and logs
     formatted["extensions"] = extensions
     return formatted
 

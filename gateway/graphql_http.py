@@ -33,6 +33,7 @@ from gateway.limits import (
     PreparedDocument,
     with_prepared_documents,
 )
+from gateway.logs import request_id_var
 from gateway.persisted import (
     DocumentStore,
     is_sha256_hex,
@@ -206,6 +207,14 @@ def wants_graphiql(request: Request) -> bool:
     )
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def inbound_request_id(value: str | None) -> str | None:
+    """A caller's X-Request-Id, kept only when it is short and plain (it goes into logs)."""
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
+
+
 def persisted_hash(extensions: dict[str, Any] | None) -> str | None:
     """The sha256 of `extensions.persistedQuery`, or None when the request has none."""
     persisted = (extensions or {}).get("persistedQuery")
@@ -247,7 +256,8 @@ class GraphQLEndpoint:
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = inbound_request_id(request.headers.get("x-request-id")) or uuid.uuid4().hex
+        request_id_var.set(request_id)
         headers = {"X-Request-Id": request_id}
         if request.method not in ("GET", "POST"):
             return json_response(
@@ -272,7 +282,7 @@ class GraphQLEndpoint:
             context = self.services.make_context(caller, request_id)
             result = await self.execute(gql, context)
         except RequestError as exc:
-            body = error_body(exc.message, exc.code)
+            body = error_body(exc.message, exc.code, requestId=request_id)
             return json_response(body, exc.status, {**headers, **exc.headers})
         response, raw = self.respond(gql, request, result.errors, result.data, headers)
         if gql.response_key is not None and not result.errors:

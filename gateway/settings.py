@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS (never `*` in production)."
     )
 
+    workers: int = Field(1, description="uvicorn worker processes of `gateway serve`.")
+    log_format: Literal["json", "text"] | None = Field(
+        None, description="Log lines: json (default in production) or text (development)."
+    )
+    log_level: str = Field("INFO", description="Root log level.")
     redis_url: str | None = Field(
         None, description="Redis for the cache and the job queue; unset = embedded mode."
     )
@@ -97,12 +102,25 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(262_144, description="Largest accepted request body, bytes.")
 
     # Alert thresholds of spec/METRICS.md.
-    alert_low_seat_utilization: float = 0.60
-    alert_low_mentor_coverage: float = 0.80
-    alert_critical_mentor_coverage: float = 0.50
-    alert_low_session_completion: float = 0.70
-    alert_low_readiness: float = 60.0
-    alert_critical_payment_failure_ratio: float = 0.10
+    alert_low_seat_utilization: float = Field(
+        0.60, description="LOW_SEAT_UTILIZATION fires below this seat utilization."
+    )
+    alert_low_mentor_coverage: float = Field(
+        0.80, description="LOW_MENTOR_COVERAGE (warning) fires below this coverage."
+    )
+    alert_critical_mentor_coverage: float = Field(
+        0.50, description="LOW_MENTOR_COVERAGE is critical below this coverage."
+    )
+    alert_low_session_completion: float = Field(
+        0.70, description="LOW_SESSION_COMPLETION fires below this session completion rate."
+    )
+    alert_low_readiness: float = Field(
+        60.0, description="LOW_READINESS fires below this average readiness."
+    )
+    alert_critical_payment_failure_ratio: float = Field(
+        0.10,
+        description="PAYMENT_FAILURES is critical above this failed/billed ratio in a currency.",
+    )
 
     ready_score: float = Field(70.0, description="Latest readiness score counted as ready.")
     milestone_horizon_days: int = Field(30, description="Upcoming milestones window, days.")
@@ -178,6 +196,10 @@ class Settings(BaseSettings):
         if module not in MODULES:
             raise ValueError(f"unknown upstream module {module!r}")
         return getattr(self, f"upstream_{module}_url") or self.database_url
+
+    @property
+    def effective_log_format(self) -> str:
+        return self.log_format or ("json" if self.is_production else "text")
 
     @property
     def is_production(self) -> bool:

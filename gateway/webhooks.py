@@ -101,7 +101,7 @@ async def upstream_event(request: Request) -> Response:
         "upstream event accepted",
         extra={
             "event": event.id,
-            "module": event.module,
+            "upstream_module": event.module,
             "cohorts": event.cohort_ids,
             "directors": event.director_ids,
         },

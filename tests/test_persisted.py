@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -83,7 +84,7 @@ def assert_not_found(response: httpx.Response) -> None:
         "errors": [
             {
                 "message": "PersistedQueryNotFound",
-                "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"},
+                "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND", "requestId": ANY},
             }
         ]
     }
@@ -188,12 +189,14 @@ async def test_apq_disabled_answers_not_supported(dataset_url: str) -> None:
         assert response.status_code == 200
         assert response.headers["cache-control"] == "no-store"
         assert response.json()["errors"][0]["extensions"] == {
-            "code": "PERSISTED_QUERY_NOT_SUPPORTED"
+            "code": "PERSISTED_QUERY_NOT_SUPPORTED",
+            "requestId": ANY,
         }
         # The full document still runs, and is not registered.
         assert (await apq_post(api, ME_HASH, DANA, query=ME)).json() == {"data": DANA_ME}
         assert (await apq_get(api, ME_HASH, DANA)).json()["errors"][0]["extensions"] == {
-            "code": "PERSISTED_QUERY_NOT_SUPPORTED"
+            "code": "PERSISTED_QUERY_NOT_SUPPORTED",
+            "requestId": ANY,
         }
 
 
@@ -417,7 +420,7 @@ async def test_non_persisted_and_failed_answers_are_not_cacheable(api: GatewayCl
     assert "etag" not in plain.headers
     await apq_post(api, sha256_hex(COHORT), DANA, query=COHORT, variables={"id": 101})
     failed = await apq_get(api, sha256_hex(COHORT), DANA, {"id": 103})
-    assert failed.json()["errors"][0]["extensions"] == {"code": "NOT_FOUND"}
+    assert failed.json()["errors"][0]["extensions"] == {"code": "NOT_FOUND", "requestId": ANY}
     assert "etag" not in failed.headers
     assert failed.headers["cache-control"] == "no-store"
 

@@ -1,6 +1,7 @@
 """Scope (a director never reaches another's cohorts), authentication and bad input."""
 
 import time
+from unittest.mock import ANY
 
 import jwt
 import pytest
@@ -11,8 +12,21 @@ from tests.gateway_client import GatewayClient, fixed_clock, gateway_client
 
 COHORT = "query C($id: Int!) { cohort(id: $id) { id name } }"
 DIRECTOR = "query D($id: Int!) { director(id: $id) { id name summary { totalCohorts } } }"
-DIRECTORS = "query L($first: Int, $after: String) { directors(first: $first, after: $after) { nodes { id } endCursor hasNextPage } }"
-PAGE = "query P($first: Int, $after: String, $filter: CohortFilter, $orderBy: CohortOrder) { me { cohorts(first: $first, after: $after, filter: $filter, orderBy: $orderBy) { edges { node { id } } pageInfo { endCursor } } } }"
+DIRECTORS = """
+query L($first: Int, $after: String) {
+  directors(first: $first, after: $after) { nodes { id } endCursor hasNextPage }
+}
+"""
+PAGE = """
+query P($first: Int, $after: String, $filter: CohortFilter, $orderBy: CohortOrder) {
+  me {
+    cohorts(first: $first, after: $after, filter: $filter, orderBy: $orderBy) {
+      edges { node { id } }
+      pageInfo { endCursor }
+    }
+  }
+}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +165,7 @@ async def test_authentication_failures_are_401_json(api: GatewayClient) -> None:
         assert response.headers["content-type"] == "application/json", name
         assert response.headers["www-authenticate"] == 'Bearer realm="gateway"', name
         [error] = response.json()["errors"]
-        assert error["extensions"] == {"code": "UNAUTHENTICATED"}, name
+        assert error["extensions"] == {"code": "UNAUTHENTICATED", "requestId": ANY}, name
 
 
 async def test_mutation_over_get_and_malformed_bodies(api: GatewayClient) -> None:

@@ -1,0 +1,1 @@
+"""`make bench`: the load benchmark of the gateway (see BENCHMARKS.md)."""
