@@ -83,6 +83,7 @@ class SubtreeCache:
             raw = await self.kv.get_many(keys)
         except CacheUnavailable:
             metrics.CACHE_REQUESTS.labels(kind, "error").inc(len(keys))
+            metrics.LIVE_FALLBACKS.labels(kind).inc(len(keys))
             return {}
         return {k: orjson.loads(v) for k, v in zip(keys, raw, strict=True) if v is not None}
 

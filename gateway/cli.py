@@ -263,6 +263,16 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings_doc(args: argparse.Namespace) -> int:
+    from gateway.settings_doc import render_env_example, update_operations_doc
+
+    doc = Path(args.operations_doc)
+    doc.write_text(update_operations_doc(doc))
+    Path(args.env_example).write_text(render_env_example())
+    print(f"wrote the settings table in {doc} and {args.env_example}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="Director dashboard gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=["director", "admin"], default="director")
     p.add_argument("--sync", action="store_true", help="Compute in this process and report.")
     p.set_defaults(func=cmd_refresh)
+
+    p = sub.add_parser("settings-doc", help="Regenerate the settings reference from the code.")
+    p.add_argument("--operations-doc", default="docs/operations.md")
+    p.add_argument("--env-example", default=".env.example")
+    p.set_defaults(func=cmd_settings_doc)
 
     p = sub.add_parser("export-schema", help="Print the SDL of the schema.")
     p.add_argument(

@@ -10,6 +10,7 @@ persisted queries, limits and cached responses sit in front of execution:
 import logging
 import math
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
+from gateway import metrics
 from gateway.auth import AuthError
 from gateway.errors import BAD_REQUEST, error_body, format_error
 from gateway.limits import (
@@ -36,6 +38,7 @@ from gateway.limits import (
 from gateway.logs import request_id_var
 from gateway.persisted import (
     DocumentStore,
+    dashboard_operations,
     is_sha256_hex,
     load_manifest,
     make_apq_store,
@@ -207,6 +210,16 @@ def wants_graphiql(request: Request) -> bool:
     )
 
 
+# Operation names label a metric: only the dashboard's own, others are "other".
+OBSERVED = "gateway.observed"  # ASGI scope key: (operation, outcome) of this request
+KNOWN_OPERATIONS = frozenset(dashboard_operations())
+
+
+def observe(request: Request, gql: GraphQLRequest, outcome: str) -> None:
+    name = gql.operation_name if gql.operation_name in KNOWN_OPERATIONS else "other"
+    request.scope[OBSERVED] = (name, outcome)
+
+
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -251,9 +264,12 @@ class GraphQLEndpoint:
         self.graphiql_html = (STATIC_DIR / "index.html").read_text()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
         request = Request(scope, receive)
         response = await self.handle(request)
         await response(scope, receive, send)
+        operation, outcome = scope.get(OBSERVED, ("other", "other"))
+        metrics.REQUEST_LATENCY.labels(operation, outcome).observe(time.perf_counter() - started)
 
     async def handle(self, request: Request) -> Response:
         request_id = inbound_request_id(request.headers.get("x-request-id")) or uuid.uuid4().hex
@@ -274,16 +290,20 @@ class GraphQLEndpoint:
             gql = await parse_request(request, self.settings.max_body_bytes)
             cached = await self.fast_path(gql, caller, request, headers)
             if cached is not None:
+                observe(request, gql, "fast")
                 return cached
             await self.resolve_document(gql)
             prepared = self.limit(gql)
             if prepared.errors:
+                observe(request, gql, "invalid")
                 return self.respond(gql, request, prepared.errors, None, headers)[0]
             context = self.services.make_context(caller, request_id)
             result = await self.execute(gql, context)
         except RequestError as exc:
             body = error_body(exc.message, exc.code, requestId=request_id)
+            request.scope[OBSERVED] = ("other", f"refused_{exc.status}")
             return json_response(body, exc.status, {**headers, **exc.headers})
+        observe(request, gql, "error" if result.errors else "ok")
         response, raw = self.respond(gql, request, result.errors, result.data, headers)
         if gql.response_key is not None and not result.errors:
             await self.store(gql.response_key, raw, result.data, context)

@@ -2,13 +2,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loaders import MODULES
 from resolvers.figures import Thresholds
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/demo.sqlite3"
+# Development defaults: fine on a laptop, refused in production.
+DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
+DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"
 
 
 class Settings(BaseSettings):
@@ -36,7 +39,7 @@ class Settings(BaseSettings):
     upstream_pool_size: int = Field(10, description="Connections per upstream engine (PostgreSQL).")
 
     jwt_secret: SecretStr = Field(
-        SecretStr("dev-secret-change-me-0123456789abcdef"),
+        SecretStr(DEV_JWT_SECRET),
         description="HS256 secret for bearer tokens.",
     )
     jwt_public_key_file: Path | None = Field(
@@ -92,7 +95,7 @@ class Settings(BaseSettings):
         6, description="requestRefresh calls allowed per caller per minute."
     )
     webhook_secret: SecretStr = Field(
-        SecretStr("dev-webhook-secret-change-me"),
+        SecretStr(DEV_WEBHOOK_SECRET),
         description="HMAC-SHA256 secret of upstream change events.",
     )
     webhook_max_body_bytes: int = Field(65_536, description="Largest webhook body, bytes.")
@@ -176,6 +179,19 @@ class Settings(BaseSettings):
         if self.field_suggestions is not None:
             return self.field_suggestions
         return not self.is_production
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> "Settings":
+        if not self.is_production:
+            return self
+        if (
+            self.jwt_public_key_file is None
+            and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+        ):
+            raise ValueError("set GATEWAY_JWT_SECRET (or a public key) in production")
+        if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
+            raise ValueError("set GATEWAY_WEBHOOK_SECRET in production")
+        return self
 
     def thresholds(self) -> Thresholds:
         return Thresholds(

@@ -20,6 +20,12 @@ FILTER = "query P($filter: CohortFilter) { me { cohorts(filter: $filter) { total
 SECRET = "connection to 10.9.8.7 refused (password=hunter2)"
 ORIGIN = "https://dashboard.example.test"
 
+# Production refuses the development secrets.
+SECRETS = {
+    "jwt_secret": "production-jwt-secret-0123456789abcdef",
+    "webhook_secret": "production-webhook-secret",
+}
+
 
 class ExplodingSource:
     """Delegates to the real source, but reading a user fails unexpectedly."""
@@ -52,7 +58,9 @@ def messages(response) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 async def production(dataset_url: str):
-    settings = Settings(database_url=dataset_url, env="production", cors_origins=[ORIGIN])
+    settings = Settings(
+        database_url=dataset_url, env="production", cors_origins=[ORIGIN], **SECRETS
+    )
     async with gateway_client(settings, fixed_clock(NOW)) as client:
         yield client
 
@@ -122,7 +130,7 @@ async def test_introspection_is_on_in_development_or_when_enabled(
     assert await development.data(SCHEMA, user=DANA) == {
         "__schema": {"queryType": {"name": "Query"}}
     }
-    settings = Settings(database_url=dataset_url, env="production", introspection=True)
+    settings = Settings(database_url=dataset_url, env="production", introspection=True, **SECRETS)
     async with gateway_client(settings, fixed_clock(NOW)) as api:
         assert await api.data(TYPE, user=DANA) == {"__type": {"name": "Cohort"}}
 
@@ -186,5 +194,17 @@ async def test_cors_allows_only_configured_origins(production: GatewayClient) ->
 
 def test_wildcard_origin_is_refused_in_production() -> None:
     with pytest.raises(ValidationError, match="CORS origin `\\*` is not allowed in production"):
-        Settings(env="production", cors_origins=["*"])
+        Settings(env="production", cors_origins=["*"], **SECRETS)
     assert Settings(cors_origins=["*"]).cors_origins == ["*"]  # development may use it
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"webhook_secret": "production-webhook-secret"}, "set GATEWAY_JWT_SECRET"),
+        ({"jwt_secret": "production-jwt-secret-0123456789abcdef"}, "set GATEWAY_WEBHOOK_SECRET"),
+    ],
+)
+def test_production_refuses_development_secrets(overrides, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(env="production", **overrides)
