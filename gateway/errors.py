@@ -40,7 +40,7 @@ def error_code(error: GraphQLError) -> str:
 
 
 def format_error(error: GraphQLError, *, mask: bool, request_id: str) -> dict[str, Any]:
-    formatted: dict[str, Any] = error.formatted
+    formatted: dict[str, Any] = dict(error.formatted)
     extensions = dict(formatted.get("extensions") or {})
     if "code" not in extensions:
         extensions["code"] = error_code(error)

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -83,7 +84,7 @@ class RefreshService:
         ids = await live.scope(user_id, role)
         user = await live.user(user_id)
         cohorts = await self._cohorts_for_summary(ids, now)
-        entries = {
+        entries: dict[str, Subtree] = {
             self.keys.scope(user_id, role): {"cohort_ids": ids, "computed_at": iso_instant(now)},
             self.keys.user(user_id): {
                 "user": as_dict(user) if user is not None else None,
@@ -258,7 +259,7 @@ class LocalRefresher:
 
     async def refresh_cohorts(self, cohort_ids: Sequence[int]) -> None:
         for cohort_id in cohort_ids:
-            self._start(f"cohort:{cohort_id}", lambda c=cohort_id: self.service.refresh_cohort(c))
+            self._start(f"cohort:{cohort_id}", partial(self.service.refresh_cohort, cohort_id))
 
     async def refresh_director(self, user_id: int, role: str) -> None:
         self._start(

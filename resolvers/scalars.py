@@ -3,11 +3,12 @@
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 DateTime = NewType("DateTime", str)
 Date = NewType("Date", str)
 
-SCALARS = {
+SCALARS: dict[object, ScalarDefinition] = {
     DateTime: strawberry.scalar(
         name="DateTime",
         description=(
