@@ -270,6 +270,22 @@ class CachedSource:
     async def director_ids(self, after: int, limit: int) -> list[int]:
         return await self.live.director_ids(after, limit)
 
+    async def _director_entry(
+        self, key: str, kind: str, user_id: int, role: str
+    ) -> tuple[Subtree | None, bool]:
+        """A director's cached entry and whether it may be served as is (a stale one
+        queues that director's refresh; an expired one is only a fallback)."""
+        found = (await self.cache.read([key], kind)).get(key)
+        if found is None:
+            return None, False
+        state = self.cache.classify(found, kind, self.now)
+        if state == "expired":
+            return found, False
+        if state == "stale" and self.cache.refresher is not None:
+            self._refresh_later(self.cache.refresher.refresh_director(user_id, role))
+        self._used(key, found, state)
+        return found, True
+
     async def scope(self, user_id: int, role: str) -> list[int]:
         key = (user_id, role)
         if key not in self._scopes:
@@ -278,14 +294,9 @@ class CachedSource:
 
     async def _scope(self, user_id: int, role: str) -> list[int]:
         key = self.keys.scope(user_id, role)
-        found = (await self.cache.read([key], "scope")).get(key)
-        if found is not None:
-            state = self.cache.classify(found, "scope", self.now)
-            if state != "expired":
-                if state == "stale" and self.cache.refresher is not None:
-                    self._refresh_later(self.cache.refresher.refresh_director(user_id, role))
-                self._used(key, found, state)
-                return list(found["cohort_ids"])
+        found, servable = await self._director_entry(key, "scope", user_id, role)
+        if found is not None and servable:
+            return list(found["cohort_ids"])
 
         async def compute(keys: list[str]) -> dict[str, Subtree]:
             ids = await self.live.scope(user_id, role)
@@ -355,14 +366,9 @@ class CachedSource:
 
     async def summary(self, user_id: int, role: str) -> Subtree:
         key = self.keys.summary(user_id, role)
-        found = (await self.cache.read([key], "summary")).get(key)
-        if found is not None:
-            state = self.cache.classify(found, "summary", self.now)
-            if state != "expired":
-                if state == "stale" and self.cache.refresher is not None:
-                    self._refresh_later(self.cache.refresher.refresh_director(user_id, role))
-                self._used(key, found, state)
-                return found
+        found, servable = await self._director_entry(key, "summary", user_id, role)
+        if found is not None and servable:
+            return found
 
         async def compute(keys: list[str]) -> dict[str, Subtree]:
             cohorts = await self.cohorts(await self.scope(user_id, role))

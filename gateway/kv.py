@@ -5,9 +5,10 @@ Only single-key commands are used (GET/SET in pipelines), so every key may live 
 different Redis Cluster slot.
 """
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -111,6 +112,15 @@ class RedisKV:
         if time.monotonic() < self._down_until:
             raise CacheUnavailable("redis marked down")
 
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Driver errors become CacheUnavailable, and open the breaker."""
+        self._check()
+        try:
+            yield
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._failed(exc) from exc
+
     def _failed(self, exc: BaseException) -> CacheUnavailable:
         if self._down_until <= time.monotonic():
             log.warning("redis unavailable: %s", exc)
@@ -120,96 +130,69 @@ class RedisKV:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        self._check()
-        try:
+        async with self._guard():
             if len(keys) == 1:
                 return [await self.client.get(keys[0])]
             async with self.client.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.get(key)
                 return list(await pipe.execute())
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
 
     async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
         if not items:
             return
-        self._check()
-        ttl_ms = int(ttl_s * 1000)
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(key, value, px=ttl_ms)
-                await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for key, value in items.items():
+                pipe.set(key, value, px=int(ttl_s * 1000))
+            await pipe.execute()
 
     async def set_nx(self, key: str, value: bytes, ttl_s: float) -> bool:
-        self._check()
-        try:
+        async with self._guard():
             return bool(await self.client.set(key, value, nx=True, px=int(ttl_s * 1000)))
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
+
+    async def set_nx_many(self, keys: Sequence[str], value: bytes, ttl_s: float) -> list[bool]:
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, value, nx=True, px=int(ttl_s * 1000))
+            return [bool(r) for r in await pipe.execute()]
 
     async def delete(self, *keys: str) -> None:
         if not keys:
             return
-        self._check()
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.delete(key)
-                await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.delete(key)
+            await pipe.execute()
 
     async def incr(self, key: str, ttl_s: float) -> int:
-        self._check()
-        try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, max(int(ttl_s), 1), nx=True)
-                value, _ = await pipe.execute()
+        async with self._guard(), self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, max(int(ttl_s), 1), nx=True)
+            value, _ = await pipe.execute()
             return int(value)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
-
-    async def set_nx_many(self, keys: Sequence[str], value: bytes, ttl_s: float) -> list[bool]:
-        self._check()
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.set(key, value, nx=True, px=int(ttl_s * 1000))
-                return [bool(r) for r in await pipe.execute()]
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
 
     async def tag(self, tag_keys: Sequence[str], member: str, ttl_s: float) -> None:
         if not tag_keys:
             return
-        self._check()
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for tag in tag_keys:
-                    pipe.sadd(tag, member)
-                    # A tag outlives none of its members by much: the longest-lived wins.
-                    pipe.expire(tag, max(int(ttl_s) + 1, 1), gt=True)
-                    pipe.expire(tag, max(int(ttl_s) + 1, 1), nx=True)
-                await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise self._failed(exc) from exc
+        ttl = max(int(ttl_s) + 1, 1)
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for tag in tag_keys:
+                pipe.sadd(tag, member)
+                # A tag lives as long as its longest-lived member: extend, never shorten.
+                pipe.expire(tag, ttl, gt=True)
+                pipe.expire(tag, ttl, nx=True)
+            await pipe.execute()
 
     async def invalidate(self, tag_keys: Sequence[str]) -> int:
         """Deletes every member of these tags, then the tags (single-key commands only)."""
         if not tag_keys:
             return 0
-        self._check()
-        try:
+        async with self._guard():
             async with self.client.pipeline(transaction=False) as pipe:
                 for tag in tag_keys:
                     pipe.smembers(tag)
                 member_sets = await pipe.execute()
-            members = {m for s in member_sets for m in s}
+            members = {m for found in member_sets for m in found}
             async with self.client.pipeline(transaction=False) as pipe:
                 for member in members:
                     pipe.delete(member)
@@ -218,13 +201,9 @@ class RedisKV:
                         pipe.delete(tag)
                 await pipe.execute()
             return len(members)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise self._failed(exc) from exc
 
     async def ping(self) -> None:
         """Always asks Redis (ignores the breaker), and closes the breaker on success."""
-        try:
-            await self.client.ping()
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
         self._down_until = 0.0
+        async with self._guard():
+            await self.client.ping()
