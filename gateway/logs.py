@@ -17,7 +17,13 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 # Attributes every LogRecord has; anything else came from `extra=`.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "rid"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "rid",
+    "color_message",  # uvicorn's ANSI copy of the message
+}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
