@@ -460,3 +460,15 @@ async def test_modules_in_separate_databases(
     split = await seed_demo(urls)
     assert split.checksum == report.checksum
     assert split.rows_by_table == report.rows_by_table
+
+
+async def test_demo_loads_on_postgresql_with_the_same_checksum(
+    demo: tuple[dict[str, str], SeedReport], postgres_url_factory
+) -> None:
+    _, on_sqlite = demo
+    url = postgres_url_factory("seed")
+    urls = {module: url for module in MODULES}
+    on_postgres = await seed_demo(urls)
+    assert on_postgres.rows_by_table == DEMO_ROWS
+    assert on_postgres.checksum == on_sqlite.checksum
+    assert await checksum(urls) == on_sqlite.checksum  # read back from PostgreSQL
