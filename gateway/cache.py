@@ -190,15 +190,17 @@ class SubtreeCache:
         results: dict[str, Subtree] = {}
         while pending and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(self.policy.lock_poll_s)
+            # The lock first, then the value: a value written just before its lock was
+            # released is then always seen, and a released key is a real give-up.
+            try:
+                locks = await self.kv.get_many([self.keys.lock(k) for k in pending])
+            except CacheUnavailable:
+                locks = [None] * len(pending)
             found = await self.read(pending, "lock")
             now = self.clock()
             for key, value in found.items():
                 if age_s(value, now) <= self.policy.fresh_s:
                     results[key] = value
-            try:
-                locks = await self.kv.get_many([self.keys.lock(k) for k in pending])
-            except CacheUnavailable:
-                locks = [None] * len(pending)
             released = [
                 k
                 for k, lock in zip(pending, locks, strict=True)
@@ -206,8 +208,8 @@ class SubtreeCache:
             ]
             pending = [k for k in pending if k not in results and k not in released]
             if released:
-                # The other process gave up without writing: compute ourselves.
-                results.update(await compute(released))
+                # The owner gave up without writing: take the lock and compute ourselves.
+                results.update(await self._compute_locked(released, compute))
         if pending:
             results.update(await compute(pending))
         return results
@@ -216,8 +218,17 @@ class SubtreeCache:
 class CachedSource:
     """Per request: reads through the cache, computing misses with a LiveSource."""
 
-    def __init__(self, cache: SubtreeCache, live: LiveSource, thresholds: Thresholds) -> None:
+    def __init__(
+        self,
+        cache: SubtreeCache,
+        live: LiveSource,
+        thresholds: Thresholds,
+        *,
+        enqueue_refreshes: bool = True,
+    ) -> None:
         self.cache = cache
+        # The prewarm reads what its own cycle just wrote: it never asks for more refreshes.
+        self.refresher = cache.refresher if enqueue_refreshes else None
         self.live = live
         self.keys = cache.keys
         self.thresholds = thresholds
@@ -281,8 +292,8 @@ class CachedSource:
         state = self.cache.classify(found, kind, self.now)
         if state == "expired":
             return found, False
-        if state == "stale" and self.cache.refresher is not None:
-            self._refresh_later(self.cache.refresher.refresh_director(user_id, role))
+        if state == "stale" and self.refresher is not None:
+            self._refresh_later(self.refresher.refresh_director(user_id, role))
         self._used(key, found, state)
         return found, True
 
@@ -329,8 +340,8 @@ class CachedSource:
                 if subtree is None:
                     metrics.CACHE_REQUESTS.labels("cohort", "miss").inc()
                 need.append(i)
-        if stale and self.cache.refresher is not None:
-            self._refresh_later(self.cache.refresher.refresh_cohorts(stale))
+        if stale and self.refresher is not None:
+            self._refresh_later(self.refresher.refresh_cohorts(stale))
         if need:
             by_key = {keys[i]: i for i in need}
 

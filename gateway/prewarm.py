@@ -45,7 +45,7 @@ async def prewarm_responses(services: Services) -> PrewarmReport:
         caller = Caller(person.id, person.role)
         for name in PREWARM_OPERATIONS:
             operation = operations[name]
-            context = services.make_context(caller, "prewarm")
+            context = services.make_context(caller, "prewarm", enqueue_refreshes=False)
             result = await services.schema.execute(
                 operation.body, variable_values={}, context_value=context, operation_name=name
             )

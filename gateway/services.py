@@ -61,7 +61,7 @@ class Services:
             kv,
             Keys(cache_version(schema.as_str())),
             CachePolicy(
-                fresh_s=settings.refresh_interval_s,
+                fresh_s=settings.fresh_s,
                 serve_stale_s=settings.cache_ttl_s,
                 retention_s=settings.cache_retention_s,
                 lock_s=settings.cache_lock_s,
@@ -93,11 +93,13 @@ class Services:
             ),
         )
 
-    def make_context(self, caller: Caller, request_id: str) -> Context:
+    def make_context(
+        self, caller: Caller, request_id: str, *, enqueue_refreshes: bool = True
+    ) -> Context:
         # Loaders are built here, per request, inside the running event loop.
         live = LiveSource(Loaders(self.upstream), self.clock(), self.thresholds)
         source = (
-            CachedSource(self.cache, live, self.thresholds)
+            CachedSource(self.cache, live, self.thresholds, enqueue_refreshes=enqueue_refreshes)
             if self.cache is not None and self.settings.cache_enabled
             else live
         )
@@ -105,7 +107,7 @@ class Services:
             caller=caller,
             source=source,
             clock=self.clock,
-            stale_after_s=self.settings.refresh_interval_s,
+            stale_after_s=self.settings.fresh_s,
             request_id=request_id,
             refresh=self.refresh_requests,
         )

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     refresh_interval_s: float = Field(
         300.0, description="Prewarm interval; a subtree older than this is served as stale."
     )
+    refresh_grace_s: float = Field(
+        60.0,
+        description=(
+            "A subtree counts as stale only past the interval plus this, seconds: the time a "
+            "cycle takes to rewrite it."
+        ),
+    )
     cache_enabled: bool = Field(
         True, description="Serve through the subtree cache; off computes every answer live."
     )
@@ -212,6 +219,11 @@ class Settings(BaseSettings):
         if module not in MODULES:
             raise ValueError(f"unknown upstream module {module!r}")
         return getattr(self, f"upstream_{module}_url") or self.database_url
+
+    @property
+    def fresh_s(self) -> float:
+        """Age up to which a subtree is fresh: the refresh interval plus the grace."""
+        return self.refresh_interval_s + self.refresh_grace_s
 
     @property
     def effective_log_format(self) -> str:

@@ -309,5 +309,8 @@ class Cohort:
     )
     stale: bool = strawberry.field(
         resolver=_stale,
-        description="True when computedAt is older than the refresh interval.",
+        description=(
+            "True when computedAt is older than the refresh interval plus its grace, or when "
+            "a section is an older copy because its upstream module is unavailable."
+        ),
     )

@@ -63,7 +63,12 @@ class DirectorSummary:
         description="When this summary was computed; its figures are as of this instant."
     )
 
-    @strawberry.field(description="True when computedAt is older than the refresh interval.")
+    @strawberry.field(
+        description=(
+            "True when computedAt is older than the refresh interval plus its grace, or when "
+            "this is an older copy because an upstream module is unavailable."
+        )
+    )
     def stale(self, info: strawberry.Info[Context, None]) -> bool:
         return info.context.is_stale(self)  # type: ignore[arg-type]
 

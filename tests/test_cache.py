@@ -27,15 +27,14 @@ WEBHOOK_SECRET = "test-webhook-secret"
 
 
 def settings_for(url: str, redis_url: str | None, **overrides) -> Settings:
-    return Settings(
-        database_url=url,
-        redis_url=redis_url,
-        refresh_interval_s=300,
-        cache_ttl_s=900,
-        embedded_scheduler=False,
-        webhook_secret=WEBHOOK_SECRET,
-        **overrides,
-    )
+    defaults = {
+        "refresh_interval_s": 300,
+        "refresh_grace_s": 0,  # stale exactly past the interval, unless a test says otherwise
+        "cache_ttl_s": 900,
+        "embedded_scheduler": False,
+        "webhook_secret": WEBHOOK_SECRET,
+    }
+    return Settings(database_url=url, redis_url=redis_url, **{**defaults, **overrides})
 
 
 class StatementCounter:
@@ -332,3 +331,20 @@ async def test_request_refresh_is_scoped_and_rate_limited(
     assert codes == Counter({"ok": 4, "RATE_LIMITED": 2})  # 6 per minute per caller
     # Another caller has their own budget.
     assert (await cached.data(mutation, {"c": 102}, user=DREW))["requestRefresh"]["accepted"]
+
+
+async def test_stale_only_past_the_interval_plus_the_grace(
+    dataset_url: str, redis_url: str
+) -> None:
+    clock = MovableClock(NOW)
+    settings = settings_for(dataset_url, redis_url, refresh_grace_s=60)
+    async with gateway_client(settings, clock) as api:
+        await services_of(api).refresh.refresh_all()
+        clock.advance(359)  # a cycle running late: not stale yet, no refresh queued
+        assert (await api.data(STALE, user=DANA))["me"]["summary"]["stale"] is False
+        await asyncio.sleep(0.05)
+        assert await queued_jobs(redis_url) == []
+        clock.advance(2)
+        assert (await api.data(STALE, user=DANA))["me"]["summary"]["stale"] is True
+        await asyncio.sleep(0.05)
+        assert await queued_jobs(redis_url) == ["refresh_director:director:2"]

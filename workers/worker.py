@@ -12,6 +12,9 @@ from workers import jobs
 
 # A cycle may not overlap the next one; a job that outlives this is cancelled and retried.
 JOB_TIMEOUT_S = 600
+# On SIGTERM, running jobs get this long to finish before they are cancelled (and re-run
+# by another worker). Keep it under the orchestrator's kill grace period.
+JOB_COMPLETION_WAIT_S = 20
 
 
 def cron_fields(interval_s: float) -> dict[str, Any]:
@@ -53,6 +56,7 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
         "job_timeout": JOB_TIMEOUT_S,
         "max_jobs": 4,
         "handle_signals": not burst,
+        "job_completion_wait": JOB_COMPLETION_WAIT_S,
     }
 
 
