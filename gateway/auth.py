@@ -1,7 +1,7 @@
 """Bearer JWT verification (PyJWT) and token minting for local use."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -10,6 +10,8 @@ from gateway.settings import Settings
 from resolvers.subtrees import Caller
 
 ROLES = frozenset({"director", "admin"})
+# Verified tokens kept until they expire: a signature check costs more than a cached answer.
+MAX_CACHED_TOKENS = 20_000
 
 
 class AuthError(Exception):
@@ -22,6 +24,9 @@ class TokenVerifier:
     algorithm: str
     audience: str | None
     issuer: str | None
+    _verified: dict[str, tuple[Caller, float]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenVerifier":
@@ -43,12 +48,23 @@ class TokenVerifier:
         if not authorization:
             raise AuthError("Missing Authorization header.")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise AuthError("Authorization must be `Bearer <token>`.")
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1]:
+            return known[0]
+        caller, expires_at = self._decode(token)
+        if len(self._verified) >= MAX_CACHED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = (caller, expires_at)
+        return caller
+
+    def _decode(self, token: str) -> tuple[Caller, float]:
         try:
             # One algorithm only: `none` and algorithm confusion are rejected by PyJWT.
             claims = jwt.decode(
-                token.strip(),
+                token,
                 self.key,
                 algorithms=[self.algorithm],
                 audience=self.audience,
@@ -66,7 +82,7 @@ class TokenVerifier:
             user_id = int(claims["sub"])
         except (TypeError, ValueError):
             raise AuthError("Token `sub` must be a user id.") from None
-        return Caller(user_id=user_id, role=role)
+        return Caller(user_id=user_id, role=role), float(claims["exp"])
 
 
 def mint_token(settings: Settings, user_id: int, role: str, ttl_s: int) -> str:

@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.logs import configure
 
     settings = Settings()
-    configure(settings.effective_log_format, settings.log_level)
+    configure(settings.effective_log_format, settings.log_level, access_log=settings.access_log)
     return int(args.func(args) or 0)
 
 

@@ -61,7 +61,7 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(log_format: str, level: str = "INFO") -> None:
+def configure(log_format: str, level: str = "INFO", *, access_log: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
@@ -72,3 +72,5 @@ def configure(log_format: str, level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # A line per request costs more than a cached answer: off unless asked for.
+    logging.getLogger("uvicorn.access").disabled = not access_log

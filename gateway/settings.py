@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         None, description="Log lines: json (default in production) or text (development)."
     )
     log_level: str = Field("INFO", description="Root log level.")
+    access_log: bool = Field(
+        False, description="One log line per HTTP request (uvicorn's access log)."
+    )
     redis_url: str | None = Field(
         None, description="Redis for the cache and the job queue; unset = embedded mode."
     )

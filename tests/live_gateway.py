@@ -27,6 +27,7 @@ def live_gateway(database_url: str, **settings: str) -> Iterator[str]:
     env |= {
         "GATEWAY_DATABASE_URL": database_url,
         "GATEWAY_EMBEDDED_SCHEDULER": "false",
+        "GATEWAY_ACCESS_LOG": "true",  # the tests read the requests it served
         **{f"GATEWAY_{name.upper()}": value for name, value in settings.items()},
     }
     with tempfile.TemporaryDirectory(prefix="gateway-live-") as tmp:
