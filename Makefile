@@ -2,7 +2,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test lint format bench clean
+.PHONY: venv run test lint format bench reliability clean
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,13 @@ format: venv
 
 bench: venv
 	$(BIN)/python -m bench.run
+
+# Isolation, faults, bad input and a 10-minute soak against real processes (RELIABILITY.md);
+# about 14 minutes on 2 cores. RELIABILITY_SOAK_S shortens the soak. Figures land in
+# tests/reliability/results/, summed up in results/summary.md even when a check fails.
+reliability: venv
+	$(BIN)/pytest -m reliability -q tests/reliability; status=$$?; \
+	$(BIN)/python -m tests.reliability.report; exit $$status
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -91,6 +91,9 @@ class SubtreeCache:
         """Each entry is written whole, replacing the old one in place."""
         if not entries:
             return True
+        for entry in entries.values():
+            # Which write this is: a stored answer checks its inputs are still these.
+            entry["version"] = uuid.uuid4().hex[:16]
         try:
             await self.kv.set_many(
                 {k: encode(v) for k, v in entries.items()}, self.policy.retention_s
@@ -137,8 +140,11 @@ class SubtreeCache:
                 computed = await self._compute_locked(list(mine), compute)
             except BaseException as exc:
                 for flight in mine.values():
-                    flight.set_exception(exc)
-                    flight.exception()  # retrieved here; waiters re-raise it themselves
+                    if isinstance(exc, asyncio.CancelledError):
+                        flight.cancel()  # waiters then compute the key themselves
+                    else:
+                        flight.set_exception(exc)
+                        flight.exception()  # retrieved here; waiters re-raise it themselves
                 raise
             finally:
                 for key in mine:
@@ -147,7 +153,15 @@ class SubtreeCache:
                 results[key] = computed.get(key)
                 flight.set_result(results[key])
         for key, flight in theirs.items():
-            results[key] = await flight
+            try:
+                # Shielded: a waiter cancelled with its request must not cancel the flight.
+                results[key] = await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this waiter itself is being cancelled
+                # The owner was cancelled with its own request: compute it here instead.
+                results.update(await self.shared([key], compute))
         return results
 
     async def _compute_locked(
@@ -237,10 +251,12 @@ class CachedSource:
         # What this request's answer was built from (key → computedAt), for the response
         # cache; an answer built from anything stale or partial is not stored.
         self.dependencies: dict[str, str] = {}
+        self.dependency_versions: dict[str, str | None] = {}
         self.answer_cacheable = True
 
     def _used(self, key: str, entry: Subtree, state: str = "fresh") -> None:
         self.dependencies[key] = entry["computed_at"]
+        self.dependency_versions[key] = entry.get("version")
         if state != "fresh" or entry.get("stale_forced") or entry.get("unavailable"):
             self.answer_cacheable = False
 
@@ -301,7 +317,8 @@ class CachedSource:
         key = (user_id, role)
         if key not in self._scopes:
             self._scopes[key] = asyncio.ensure_future(self._scope(user_id, role))
-        return await self._scopes[key]
+        # Shielded: sibling fields share it, and one cancelled must not cancel the others'.
+        return await asyncio.shield(self._scopes[key])
 
     async def _scope(self, user_id: int, role: str) -> list[int]:
         key = self.keys.scope(user_id, role)
@@ -392,6 +409,8 @@ class CachedSource:
         assert summary is not None
         self._used(key, summary)
         if "unavailable" in summary:
+            if "seats" in summary:
+                return summary  # pooled, from stale sections: served marked, not stored
             if found is not None:
                 return {**found, "stale_forced": True, "unavailable": summary["unavailable"]}
             module = next(iter(summary["unavailable"].values()))
@@ -414,6 +433,16 @@ def summary_of(cohorts: list[Subtree], now: datetime) -> Subtree:
     if stamps:
         # As of its oldest input: a summary is never fresher than the cohorts it pools.
         summary["computed_at"] = min(stamps)
+    filled = {
+        section: module
+        for c in cohorts
+        if c.get("stale_forced")
+        for section, module in c.get("unavailable", {}).items()
+    }
+    if filled:
+        # Pooled from sections served from cache: say so, and never store it.
+        summary["stale_forced"] = True
+        summary["unavailable"] = filled
     return summary
 
 

@@ -347,6 +347,7 @@ class GraphQLEndpoint:
             dependencies,
             self.settings.refresh_interval_s,
             self.services.clock(),
+            getattr(source, "dependency_versions", None),
         )
 
     def authenticate(self, request: Request) -> Caller:

@@ -61,6 +61,7 @@ async def prewarm_responses(services: Services) -> PrewarmReport:
                 source.dependencies,  # type: ignore[attr-defined]
                 interval_s,
                 services.clock(),
+                source.dependency_versions,  # type: ignore[attr-defined]
             )
     report = PrewarmReport(len(people), stored, time.perf_counter() - started)
     log.info(

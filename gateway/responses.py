@@ -75,6 +75,7 @@ class ResponseCache:
         dependencies: Mapping[str, str],
         refresh_interval_s: float,
         now: datetime,
+        versions: Mapping[str, str | None] | None = None,
     ) -> bool:
         """Stores until the oldest dependency turns stale; returns False when not stored."""
         if not dependencies:
@@ -92,6 +93,17 @@ class ResponseCache:
         try:
             await self.kv.set_many({key: raw}, ttl_s)
             await self.kv.tag([self.keys.tag(d) for d in dependencies], key, ttl_s)
+            # A refresh writes its entries before it drops the answers tagged with them:
+            # so either it saw our tags (and dropped this answer), or its new entries are
+            # visible now and we drop the answer ourselves.
+            if versions is not None:
+                current = await self.kv.get_many(list(dependencies))
+                if any(
+                    entry is None or orjson.loads(entry).get("version") != versions.get(k)
+                    for k, entry in zip(dependencies, current, strict=True)
+                ):
+                    await self.kv.delete(key)
+                    return False
         except CacheUnavailable:
             return False
         return True

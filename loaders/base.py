@@ -1,5 +1,6 @@
 """DataLoader base: one statement per batch, rows regrouped and returned in key order."""
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
@@ -32,6 +33,11 @@ class UpstreamLoader(DataLoader[Hashable, Any], ABC):
 
     @abstractmethod
     def statement(self, keys: Sequence[Any]) -> Executable: ...
+
+    def load(self, key: Hashable) -> "asyncio.Future[Any]":
+        # The future is cached and shared by every field asking for this key: shielded so
+        # that one field cancelled (a failing sibling) does not cancel it for the others.
+        return asyncio.shield(super().load(key))
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[Any]:
         rows = await self.upstream.fetch(self.module, self.statement(list(keys)))

@@ -206,7 +206,8 @@ class LiveSource:
         key = (user_id, role)
         if key not in self._scopes:
             self._scopes[key] = asyncio.ensure_future(scope_cohort_ids(self.loaders, user_id, role))
-        return await self._scopes[key]
+        # Shielded: one sibling cancelled (a failing non-null field) must not cancel it.
+        return await asyncio.shield(self._scopes[key])
 
     async def cohorts(self, cohort_ids: list[int]) -> dict[int, dict[str, Any]]:
         missing = [i for i in cohort_ids if i not in self._cohorts]
