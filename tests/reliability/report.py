@@ -53,7 +53,7 @@ def rows() -> list[tuple[str, str, str]]:
     if r := load("isolation_refresh_race"):
         add(
             "isolation",
-            "stale answers outliving a refresh (race; xfail)",
+            "stale answers outliving a refresh (race, bug 1)",
             f"{r['stale_answers_after_refresh']} in {r['rounds_with_stale_answers']}/{r['rounds']} "
             f"rounds, up to {r['longest_remaining_stale_ttl_s']} s more",
         )
@@ -87,7 +87,7 @@ def rows() -> list[tuple[str, str, str]]:
         )
         add(
             "faults",
-            "billing down: summaries marked / unmarked (xfail)",
+            "billing down: summaries marked / unmarked (bug 2)",
             f"{f['summaries_marked']} / {f['summaries_unmarked']}",
         )
     if f := load("fault_worker_sigkill"):
@@ -118,6 +118,12 @@ def rows() -> list[tuple[str, str, str]]:
             f"{z['requests']} / {z['http_5xx']} / {z['internal_server_errors']}",
         )
         add("bad input", "fuzz codes seen", ", ".join(z["codes_seen"]))
+    if c := load("bad_input_cancelled_sibling"):
+        add(
+            "bad input",
+            "a failing field cancelling its siblings (bug 3): answers",
+            ", ".join(f"{k}: {v}" for k, v in c["outcomes"].items()),
+        )
     if c := load("bad_input_corpus"):
         add("bad input", "corpus cases as expected", f"{c['as_expected']} / {c['cases']}")
         add(
