@@ -114,7 +114,14 @@ def targets_table(results: dict[str, Any]) -> str:
             else f"{goal} {unit}".strip()
         )  # fmt: skip
         margin = t.get("margin_pct")
-        margin_shown = "–" if margin is None else f"{margin:+.1f} %"
+        if margin is None:
+            margin_shown = "–"
+        elif t["target"].startswith("hit rate"):
+            margin_shown = f"{100 * (value - goal):+.2f} points"
+        elif margin >= 100 and goal:
+            margin_shown = f"{value / goal:,.0f} × the goal"
+        else:
+            margin_shown = f"{margin:+.1f} %"
         note = f" ({t['note']})" if t.get("note") else ""
         lines.append(
             f"| {t['target']}{note} | {goal_shown} | {shown} | {'✅' if t['met'] else '❌'} "
