@@ -87,8 +87,12 @@ class SubtreeCache:
             return {}
         return {k: orjson.loads(v) for k, v in zip(keys, raw, strict=True) if v is not None}
 
-    async def write(self, entries: dict[str, Subtree]) -> bool:
-        """Each entry is written whole, replacing the old one in place."""
+    async def write(self, entries: dict[str, Subtree], defer_into: set[str] | None = None) -> bool:
+        """Each entry is written whole, replacing the old one in place.
+
+        The answers built from the old entries are dropped now; or, with `defer_into`, the
+        tags naming them are added to it, for a refresh cycle to replace them at its end
+        (gateway/prewarm.py) rather than drop them batch by batch."""
         if not entries:
             return True
         for entry in entries.values():
@@ -98,8 +102,11 @@ class SubtreeCache:
             await self.kv.set_many(
                 {k: encode(v) for k, v in entries.items()}, self.policy.retention_s
             )
-            # Answers built from the old entries are dropped (the prewarm rebuilds them).
-            await self.kv.invalidate([self.keys.tag(k) for k in entries])
+            tags = [self.keys.tag(k) for k in entries]
+            if defer_into is not None:
+                defer_into.update(tags)
+            else:
+                await self.kv.invalidate(tags)
             return True
         except CacheUnavailable:
             return False

@@ -234,15 +234,15 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
             from resolvers.subtrees import all_cohort_ids
 
             total = len(await all_cohort_ids(Loaders(services.upstream)))
-            with tqdm(total=total, unit="cohort", file=sys.stderr) as bar:
-                report = await refresh.refresh_all(progress=bar)
-            directors, cohorts = report.directors, report.cohorts
-            from gateway.prewarm import prewarm_responses
+            from gateway.prewarm import refresh_cycle
 
-            prewarmed = await prewarm_responses(services)
+            with tqdm(total=total, unit="cohort", file=sys.stderr) as bar:
+                report, prewarmed = await refresh_cycle(services, progress=bar)
+            directors, cohorts = report.directors, report.cohorts
             print(
                 f"prewarmed {prewarmed.stored} answers for {prewarmed.callers} callers "
-                f"in {prewarmed.seconds:.2f} s"
+                f"in {prewarmed.seconds:.2f} s; rebuilt {prewarmed.rebuilt} other answers, "
+                f"dropped {prewarmed.dropped}"
             )
         elif args.director_id is not None:
             await refresh.refresh_director(args.director_id, args.role)

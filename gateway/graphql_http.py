@@ -44,7 +44,7 @@ from gateway.persisted import (
     make_apq_store,
     sha256_hex,
 )
-from gateway.responses import StoredResponse, etag_for, expires_at
+from gateway.responses import AnswerRequest, StoredResponse, etag_for, expires_at
 from gateway.services import Services
 from resolvers.context import Context
 from resolvers.errors import UNAUTHENTICATED
@@ -108,7 +108,7 @@ class GraphQLRequest:
     @property
     def normalized_variables(self) -> bytes:
         """Variables as canonical JSON (sorted keys; none = `{}`), for cache keys."""
-        return orjson.dumps(self.variables or {}, option=orjson.OPT_SORT_KEYS)
+        return AnswerRequest.canonical_variables(self.variables)
 
     @property
     def cacheable(self) -> bool:
@@ -210,6 +210,9 @@ def wants_graphiql(request: Request) -> bool:
     )
 
 
+# ASGI scope key: the answer key gateway.fastpath looked up and did not find.
+FAST_PATH_MISSED_KEY = "gateway.fast_path_missed_key"
+
 # Operation names label a metric: only the dashboard's own, others are "other".
 OBSERVED = "gateway.observed"  # ASGI scope key: (operation, outcome) of this request
 KNOWN_OPERATIONS = frozenset(dashboard_operations())
@@ -306,7 +309,7 @@ class GraphQLEndpoint:
         observe(request, gql, "error" if result.errors else "ok")
         response, raw = self.respond(gql, request, result.errors, result.data, headers)
         if gql.response_key is not None and not result.errors:
-            await self.store(gql.response_key, raw, result.data, context)
+            await self.store(gql, raw, result.data, context, caller)
         return response
 
     async def fast_path(
@@ -322,6 +325,9 @@ class GraphQLEndpoint:
         if sha256 is None:
             return None
         key = responses.key(caller, sha256, gql.operation_name, gql.normalized_variables)
+        if request.scope.get(FAST_PATH_MISSED_KEY) == key:  # looked up in front already
+            gql.response_key = key
+            return None
         stored = await responses.get(key)
         if stored is None:
             gql.response_key = key
@@ -332,21 +338,34 @@ class GraphQLEndpoint:
             return Response(status_code=304, headers=headers)
         return Response(stored.body, 200, headers, JSON)
 
-    async def store(self, key: str, raw: bytes, data: Any, context: Context) -> None:
+    async def store(
+        self, gql: GraphQLRequest, raw: bytes, data: Any, context: Context, caller: Caller
+    ) -> None:
+        """Keeps an executed answer for the fast path, with the request it answers."""
         source = context.source
         dependencies = getattr(source, "dependencies", None)
         if not dependencies or not getattr(source, "answer_cacheable", False):
             return
+        # max-age runs to the next refresh; the entry lives until its inputs turn stale.
         until = expires_at(data, self.settings.refresh_interval_s)
-        if until is None:
+        if until is None or gql.response_key is None:
             return
         assert self.services.responses is not None
+        now = self.services.clock()
+        request = AnswerRequest(
+            caller.user_id,
+            caller.role,
+            gql.sha256,
+            gql.operation_name,
+            gql.variables or {},
+            now.timestamp(),
+        )
         await self.services.responses.put(
-            key,
-            StoredResponse(etag_for(raw), until, raw),
+            gql.response_key,
+            StoredResponse(etag_for(raw), until, raw, request.encode()),
             dependencies,
-            self.settings.refresh_interval_s,
-            self.services.clock(),
+            self.settings.fresh_s,
+            now,
             getattr(source, "dependency_versions", None),
         )
 

@@ -7,7 +7,7 @@ changes either never reads an entry of the old shape.
 import hashlib
 
 # Bump when the shape or meaning of a cached subtree changes without a schema change.
-SUBTREE_FORMAT = "2026-11-25.1"
+SUBTREE_FORMAT = "2026-11-25.2"
 PREFIX = "ddg"
 
 

@@ -38,6 +38,10 @@ class KV(Protocol):
 
     async def invalidate(self, tag_keys: Sequence[str]) -> int: ...
 
+    async def members(self, tag_keys: Sequence[str]) -> dict[str, set[str]]: ...
+
+    async def untag(self, removals: Mapping[str, set[str]]) -> None: ...
+
     async def ping(self) -> None: ...
 
 
@@ -88,6 +92,13 @@ class MemoryKV:
     async def tag(self, tag_keys: Sequence[str], member: str, ttl_s: float) -> None:
         for tag in tag_keys:
             self._tags.setdefault(tag, set()).add(member)
+
+    async def members(self, tag_keys: Sequence[str]) -> dict[str, set[str]]:
+        return {tag: set(self._tags.get(tag, ())) for tag in tag_keys}
+
+    async def untag(self, removals: Mapping[str, set[str]]) -> None:
+        for tag, gone in removals.items():
+            self._tags.get(tag, set()).difference_update(gone)
 
     async def invalidate(self, tag_keys: Sequence[str]) -> int:
         members = set().union(*(self._tags.pop(tag, set()) for tag in tag_keys))
@@ -181,6 +192,29 @@ class RedisKV:
                 # A tag lives as long as its longest-lived member: extend, never shorten.
                 pipe.expire(tag, ttl, gt=True)
                 pipe.expire(tag, ttl, nx=True)
+            await pipe.execute()
+
+    async def members(self, tag_keys: Sequence[str]) -> dict[str, set[str]]:
+        """Each tag's members (one SMEMBERS per tag, pipelined)."""
+        if not tag_keys:
+            return {}
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for tag in tag_keys:
+                pipe.smembers(tag)
+            found = await pipe.execute()
+        return {
+            tag: {m.decode() if isinstance(m, bytes) else m for m in members}
+            for tag, members in zip(tag_keys, found, strict=True)
+        }
+
+    async def untag(self, removals: Mapping[str, set[str]]) -> None:
+        """Removes members from tags (one SREM per tag, pipelined)."""
+        removals = {tag: gone for tag, gone in removals.items() if gone}
+        if not removals:
+            return
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for tag, gone in removals.items():
+                pipe.srem(tag, *gone)
             await pipe.execute()
 
     async def invalidate(self, tag_keys: Sequence[str]) -> int:

@@ -56,22 +56,28 @@ class RefreshService:
     def _live(self, now: datetime) -> LiveSource:
         return LiveSource(Loaders(self.upstream), now, self.thresholds)
 
-    async def _write(self, entries: dict[str, Subtree]) -> None:
+    async def _write(self, entries: dict[str, Subtree], rewritten: set[str] | None = None) -> None:
         items = list(entries.items())
         for start in range(0, len(items), WRITE_BATCH):
-            await self.cache.write(dict(items[start : start + WRITE_BATCH]))
+            await self.cache.write(dict(items[start : start + WRITE_BATCH]), rewritten)
 
     async def refresh_cohorts(
-        self, cohort_ids: Sequence[int], now: datetime | None = None
+        self,
+        cohort_ids: Sequence[int],
+        now: datetime | None = None,
+        rewritten: set[str] | None = None,
     ) -> dict[int, Subtree]:
-        """Recompute and store these cohorts; a cohort missing a module keeps its old entry."""
+        """Recompute and store these cohorts; a cohort missing a module keeps its old entry.
+
+        `rewritten`: see `refresh_all`."""
         now = now or self.clock()
         out: dict[int, Subtree] = {}
         for start in range(0, len(cohort_ids), COHORT_BATCH):
             chunk = list(cohort_ids[start : start + COHORT_BATCH])
             built = await self._live(now).cohorts(chunk)
             await self._write(
-                {self.keys.cohort(i): s for i, s in built.items() if "unavailable" not in s}
+                {self.keys.cohort(i): s for i, s in built.items() if "unavailable" not in s},
+                rewritten,
             )
             out.update(built)
         return out
@@ -144,15 +150,21 @@ class RefreshService:
         )
         return rows[0].id if rows else None
 
-    async def refresh_all(self, progress: Any = None) -> CycleReport:
-        """Every cohort once, then every director's scope, profile and summary from them."""
+    async def refresh_all(
+        self, progress: Any = None, rewritten: set[str] | None = None
+    ) -> CycleReport:
+        """Every cohort once, then every director's scope, profile and summary from them.
+
+        With `rewritten`, the stored answers built from the old entries are not dropped as
+        each batch is written: their tags are collected there, and the caller replaces
+        those answers once the cycle is done (`gateway.prewarm.refresh_cycle`)."""
         started = time.perf_counter()
         now = self.clock()
         cohort_ids = await all_cohort_ids(Loaders(self.upstream))
         cohorts: dict[int, Subtree] = {}
         for start in range(0, len(cohort_ids), COHORT_BATCH):
             chunk = cohort_ids[start : start + COHORT_BATCH]
-            cohorts.update(await self.refresh_cohorts(chunk, now))
+            cohorts.update(await self.refresh_cohorts(chunk, now, rewritten))
             if progress is not None:
                 progress.update(len(chunk))
         incomplete = sum(1 for s in cohorts.values() if "unavailable" in s)
@@ -201,7 +213,7 @@ class RefreshService:
                     if oldest is None
                     else min(oldest, summary["computed_at"])
                 )
-        await self._write(entries)
+        await self._write(entries, rewritten)
         seconds = time.perf_counter() - started
         directors = sum(1 for p in people if p.role == "director")
         await self.cache.write(
@@ -214,7 +226,8 @@ class RefreshService:
                     "incomplete_cohorts": incomplete,
                     "oldest_summary_at": oldest,
                 }
-            }
+            },
+            rewritten,
         )
         metrics.REFRESH_DURATION.labels("all").observe(seconds)
         if not incomplete:

@@ -4,10 +4,14 @@ A hit is served with no GraphQL work at all: the token is checked, one Redis GET
 made, the stored bytes go out with their ETag and Cache-Control. Correctness rests on:
 - the key holds the caller (role and user id), the document hash, the operation name
   and the canonical variables: no entry is ever read for another caller;
-- an entry lives at most until its oldest subtree turns stale, so `stale` and
-  `computedAt` in the bytes stay true;
+- an entry lives at most until its oldest subtree turns stale (refresh interval plus
+  grace, as for the subtrees themselves), so `stale` and `computedAt` in the bytes stay
+  true;
 - every entry is tagged with the subtrees it was built from; writing any of them
-  (a refresh, a webhook, a recompute) deletes the entries tagged with it.
+  (a webhook, a recompute) deletes the entries tagged with it, and a full refresh cycle
+  replaces them at its end (see gateway/prewarm.py);
+- every entry carries the request it answers (caller, document hash, operation,
+  variables), so that a refresh cycle can rebuild it for the same caller and key.
 """
 
 import hashlib
@@ -27,10 +31,54 @@ from resolvers.subtrees import Caller
 
 
 @dataclass(frozen=True)
+class AnswerRequest:
+    """The request an answer is for: what a refresh cycle needs to rebuild it."""
+
+    user_id: int
+    role: str
+    sha256: str
+    operation_name: str | None
+    variables: dict[str, Any]
+    requested_at: float  # Unix seconds of the request that first executed it
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.user_id, self.role)
+
+    @staticmethod
+    def canonical_variables(variables: dict[str, Any] | None) -> bytes:
+        """Variables as canonical JSON (sorted keys; none = `{}`), for cache keys."""
+        return orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            [
+                self.user_id,
+                self.role,
+                self.sha256,
+                self.operation_name,
+                self.variables,
+                self.requested_at,
+            ]
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "AnswerRequest | None":
+        try:
+            user_id, role, sha256, operation_name, variables, requested_at = orjson.loads(raw)
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            return None
+        if not isinstance(variables, dict):
+            return None
+        return cls(user_id, role, sha256, operation_name, variables, requested_at)
+
+
+@dataclass(frozen=True)
 class StoredResponse:
     etag: str
-    expires_at: float  # Unix seconds: the oldest computedAt in the answer + refresh interval
+    expires_at: float  # Unix seconds: the oldest computedAt + refresh interval (max-age)
     body: bytes
+    request: bytes = b"[]"  # AnswerRequest.encode(); decoded only when rebuilding
 
     def max_age_s(self, now_s: float) -> int:
         return max(0, math.floor(self.expires_at - now_s))
@@ -64,30 +112,35 @@ class ResponseCache:
         if raw is None:
             metrics.CACHE_REQUESTS.labels("response", "miss").inc()
             return None
-        etag, expires_ms, body = raw.split(b"\n", 2)
         metrics.CACHE_REQUESTS.labels("response", "hit").inc()
-        return StoredResponse(etag.decode(), int(expires_ms) / 1000, body)
+        return decode_stored(raw)
+
+    async def get_stored(self, keys: list[str]) -> list[StoredResponse | None]:
+        """Entries as they are, for a refresh cycle (not counted as look-ups)."""
+        found = await self.kv.get_many(keys)
+        return [None if raw is None else decode_stored(raw) for raw in found]
 
     async def put(
         self,
         key: str,
         response: StoredResponse,
         dependencies: Mapping[str, str],
-        refresh_interval_s: float,
+        fresh_s: float,
         now: datetime,
         versions: Mapping[str, str | None] | None = None,
     ) -> bool:
-        """Stores until the oldest dependency turns stale; returns False when not stored."""
+        """Stores until the oldest dependency turns stale (older than `fresh_s`); returns
+        False when not stored."""
         if not dependencies:
             return False
         oldest = min(datetime.fromisoformat(stamp) for stamp in dependencies.values())
-        ttl_s = (oldest - now).total_seconds() + refresh_interval_s
-        ttl_s = min(ttl_s, response.expires_at - now.timestamp())
+        ttl_s = (oldest - now).total_seconds() + fresh_s
         if ttl_s < 1:
             return False
-        raw = b"%s\n%d\n%s" % (
+        raw = b"%s\n%d\n%s\n%s" % (
             response.etag.encode(),
             int(response.expires_at * 1000),
+            response.request,
             response.body,
         )
         try:
@@ -107,6 +160,11 @@ class ResponseCache:
         except CacheUnavailable:
             return False
         return True
+
+
+def decode_stored(raw: bytes) -> StoredResponse:
+    etag, expires_ms, request, body = raw.split(b"\n", 3)
+    return StoredResponse(etag.decode(), int(expires_ms) / 1000, body, request)
 
 
 def expires_at(data: Any, refresh_interval_s: float) -> float | None:

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     response_cache_enabled: bool = Field(
         True, description="Serve persisted GETs from stored answer bytes (the fast path)."
     )
+    answer_rebuild_window_s: float = Field(
+        86_400.0,
+        description=(
+            "A refresh cycle rebuilds a stored answer (e.g. a cohort detail) while its first "
+            "request is younger than this, seconds; older ones are dropped."
+        ),
+    )
     embedded_scheduler: bool = Field(
         True, description="Embedded mode: refresh every interval inside the gateway process."
     )

@@ -4,7 +4,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from gateway.prewarm import prewarm_responses
+from gateway.prewarm import refresh_cycle
 from gateway.services import Services
 from gateway.settings import Settings
 
@@ -26,9 +26,9 @@ def _refresh(ctx: dict[str, Any]) -> Any:
 
 
 async def refresh_all(ctx: dict[str, Any]) -> dict[str, Any]:
-    report = asdict(await _refresh(ctx).refresh_all())
-    report["prewarm"] = asdict(await prewarm_responses(ctx["services"]))
-    return report
+    """Every subtree, then the answers built from them (stored or replaced)."""
+    cycle, prewarm = await refresh_cycle(ctx["services"])
+    return {**asdict(cycle), "prewarm": asdict(prewarm)}
 
 
 async def refresh_director(ctx: dict[str, Any], user_id: int, role: str = "director") -> None:

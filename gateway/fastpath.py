@@ -1,0 +1,143 @@
+"""Persisted-GET hits answered in a raw ASGI layer, in front of routing and the endpoint.
+
+A stored answer costs one Redis GET; everything Starlette does around it (a Request
+object, query-string parsing into a multidict, routing, exception wrapping, header
+objects) cost as much again. So this layer, placed as Starlette middleware (after CORS,
+so cross-origin answers keep their headers), answers a hit with:
+
+- the raw query string, parsed once and memoised (the same few thousand strings recur
+  for every caller; the memo is bounded);
+- the caller from the verifier (verified tokens are remembered until they expire);
+- one Redis GET; headers written as bytes.
+
+Everything else — a miss, no or a bad token, a malformed or non-persisted request,
+another path or method — goes on to the application unchanged, which answers exactly as
+it would without this layer. A miss hands the key it looked up to the endpoint (in the
+ASGI scope), so a miss costs no second GET. The answers and headers are the endpoint's
+own: tests/test_fast_path.py compares both paths byte for byte.
+"""
+
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from gateway import metrics
+from gateway.auth import AuthError
+from gateway.graphql_http import (
+    FAST_PATH_MISSED_KEY,
+    GRAPHIQL_ASSET_PARAM,
+    KNOWN_OPERATIONS,
+    etag_matches,
+    inbound_request_id,
+)
+from gateway.logs import request_id_var
+from gateway.persisted import is_sha256_hex
+from gateway.responses import AnswerRequest
+from gateway.services import Services
+
+GRAPHQL_PATH = "/graphql"
+MEMO_ENTRIES = 10_000
+
+Parsed = tuple[str, str | None, bytes]  # sha256, operation name, canonical variables
+
+
+def parse_persisted_get(query_string: bytes) -> Parsed | None:
+    """(sha256, operationName, canonical variables) of a well-formed persisted GET with
+    no `query`; None for anything the endpoint must look at itself."""
+    params = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    if "query" in params or GRAPHIQL_ASSET_PARAM in params:
+        return None
+    try:
+        extensions = orjson.loads(params.get("extensions") or "null")
+        variables = orjson.loads(params["variables"]) if params.get("variables") else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(extensions, dict) or (
+        variables is not None and not isinstance(variables, dict)
+    ):
+        return None
+    persisted = extensions.get("persistedQuery")
+    if not isinstance(persisted, dict) or persisted.get("version") != 1:
+        return None
+    sha256 = persisted.get("sha256Hash")
+    if not is_sha256_hex(sha256):
+        return None
+    operation = params.get("operationName") or None
+    return str(sha256), operation, AnswerRequest.canonical_variables(variables)
+
+
+class FastPathMiddleware:
+    def __init__(self, app: Any, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.responses = services.responses
+        self.verifier = services.verifier
+        self.clock = services.clock
+        self._parsed: dict[bytes, Parsed | None] = {}
+        self._latency = {
+            name: metrics.REQUEST_LATENCY.labels(name, "fast")
+            for name in (*KNOWN_OPERATIONS, "other")
+        }
+
+    def parsed(self, query_string: bytes) -> Parsed | None:
+        try:
+            return self._parsed[query_string]
+        except KeyError:
+            pass
+        parsed = parse_persisted_get(query_string)
+        if len(self._parsed) >= MEMO_ENTRIES:
+            self._parsed.clear()
+        self._parsed[query_string] = parsed
+        return parsed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            self.responses is None
+            or scope["type"] != "http"
+            or scope["method"] != "GET"
+            or scope["path"] != GRAPHQL_PATH
+        ):
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        parsed = self.parsed(scope["query_string"])
+        if parsed is None:
+            return await self.app(scope, receive, send)
+        authorization = if_none_match = request_id = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")
+        try:
+            caller = self.verifier.verify(authorization)
+        except AuthError:
+            return await self.app(scope, receive, send)  # the endpoint answers the 401
+        sha256, operation, variables = parsed
+        key = self.responses.key(caller, sha256, operation, variables)
+        stored = await self.responses.get(key)
+        if stored is None:
+            scope[FAST_PATH_MISSED_KEY] = key
+            return await self.app(scope, receive, send)
+        request_id = inbound_request_id(request_id) or uuid.uuid4().hex
+        request_id_var.set(request_id)
+        headers = [
+            (b"x-request-id", request_id.encode()),
+            (b"cache-control", b"private, max-age=%d" % stored.max_age_s(self.clock().timestamp())),
+            (b"vary", b"Authorization"),
+            (b"etag", stored.etag.encode()),
+        ]
+        if etag_matches(if_none_match, stored.etag):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            headers.append((b"content-length", b"%d" % len(stored.body)))
+            headers.append((b"content-type", b"application/json"))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": stored.body})
+        latency = self._latency.get(operation or "other") or self._latency["other"]
+        latency.observe(time.perf_counter() - started)
