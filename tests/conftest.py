@@ -64,3 +64,15 @@ async def dataset_url(backend: str, request: pytest.FixtureRequest, tmp_path_fac
         url = request.getfixturevalue("postgres_url_factory")("dataset")
     await dataset.load(url)
     return url
+
+
+@pytest.fixture
+def manifest(tmp_path) -> str:
+    """The dashboard's operations as a persisted-query manifest file."""
+    import json
+
+    from gateway.persisted import build_manifest, dashboard_operations
+
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(build_manifest(dashboard_operations())))
+    return str(path)

@@ -1,12 +1,14 @@
 """The response fast path: stored answer bytes for persisted GETs, per caller."""
 
 import json
+from urllib.parse import urlencode
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from gateway.persisted import build_manifest, dashboard_operations
+from gateway.fastpath import parse_persisted_get
+from gateway.persisted import dashboard_operations
 from gateway.prewarm import prewarm_responses
 from loaders.engines import make_engine
 from loaders.programs import cohorts
@@ -47,13 +49,6 @@ def hits() -> float:
         "gateway_cache_requests_total", {"kind": "response", "result": "hit"}
     )
     return value or 0.0
-
-
-@pytest.fixture
-def manifest(tmp_path) -> str:
-    path = tmp_path / "manifest.json"
-    path.write_text(json.dumps(build_manifest(OPERATIONS)))
-    return str(path)
 
 
 @pytest.fixture
@@ -194,3 +189,79 @@ async def test_stored_answer_expires_when_its_subtrees_turn_stale(fast: GatewayC
     assert response.headers["cache-control"] == "private, max-age=0"
     # An answer built from a stale subtree is not stored.
     assert await services_of(fast).kv.client.exists(key) == 0
+
+
+async def test_hits_are_answered_in_front_of_routing_with_the_endpoints_headers(
+    dataset_url: str, redis_url: str, manifest: str, fast: GatewayClient
+) -> None:
+    settings = settings_for(
+        dataset_url, redis_url, persisted_manifest=manifest, cors_origins=["https://dash.test"]
+    )
+    async with gateway_client(settings, fast.clock) as api:
+        await prewarm_responses(services_of(api))
+        before = hits()
+        response = await get(
+            api, SUMMARY_OP, DANA, **{"Origin": "https://dash.test", "X-Request-Id": "r-42"}
+        )
+        assert hits() == before + 1
+        assert response.status_code == 200
+        # CORS wraps the fast path; the caller's request id comes back.
+        assert response.headers["access-control-allow-origin"] == "https://dash.test"
+        assert response.headers["x-request-id"] == "r-42"
+        assert response.headers["content-length"] == str(len(response.content))
+        # A bad token is the endpoint's 401 with a JSON body, not a fast-path answer.
+        refused = await api.http.get(
+            "/graphql", params=params(SUMMARY_OP), headers={"Authorization": "Bearer nope"}
+        )
+        assert refused.status_code == 401
+        assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert refused.headers["www-authenticate"] == 'Bearer realm="gateway"'
+
+
+PERSISTED = {"extensions": json.dumps({"persistedQuery": {"version": 1, "sha256Hash": "a" * 64}})}
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (
+            {**PERSISTED, "operationName": "CohortDetail", "variables": '{"id": 101}'},
+            ("a" * 64, "CohortDetail", b'{"id":101}'),
+        ),
+        ({**PERSISTED, "operationName": ""}, ("a" * 64, None, b"{}")),
+        # Each of these goes on to the endpoint, which answers or refuses it itself.
+        ({}, None),
+        ({"query": "{ me { id } }"}, None),
+        ({**PERSISTED, "query": ""}, None),
+        ({"extensions": '{"persistedQuery": {"version": 2}}'}, None),
+        ({"extensions": "not-json"}, None),
+        ({**PERSISTED, "variables": "[1]"}, None),
+        ({**PERSISTED, "graphiql-asset": "graphiql.min.js"}, None),
+    ],
+)
+def test_persisted_get_parsing(params: dict[str, str], expected, backend) -> None:
+    assert parse_persisted_get(urlencode(params).encode()) == expected
+
+
+async def test_answers_live_as_long_as_their_subtrees_are_fresh(
+    dataset_url: str, redis_url: str, manifest: str
+) -> None:
+    """With a grace, an answer outlives the next cron tick by the grace, like its subtrees:
+    the cycle that replaces it runs meanwhile, and no request misses in between."""
+    clock = MovableClock(NOW)
+    settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest, refresh_grace_s=60)
+    async with gateway_client(settings, clock) as api:
+        services = services_of(api)
+        await services.refresh.refresh_all()
+        await prewarm_responses(services)
+        key = services.responses.key(
+            Caller(DANA, "director"), SUMMARY_OP.sha256, SUMMARY_OP.name, b"{}"
+        )
+        assert 300_000 < await services.kv.client.pttl(key) <= 360_000
+        clock.advance(330)  # past the interval, within the grace
+        before = hits()
+        response = await get(api, SUMMARY_OP, DANA)
+        assert hits() == before + 1
+        assert response.json()["data"]["me"]["summary"]["stale"] is False
+        # max-age still ends at the refresh: clients revalidate from then on (ETag).
+        assert response.headers["cache-control"] == "private, max-age=0"
