@@ -67,7 +67,9 @@ def create_app(
 
     async def metrics_endpoint(request: Request) -> Response:
         await _observe_refresh_stamp(services)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            generate_latest(metrics.registry_for_scrape()), media_type=CONTENT_TYPE_LATEST
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

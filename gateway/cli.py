@@ -11,7 +11,40 @@ SCHEMA_FILE = "schema.graphql"
 GRACEFUL_SHUTDOWN_S = 20
 
 
+def _metrics_dir(workers: int) -> Path | None:
+    """Several workers share their metrics through files (prometheus-client's multiprocess
+    mode): in PROMETHEUS_MULTIPROC_DIR when set (emptied first, as the library requires),
+    else in a temporary directory. Returns the directory to remove at exit, if ours."""
+    import os
+    import tempfile
+
+    from gateway.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    if workers <= 1:
+        return None
+    ours = Path(tempfile.mkdtemp(prefix="gateway-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(ours)  # inherited by the worker processes
+    return ours
+
+
 def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    import shutil
+
+    metrics_dir = _metrics_dir(workers)
+    try:
+        _run_uvicorn(host, port, workers)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     uvicorn.run(

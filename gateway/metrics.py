@@ -1,6 +1,16 @@
-"""Prometheus metrics of the gateway and its workers (prometheus-client)."""
+"""Prometheus metrics of the gateway and its workers (prometheus-client).
 
-from prometheus_client import Counter, Gauge, Histogram
+With several uvicorn worker processes (`gateway serve --workers N`, N > 1), each process
+writes its samples to files in PROMETHEUS_MULTIPROC_DIR (set by `gateway serve`) and a
+scrape of any of them aggregates every process's (prometheus-client's multiprocess mode).
+"""
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Subtree kinds: cohort, summary, scope, user.
 CACHE_REQUESTS = Counter(
@@ -45,10 +55,12 @@ REFRESH_DURATION = Histogram(
 REFRESH_LAST_SUCCESS = Gauge(
     "gateway_refresh_last_success_timestamp_seconds",
     "Unix time of the last successful full refresh cycle.",
+    multiprocess_mode="mostrecent",
 )
 REFRESH_LAG = Gauge(
     "gateway_refresh_lag_seconds",
     "now − oldest computedAt among warm director summaries, measured after each cycle.",
+    multiprocess_mode="mostrecent",
 )
 WEBHOOK_EVENTS = Counter(
     "gateway_webhook_events_total",
@@ -65,4 +77,14 @@ def observe_statement(module: str, seconds: float, ok: bool) -> None:
 REFRESH_LAST_DURATION = Gauge(
     "gateway_refresh_last_cycle_seconds",
     "Duration of the last full refresh cycle.",
+    multiprocess_mode="mostrecent",
 )
+
+
+def registry_for_scrape() -> CollectorRegistry:
+    """Every worker process's samples in multiprocess mode; this process's otherwise."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry

@@ -190,14 +190,16 @@ class ChildProcess:
 
 
 class GatewayProcess(ChildProcess):
-    """`gateway serve` (uvicorn, one process) on a free loopback port."""
+    """`gateway serve` (uvicorn, one worker process unless told) on a free loopback port."""
 
-    def __init__(self, name: str, database_url: str, log_dir: Path, **settings: str) -> None:
+    def __init__(
+        self, name: str, database_url: str, log_dir: Path, workers: int = 1, **settings: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         super().__init__(
             name,
-            ["serve", "--host", HOST, "--port", str(self.port), "--workers", "1"],
+            ["serve", "--host", HOST, "--port", str(self.port), "--workers", str(workers)],
             child_env(database_url, **settings),
             log_dir,
         )

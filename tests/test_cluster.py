@@ -496,6 +496,42 @@ class TestTwoGatewaysTwoWorkers:
         print("webhook events per gateway:", counted)
 
 
+# --- one gateway, several worker processes ---------------------------------------------
+
+
+async def test_metrics_of_every_worker_process_in_each_scrape(
+    redis_server, postgres_url_factory, tmp_path: Path
+) -> None:
+    """`gateway serve --workers 2`: a scrape, whichever process answers it, counts the
+    requests of both (prometheus-client's multiprocess mode)."""
+    url = postgres_url_factory("workers")
+    await dataset.load(url)
+    redis_server.start()
+    gateway = GatewayProcess(
+        "gateway-two-workers",
+        url,
+        tmp_path,
+        workers=2,
+        **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
+    )
+    requests = 40
+    with running(gateway):
+        pids: set[str] = set()
+        for _ in range(requests):
+            # A connection per request, so the two processes share the requests.
+            async with httpx.AsyncClient(timeout=10.0) as http:
+                response = await http.post(
+                    f"{gateway.url}/graphql", json={"query": ME}, headers=auth(DANA)
+                )
+            assert response.status_code == 200, response.text
+        for record in gateway.records():
+            if record.get("message", "").startswith("Started server process"):
+                pids.add(record["message"])
+        assert len(pids) == 2  # two worker processes started
+        for _ in range(6):
+            assert gateway.metric_sum("gateway_request_seconds_count") == requests
+
+
 # --- graceful shutdown of a gateway --------------------------------------------------
 
 
