@@ -8,6 +8,10 @@ FORBIDDEN = "FORBIDDEN"
 UNAUTHENTICATED = "UNAUTHENTICATED"
 UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
 RATE_LIMITED = "RATE_LIMITED"
+# Answers, not faults: not logged as errors.
+EXPECTED_CODES = frozenset(
+    {NOT_FOUND, BAD_USER_INPUT, FORBIDDEN, UNAUTHENTICATED, UPSTREAM_UNAVAILABLE, RATE_LIMITED}
+)
 
 
 def coded(message: str, code: str, **extensions: object) -> GraphQLError:

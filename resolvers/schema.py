@@ -1,18 +1,24 @@
 """The schema: queries scoped to the caller."""
 
+import logging
 from typing import Annotated, Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+from strawberry.utils.logging import StrawberryLogger
 
 from resolvers.cohort import Cohort
 from resolvers.context import Context
 from resolvers.director import Director, DirectorConnection
-from resolvers.errors import FORBIDDEN, coded, not_found
+from resolvers.errors import EXPECTED_CODES, FORBIDDEN, coded, not_found
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, decode_cursor, encode_cursor
 from resolvers.refresh import Mutation
 from resolvers.scalars import SCALARS, field_resolver
+
+log = logging.getLogger("resolvers.schema")
 
 
 def _director(row: Any, role: str) -> Director:
@@ -96,8 +102,28 @@ class DeferredErrors(SchemaExtension):
             result.errors = [*(result.errors or []), *deferred]
 
 
+class GatewaySchema(strawberry.Schema):
+    """Logs only the errors that are the gateway's fault.
+
+    Strawberry logs every error at ERROR with a traceback. An error with a stable code
+    (NOT_FOUND, BAD_USER_INPUT, UPSTREAM_UNAVAILABLE…) is an answer, and a validation
+    error is the client's: both are logged at DEBUG; anything else, with its traceback,
+    at ERROR."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if (error.extensions or {}).get("code") in EXPECTED_CODES or (
+                error.original_error is None
+            ):
+                log.debug("graphql error: %s", error.message)
+            else:
+                StrawberryLogger.error(error, execution_context)
+
+
 def build_schema(extensions: list[type[SchemaExtension]] | None = None) -> strawberry.Schema:
-    return strawberry.Schema(
+    return GatewaySchema(
         query=Query,
         mutation=Mutation,
         extensions=[DeferredErrors, *(extensions or [])],
