@@ -18,7 +18,6 @@ own: tests/test_fast_path.py compares both paths byte for byte.
 """
 
 import time
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -33,20 +32,21 @@ from gateway.graphql_http import (
     etag_matches,
     inbound_request_id,
 )
-from gateway.logs import request_id_var
+from gateway.logs import new_request_id, request_id_var
 from gateway.persisted import is_sha256_hex
-from gateway.responses import AnswerRequest
+from gateway.responses import AnswerRequest, variables_digest
 from gateway.services import Services
 
 GRAPHQL_PATH = "/graphql"
 MEMO_ENTRIES = 10_000
 
-Parsed = tuple[str, str | None, bytes]  # sha256, operation name, canonical variables
+# sha256, operation name, digest of the operation name and canonical variables
+Parsed = tuple[str, str | None, str]
 
 
 def parse_persisted_get(query_string: bytes) -> Parsed | None:
-    """(sha256, operationName, canonical variables) of a well-formed persisted GET with
-    no `query`; None for anything the endpoint must look at itself."""
+    """(sha256, operationName, variables digest) of a well-formed persisted GET with no
+    `query`; None for anything the endpoint must look at itself."""
     params = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
     if "query" in params or GRAPHIQL_ASSET_PARAM in params:
         return None
@@ -66,7 +66,8 @@ def parse_persisted_get(query_string: bytes) -> Parsed | None:
     if not is_sha256_hex(sha256):
         return None
     operation = params.get("operationName") or None
-    return str(sha256), operation, AnswerRequest.canonical_variables(variables)
+    canonical = AnswerRequest.canonical_variables(variables)
+    return str(sha256), operation, variables_digest(operation, canonical)
 
 
 class FastPathMiddleware:
@@ -74,6 +75,7 @@ class FastPathMiddleware:
         self.app = app
         self.services = services
         self.responses = services.responses
+        self.keys = services.responses.keys if services.responses is not None else None
         self.verifier = services.verifier
         self.clock = services.clock
         self._parsed: dict[bytes, Parsed | None] = {}
@@ -117,13 +119,13 @@ class FastPathMiddleware:
             caller = self.verifier.verify(authorization)
         except AuthError:
             return await self.app(scope, receive, send)  # the endpoint answers the 401
-        sha256, operation, variables = parsed
-        key = self.responses.key(caller, sha256, operation, variables)
+        sha256, operation, digest = parsed
+        key = self.keys.response(caller.role, caller.user_id, sha256, digest)  # type: ignore[union-attr]
         stored = await self.responses.get(key)
         if stored is None:
             scope[FAST_PATH_MISSED_KEY] = key
             return await self.app(scope, receive, send)
-        request_id = inbound_request_id(request_id) or uuid.uuid4().hex
+        request_id = inbound_request_id(request_id) or new_request_id()
         request_id_var.set(request_id)
         headers = [
             (b"x-request-id", request_id.encode()),

@@ -11,7 +11,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +34,7 @@ from gateway.limits import (
     PreparedDocument,
     with_prepared_documents,
 )
-from gateway.logs import request_id_var
+from gateway.logs import new_request_id, request_id_var
 from gateway.persisted import (
     DocumentStore,
     dashboard_operations,
@@ -275,7 +274,7 @@ class GraphQLEndpoint:
         metrics.REQUEST_LATENCY.labels(operation, outcome).observe(time.perf_counter() - started)
 
     async def handle(self, request: Request) -> Response:
-        request_id = inbound_request_id(request.headers.get("x-request-id")) or uuid.uuid4().hex
+        request_id = inbound_request_id(request.headers.get("x-request-id")) or new_request_id()
         request_id_var.set(request_id)
         headers = {"X-Request-Id": request_id}
         if request.method not in ("GET", "POST"):

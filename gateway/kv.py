@@ -22,6 +22,8 @@ class CacheUnavailable(Exception):
 
 
 class KV(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None: ...
@@ -60,6 +62,9 @@ class MemoryKV:
             del self._data[key]
             return None
         return item[0]
+
+    async def get(self, key: str) -> bytes | None:
+        return self._get(key)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [self._get(k) for k in keys]
@@ -137,6 +142,15 @@ class RedisKV:
             log.warning("redis unavailable: %s", exc)
         self._down_until = time.monotonic() + self.retry_after_s
         return CacheUnavailable(str(exc))
+
+    async def get(self, key: str) -> bytes | None:
+        """One GET: the fast path's only command, so written without `_guard`'s overhead."""
+        if time.monotonic() < self._down_until:
+            raise CacheUnavailable("redis marked down")
+        try:
+            return await self.client.get(key)  # type: ignore[no-any-return]
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._failed(exc) from exc
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:

@@ -94,25 +94,36 @@ def encode_answer(data: Any) -> bytes:
     return orjson.dumps({"data": data})
 
 
+_HIT = metrics.CACHE_REQUESTS.labels("response", "hit")
+_MISS = metrics.CACHE_REQUESTS.labels("response", "miss")
+_ERROR = metrics.CACHE_REQUESTS.labels("response", "error")
+
+
+def variables_digest(operation_name: str | None, variables: bytes) -> str:
+    """The part of an answer's key naming the operation and its canonical variables."""
+    return hashlib.sha256((operation_name or "").encode() + b"\0" + variables).hexdigest()[:16]
+
+
 class ResponseCache:
     def __init__(self, kv: KV, keys: Keys) -> None:
         self.kv = kv
         self.keys = keys
 
     def key(self, caller: Caller, sha256: str, operation_name: str | None, variables: bytes) -> str:
-        digest = hashlib.sha256((operation_name or "").encode() + b"\0" + variables).hexdigest()
-        return self.keys.response(caller.role, caller.user_id, sha256, digest[:16])
+        return self.keys.response(
+            caller.role, caller.user_id, sha256, variables_digest(operation_name, variables)
+        )
 
     async def get(self, key: str) -> StoredResponse | None:
         try:
-            [raw] = await self.kv.get_many([key])
+            raw = await self.kv.get(key)
         except CacheUnavailable:
-            metrics.CACHE_REQUESTS.labels("response", "error").inc()
+            _ERROR.inc()
             return None
         if raw is None:
-            metrics.CACHE_REQUESTS.labels("response", "miss").inc()
+            _MISS.inc()
             return None
-        metrics.CACHE_REQUESTS.labels("response", "hit").inc()
+        _HIT.inc()
         return decode_stored(raw)
 
     async def get_stored(self, keys: list[str]) -> list[StoredResponse | None]:

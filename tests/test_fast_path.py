@@ -10,6 +10,7 @@ from sqlalchemy import update
 from gateway.fastpath import parse_persisted_get
 from gateway.persisted import dashboard_operations
 from gateway.prewarm import prewarm_responses
+from gateway.responses import variables_digest
 from loaders.engines import make_engine
 from loaders.programs import cohorts
 from resolvers.subtrees import Caller
@@ -226,9 +227,9 @@ PERSISTED = {"extensions": json.dumps({"persistedQuery": {"version": 1, "sha256H
     [
         (
             {**PERSISTED, "operationName": "CohortDetail", "variables": '{"id": 101}'},
-            ("a" * 64, "CohortDetail", b'{"id":101}'),
+            ("a" * 64, "CohortDetail", variables_digest("CohortDetail", b'{"id":101}')),
         ),
-        ({**PERSISTED, "operationName": ""}, ("a" * 64, None, b"{}")),
+        ({**PERSISTED, "operationName": ""}, ("a" * 64, None, variables_digest(None, b"{}"))),
         # Each of these goes on to the endpoint, which answers or refuses it itself.
         ({}, None),
         ({"query": "{ me { id } }"}, None),
