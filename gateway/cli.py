@@ -8,64 +8,19 @@ from pathlib import Path
 from gateway.settings import Settings
 
 SCHEMA_FILE = "schema.graphql"
-GRACEFUL_SHUTDOWN_S = 20
 
 
-def _metrics_dir(workers: int) -> Path | None:
-    """Several workers share their metrics through files (prometheus-client's multiprocess
-    mode): in PROMETHEUS_MULTIPROC_DIR when set (emptied first, as the library requires),
-    else in a temporary directory. Returns the directory to remove at exit, if ours."""
-    import os
-    import tempfile
+def _serve(host: str, port: int, workers: int) -> None:
+    from gateway.supervisor import exec_supervisor, serve
 
-    from gateway.metrics import MULTIPROC_ENV
-
-    given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        Path(given).mkdir(parents=True, exist_ok=True)
-        for stale in Path(given).glob("*.db"):
-            stale.unlink()
-        return None
-    if workers <= 1:
-        return None
-    ours = Path(tempfile.mkdtemp(prefix="gateway-metrics-"))
-    os.environ[MULTIPROC_ENV] = str(ours)  # inherited by the worker processes
-    return ours
-
-
-def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
-    import shutil
-
-    metrics_dir = _metrics_dir(workers)
-    try:
-        _run_uvicorn(host, port, workers)
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def _run_uvicorn(host: str, port: int, workers: int) -> None:
-    import uvicorn
-
-    uvicorn.run(
-        "gateway.main:app",
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        # gateway.main configures logging in every worker process.
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        # SIGTERM: stop accepting, let in-flight requests finish for up to this long.
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    if workers > 1:
+        exec_supervisor(host, port, workers)  # the supervisor needs none of our imports
+    serve(host, port, workers)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = Settings()
-    _serve(settings, args.host, args.port, args.workers or settings.workers)
+    settings = Settings()  # checked here: a bad setting fails before any worker starts
+    _serve(args.host, args.port, args.workers or settings.workers)
     return 0
 
 
@@ -111,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("Paste one of these into GraphiQL's Headers tab:")
     print(f'  director {director}: {{"Authorization": "Bearer {director_token}"}}')
     print(f'  admin {admin}:    {{"Authorization": "Bearer {admin_token}"}}\n', flush=True)
-    _serve(settings, args.host, args.port, 1)
+    _serve(args.host, args.port, 1)
     return 0
 
 

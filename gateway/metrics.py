@@ -10,7 +10,7 @@ import os
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from gateway.supervisor import MULTIPROC_ENV
 
 # Subtree kinds: cohort, summary, scope, user.
 CACHE_REQUESTS = Counter(
