@@ -10,18 +10,17 @@ from gateway.settings import Settings
 SCHEMA_FILE = "schema.graphql"
 
 
-def _serve(host: str, port: int, workers: int) -> None:
+def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     from gateway.supervisor import exec_supervisor, serve
 
-    if workers > 1:
-        exec_supervisor(host, port, workers)  # the supervisor needs none of our imports
-    serve(host, port, workers)
+    if workers > 1:  # the supervisor needs none of our imports: it replaces this process
+        exec_supervisor(host, port, workers, settings.effective_log_format, settings.log_level)
+    return serve(host, port, workers)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings()  # checked here: a bad setting fails before any worker starts
-    _serve(args.host, args.port, args.workers or settings.workers)
-    return 0
+    return _serve(settings, args.host, args.port, args.workers or settings.workers)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -66,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("Paste one of these into GraphiQL's Headers tab:")
     print(f'  director {director}: {{"Authorization": "Bearer {director_token}"}}')
     print(f'  admin {admin}:    {{"Authorization": "Bearer {admin_token}"}}\n', flush=True)
-    _serve(args.host, args.port, 1)
+    _serve(settings, args.host, args.port, 1)
     return 0
 
 

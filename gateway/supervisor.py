@@ -1,9 +1,21 @@
-"""Running uvicorn: one process, or uvicorn's supervisor over N worker processes.
+"""Running uvicorn: one process, or N worker processes under a small supervisor.
 
 `gateway serve --workers N` (N > 1) checks the settings, then replaces itself (exec: same
-pid, same signals) with `python -m gateway.supervisor`, which imports nothing but
-uvicorn: the supervisor stays small (about 28 MB resident instead of about 41 MB with
-the settings stack loaded) while every worker imports the application itself.
+pid, same signals) with `python -m gateway.supervisor`, which:
+
+- starts N workers, `python -m gateway.supervisor --worker`, each a single-process
+  uvicorn on its own listening socket bound with SO_REUSEPORT, so the kernel spreads
+  new connections evenly over the workers. (uvicorn's own supervisor shares one socket:
+  whichever worker wakes first accepts a whole burst of connections, and keep-alive
+  connections then stay unevenly spread: measured, one worker took about two thirds.)
+- restarts a worker that exits, and stops (exit 1) when one fails during start-up;
+- on SIGTERM or SIGINT, passes SIGTERM on: each worker stops accepting and lets its
+  in-flight requests finish (up to GRACEFUL_SHUTDOWN_S), then exits;
+- imports none of the application (about 10 MB resident) and needs no multiprocessing
+  resource tracker.
+
+Written here rather than taken from uvicorn (whose supervisor shares one socket) or
+gunicorn (another server and configuration to run) because it is this small.
 
 With several workers, their Prometheus samples are shared through files
 (prometheus-client's multiprocess mode, see gateway/metrics.py): in
@@ -12,34 +24,71 @@ in a temporary directory removed at exit.
 """
 
 import argparse
+import logging
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from types import FrameType
 
 APP = "gateway.main:app"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 GRACEFUL_SHUTDOWN_S = 20
+BACKLOG = 2048
+STARTUP_FAILURE = 3  # uvicorn's exit code when the application fails to start
+POLL_S = 0.2
+RESTART_DELAY_S = 1.0  # between restarts of a worker that keeps exiting
+
+log = logging.getLogger("gateway.supervisor")
 
 
-def run_uvicorn(host: str, port: int, workers: int) -> None:
+def _uvicorn_options() -> dict[str, object]:
+    return {
+        "loop": "uvloop",
+        "http": "httptools",
+        # gateway.main configures logging in every worker process.
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+        "backlog": BACKLOG,
+        # SIGTERM: stop accepting, let in-flight requests finish for up to this long.
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+    }
+
+
+def run_single(host: str, port: int) -> None:
+    """One process: uvicorn binds the port itself."""
     import uvicorn
 
-    uvicorn.run(
-        APP,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        # gateway.main configures logging in every worker process.
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        # SIGTERM: stop accepting, let in-flight requests finish for up to this long.
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    metrics_dir(1)
+    uvicorn.run(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
+
+
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def run_worker(host: str, port: int) -> None:
+    """One of N workers: its own SO_REUSEPORT socket, then uvicorn on it."""
+    import uvicorn
+
+    sock = reuseport_socket(host, port)
+    sock.listen(BACKLOG)
+    config = uvicorn.Config(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def metrics_dir(workers: int) -> Path | None:
@@ -57,18 +106,99 @@ def metrics_dir(workers: int) -> Path | None:
     return ours
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def _stop_with_parent() -> None:
+    """In a worker, before exec: SIGTERM when the supervisor dies, even by SIGKILL, so no
+    worker is left holding the port (Linux; elsewhere the workers outlive a killed
+    supervisor)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Supervisor:
+    def __init__(self, host: str, port: int, workers: int) -> None:
+        self.host = host
+        self.port = port
+        self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
+        self.stopping = False
+        self.failed = False
+
+    def _spawn(self, slot: int) -> None:
+        argv = [sys.executable, "-m", "gateway.supervisor", "--worker", self.host, str(self.port)]
+        self.workers[slot] = subprocess.Popen(argv, preexec_fn=_stop_with_parent)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            log.info("received %s, stopping the workers", signal.Signals(signum).name)
+        self.stopping = True
+
+    def run(self) -> int:
+        # Holding a bound (not listening) socket: the port is ours, and a port already in
+        # use is reported here, once, rather than by every worker.
+        try:
+            probe = reuseport_socket(self.host, self.port)
+        except OSError as exc:
+            log.error("cannot bind %s:%d: %s", self.host, self.port, exc)
+            return 1
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log.info("started supervisor process [%d]", os.getpid())
+        try:
+            for slot in range(len(self.workers)):
+                self._spawn(slot)
+            self._watch()
+        finally:
+            self._terminate()
+            probe.close()
+        log.info("stopped supervisor process [%d]", os.getpid())
+        return 1 if self.failed else 0
+
+    def _watch(self) -> None:
+        while not self.stopping:
+            time.sleep(POLL_S)
+            for slot, child in enumerate(self.workers):
+                if child is None or child.poll() is None or self.stopping:
+                    continue
+                if child.returncode == STARTUP_FAILURE:
+                    log.error("worker [%d] failed to start; stopping", child.pid)
+                    self.failed = self.stopping = True
+                    return
+                log.warning("worker [%d] exited (%d); restarting", child.pid, child.returncode)
+                time.sleep(RESTART_DELAY_S)
+                self._spawn(slot)
+
+    def _terminate(self) -> None:
+        alive = [c for c in self.workers if c is not None and c.poll() is None]
+        for child in alive:
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + GRACEFUL_SHUTDOWN_S + 5
+        for child in alive:
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker [%d] did not stop in time; killing it", child.pid)
+                child.kill()
+                child.wait()
+
+
+def serve(host: str, port: int, workers: int) -> int:
+    if workers <= 1:
+        run_single(host, port)
+        return 0
     ours = metrics_dir(workers)
     try:
-        run_uvicorn(host, port, workers)
+        return Supervisor(host, port, workers).run()
     finally:
         if ours is not None:
             shutil.rmtree(ours, ignore_errors=True)
 
 
-def exec_supervisor(host: str, port: int, workers: int) -> None:
-    """Replaces this process with the light supervisor (does not return)."""
+def exec_supervisor(host: str, port: int, workers: int, log_format: str, log_level: str) -> None:
+    """Replaces this process with the supervisor (does not return)."""
     argv = [sys.executable, "-m", "gateway.supervisor", host, str(port), str(workers)]
+    argv += ["--log-format", log_format, "--log-level", log_level]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
@@ -76,12 +206,20 @@ def exec_supervisor(host: str, port: int, workers: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.supervisor")
+    parser.add_argument("--worker", action="store_true", help="run one worker (internal)")
     parser.add_argument("host")
     parser.add_argument("port", type=int)
-    parser.add_argument("workers", type=int)
+    parser.add_argument("workers", type=int, nargs="?", default=1)
+    parser.add_argument("--log-format", default="text")
+    parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.workers)
-    return 0
+    if args.worker:
+        run_worker(args.host, args.port)
+        return 0
+    from gateway.logs import configure
+
+    configure(args.log_format, args.log_level)
+    return serve(args.host, args.port, args.workers)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import os
 import signal
 import socket
 import sys
@@ -516,7 +517,6 @@ async def test_metrics_of_every_worker_process_in_each_scrape(
     )
     requests = 40
     with running(gateway):
-        pids: set[str] = set()
         for _ in range(requests):
             # A connection per request, so the two processes share the requests.
             async with httpx.AsyncClient(timeout=10.0) as http:
@@ -524,12 +524,66 @@ async def test_metrics_of_every_worker_process_in_each_scrape(
                     f"{gateway.url}/graphql", json={"query": ME}, headers=auth(DANA)
                 )
             assert response.status_code == 200, response.text
-        for record in gateway.records():
-            if record.get("message", "").startswith("Started server process"):
-                pids.add(record["message"])
-        assert len(pids) == 2  # two worker processes started
+        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, 30, "both workers")
         for _ in range(6):
             assert gateway.metric_sum("gateway_request_seconds_count") == requests
+
+
+def worker_pids(gateway: GatewayProcess) -> list[int]:
+    """Worker processes started so far, from uvicorn's "Started server process [pid]"."""
+    return [
+        int(record["message"].split("[")[1].rstrip("]"))
+        for record in gateway.records()
+        if record.get("message", "").startswith("Started server process")
+    ]
+
+
+async def test_supervisor_spreads_connections_restarts_workers_and_stops_on_sigterm(
+    redis_server, postgres_url_factory, tmp_path: Path
+) -> None:
+    url = postgres_url_factory("supervisor")
+    await dataset.load(url)
+    redis_server.start()
+    gateway = GatewayProcess(
+        "gateway-supervised",
+        url,
+        tmp_path,
+        workers=2,
+        access_log="true",
+        **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
+    )
+    with running(gateway):  # ready: one worker answers; the other may still be starting
+        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, 30, "both workers")
+        first = worker_pids(gateway)
+
+        async def requests(n: int) -> None:
+            for _ in range(n):
+                async with httpx.AsyncClient(timeout=10.0) as http:  # a connection each
+                    response = await http.post(
+                        f"{gateway.url}/graphql", json={"query": ME}, headers=auth(DANA)
+                    )
+                assert response.status_code == 200, response.text
+
+        await requests(40)
+        # Each worker has its own SO_REUSEPORT socket: both take connections.
+        served = Counter(
+            r["pid"]
+            for r in gateway.records()
+            if r.get("logger") == "uvicorn.access" and "/graphql" in r["message"]
+        )
+        assert set(served) == set(first)
+        assert sum(served.values()) == 40
+
+        killed = first[0]
+        os.kill(killed, signal.SIGKILL)
+        wait_until(lambda: len(worker_pids(gateway)) == 3 or None, 30, "a replacement worker")
+        assert worker_pids(gateway)[2] not in first
+        await requests(20)
+        assert gateway.stop() == 0
+    messages = [r.get("message", "") for r in gateway.records()]
+    assert f"worker [{killed}] exited (-9); restarting" in messages
+    assert messages.count("Application shutdown complete.") == 2  # both drained
+    assert messages[-1].startswith("stopped supervisor process")
 
 
 # --- graceful shutdown of a gateway --------------------------------------------------

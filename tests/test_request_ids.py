@@ -16,8 +16,9 @@ def test_request_ids_are_unique_hex() -> None:
 def test_each_process_has_its_own_prefix() -> None:
     code = "from gateway.logs import new_request_id; print(new_request_id())"
     first, second = (
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        .stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
         for _ in range(2)
     )
     # Both are their process's first id: only the per-process prefix tells them apart.
