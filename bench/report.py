@@ -261,7 +261,9 @@ def render(results: dict[str, Any], results_path: Path) -> str:
             f"used_memory **{mem['redis_used_memory_mb']:.1f} MB** (RSS "
             f"{mem['redis_used_memory_rss_mb']:.1f} MB), keys {mem['redis_keys']}."
         )
-        serving = [p for p in g["processes"] if "spawn_main" in p["cmd"]] or g["processes"]
+        serving = [
+            p for p in g["processes"] if "spawn_main" in p["cmd"] or "--worker" in p["cmd"]
+        ] or g["processes"]
         uv = bool(serving) and all(p["uvloop"] and p["httptools"] for p in serving)
         lines.append(
             f"- **Server**: `gateway serve --workers N`; uvloop and httptools loaded in every "

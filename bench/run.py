@@ -1361,9 +1361,10 @@ def _postgres_version(server: Any) -> str:
 
 
 def _worker_pids(server: Server) -> list[int]:
-    """The processes that serve requests: uvicorn's workers (or the single process)."""
+    """The processes that serve requests: the workers under the gateway's supervisor or
+    uvicorn's (the limit app), or the single process."""
     procs = memory_of_session(server.child.pid)["processes"]
-    workers = [p["pid"] for p in procs if "spawn_main" in p["cmd"]]
+    workers = [p["pid"] for p in procs if "spawn_main" in p["cmd"] or "--worker" in p["cmd"]]
     return workers or [server.child.pid]
 
 
