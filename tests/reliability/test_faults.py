@@ -20,6 +20,7 @@ from arq.connections import ArqRedis
 
 from gateway.keys import JOB_REFRESH_ALL, QUEUE_NAME, Keys
 from gateway.queue import QueueRefresher
+from gateway.responses import AnswerRequest, decode_stored
 from tests.reliability.harness import (
     CacheCounters,
     GatewayProcess,
@@ -416,9 +417,10 @@ def partial_entries(entries: dict[str, bytes]) -> list[str]:
             continue
         if ":response:" in key:
             try:
-                etag, expires_ms, body = raw.split(b"\n", 2)
-                answer = orjson.loads(body)
-                assert etag.startswith(b'"') and int(expires_ms) > 0
+                stored = decode_stored(raw)
+                answer = orjson.loads(stored.body)
+                assert stored.etag.startswith('"') and stored.expires_at > 0
+                assert AnswerRequest.decode(stored.request) is not None
                 assert "errors" not in answer and answer["data"]
             except (ValueError, AssertionError, KeyError, TypeError):
                 bad.append(key)
