@@ -135,9 +135,17 @@ class Supervisor:
         self.stopping = True
 
     def run(self) -> int:
-        # Holding a bound (not listening) socket: the port is ours, and a port already in
-        # use is reported here, once, rather than by every worker.
+        # A port already in use is reported here, once: first a plain bind, which fails
+        # even against another SO_REUSEPORT group (a second gateway on the same port would
+        # otherwise silently share its connections); then a bound, never listening
+        # SO_REUSEPORT socket is held, so the port stays ours while workers come and go.
         try:
+            check = socket.socket(
+                socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM
+            )
+            with check:
+                check.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                check.bind((self.host, self.port))
             probe = reuseport_socket(self.host, self.port)
         except OSError as exc:
             log.error("cannot bind %s:%d: %s", self.host, self.port, exc)

@@ -193,9 +193,15 @@ class GatewayProcess(ChildProcess):
     """`gateway serve` (uvicorn, one worker process unless told) on a free loopback port."""
 
     def __init__(
-        self, name: str, database_url: str, log_dir: Path, workers: int = 1, **settings: str
+        self,
+        name: str,
+        database_url: str,
+        log_dir: Path,
+        workers: int = 1,
+        port: int | None = None,
+        **settings: str,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         super().__init__(
             name,

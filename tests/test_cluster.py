@@ -579,6 +579,18 @@ async def test_supervisor_spreads_connections_restarts_workers_and_stops_on_sigt
         wait_until(lambda: len(worker_pids(gateway)) == 3 or None, 30, "a replacement worker")
         assert worker_pids(gateway)[2] not in first
         await requests(20)
+        # A second gateway on the same port is refused, not given a share of connections.
+        second = GatewayProcess(
+            "gateway-same-port",
+            url,
+            tmp_path,
+            workers=2,
+            port=gateway.port,
+            **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
+        )
+        second.spawn()
+        assert second.wait(30) == 1
+        assert f"cannot bind {HOST}:{gateway.port}" in second.text()
         assert gateway.stop() == 0
     messages = [r.get("message", "") for r in gateway.records()]
     assert f"worker [{killed}] exited (-9); restarting" in messages
