@@ -1,9 +1,10 @@
-"""Real gateway and worker processes on loopback, for multi-process (cluster) tests.
+"""Real gateway and worker processes on loopback, for multi-process (cluster) tests and
+for clients outside the test process (tests/live_gateway.py builds on this).
 
 Each child is `python -m gateway.cli serve|worker` with its own GATEWAY_* environment
-(settings given without the prefix, as in tests/live_gateway.py), JSON logs
-(GATEWAY_LOG_FORMAT=json), and its stdout and stderr in its own log file, which the
-tests parse to count what each process did. Every wait here is bounded.
+(settings given without the prefix), JSON logs (GATEWAY_LOG_FORMAT=json), and its stdout
+and stderr in its own log file, which the tests parse to count what each process did.
+Every wait here is bounded.
 """
 
 from __future__ import annotations
