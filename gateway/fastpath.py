@@ -38,7 +38,8 @@ from gateway.responses import AnswerRequest, variables_digest
 from gateway.services import Services
 
 GRAPHQL_PATH = "/graphql"
-MEMO_ENTRIES = 10_000
+MEMO_ENTRIES = 4_096
+MEMO_MAX_BYTES = 1_024
 
 # sha256, operation name, digest of the operation name and canonical variables
 Parsed = tuple[str, str | None, str]
@@ -85,14 +86,17 @@ class FastPathMiddleware:
         }
 
     def parsed(self, query_string: bytes) -> Parsed | None:
+        """Parsed once per distinct query string; the memo holds at most MEMO_ENTRIES of
+        at most MEMO_MAX_BYTES each (called only for authenticated callers)."""
         try:
             return self._parsed[query_string]
         except KeyError:
             pass
         parsed = parse_persisted_get(query_string)
-        if len(self._parsed) >= MEMO_ENTRIES:
-            self._parsed.clear()
-        self._parsed[query_string] = parsed
+        if len(query_string) <= MEMO_MAX_BYTES:
+            if len(self._parsed) >= MEMO_ENTRIES:
+                self._parsed.clear()
+            self._parsed[query_string] = parsed
         return parsed
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -104,21 +108,22 @@ class FastPathMiddleware:
         ):
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        parsed = self.parsed(scope["query_string"])
-        if parsed is None:
-            return await self.app(scope, receive, send)
+        # The first of repeated headers, as the endpoint (Starlette's Headers.get) reads them.
         authorization = if_none_match = request_id = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-            elif name == b"if-none-match":
+            elif name == b"if-none-match" and if_none_match is None:
                 if_none_match = value.decode("latin-1")
-            elif name == b"x-request-id":
+            elif name == b"x-request-id" and request_id is None:
                 request_id = value.decode("latin-1")
         try:
             caller = self.verifier.verify(authorization)
         except AuthError:
             return await self.app(scope, receive, send)  # the endpoint answers the 401
+        parsed = self.parsed(scope["query_string"])
+        if parsed is None:
+            return await self.app(scope, receive, send)
         sha256, operation, digest = parsed
         key = self.keys.response(caller.role, caller.user_id, sha256, digest)  # type: ignore[union-attr]
         stored = await self.responses.get(key)

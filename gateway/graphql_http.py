@@ -103,6 +103,8 @@ class GraphQLRequest:
     persisted: bool = False
     # Set by the fast path on a miss: where the executed answer is stored.
     response_key: str | None = None
+    # Set by `limit`: the variables the operation declares.
+    declared_variables: frozenset[str] = frozenset()
 
     @property
     def normalized_variables(self) -> bytes:
@@ -349,6 +351,10 @@ class GraphQLEndpoint:
         until = expires_at(data, self.settings.refresh_interval_s)
         if until is None or gql.response_key is None:
             return
+        # Variables the operation does not declare change nothing in the answer but would
+        # make a new key (and a new answer to rebuild every cycle) per value: not stored.
+        if not set(gql.variables or ()) <= gql.declared_variables:
+            return
         assert self.services.responses is not None
         now = self.services.clock()
         request = AnswerRequest(
@@ -448,6 +454,9 @@ class GraphQLEndpoint:
                 )
             if prepared.errors:
                 return prepared
+            gql.declared_variables = frozenset(
+                d.variable.name.value for d in operation.variable_definitions or ()
+            )
             self.preparer.check(prepared.document, operation, gql.variables)
         except LimitExceeded as exc:
             raise RequestError(400, exc.code, exc.message) from None

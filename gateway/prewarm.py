@@ -15,17 +15,19 @@ are those of the previous cycle, with its computedAt); a webhook or on-demand re
 still drops the answers built from what it rewrites at once.
 """
 
-import contextlib
+import asyncio
 import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from graphql import OperationType, get_operation_ast
 from sqlalchemy import select
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway.kv import CacheUnavailable
-from gateway.limits import DocumentPreparer, Limits, with_prepared_documents
+from gateway.limits import DocumentPreparer, LimitExceeded, Limits, with_prepared_documents
 from gateway.persisted import dashboard_operations, load_manifest
 from gateway.refresh import CycleReport
 from gateway.responses import AnswerRequest, StoredResponse, encode_answer, etag_for, expires_at
@@ -76,8 +78,15 @@ class AnswerBuilder:
         document = self.documents.get(request.sha256)
         if document is None:
             return False
-        prepared = self.preparer.prepare(document)
-        if prepared.errors:
+        try:  # the endpoint's checks: limits, and queries only (these are GETs)
+            prepared = self.preparer.prepare(document)
+            if prepared.document is None or prepared.errors:
+                return False
+            operation = get_operation_ast(prepared.document, request.operation_name)
+            if operation is None or operation.operation != OperationType.QUERY:
+                return False
+            self.preparer.check(prepared.document, operation, request.variables)
+        except LimitExceeded:
             return False
         caller = request.caller
         context = self.services.make_context(caller, "prewarm", enqueue_refreshes=False)
@@ -86,6 +95,7 @@ class AnswerBuilder:
             variable_values=request.variables,
             context_value=context,
             operation_name=request.operation_name,
+            allowed_operation_types={StrawberryOperationType.QUERY},
         )
         source: Any = context.source
         until = expires_at(result.data, self.settings.refresh_interval_s)
@@ -157,15 +167,33 @@ class AnswerBuilder:
                 else:
                     dropped.add(key)
         if dropped:
-            await kv.delete(*sorted(dropped))
+            # Untagged before deleted: a request storing one of these keys in between keeps
+            # its fresh tags (only its answer goes), so no stored answer is ever untagged.
             await kv.untag({tag: found & dropped for tag, found in by_tag.items()})
+            await kv.delete(*sorted(dropped))
         return rebuilt, len(dropped)
 
 
+DROP_ATTEMPTS = 3
+DROP_RETRY_S = 1.1  # past the Redis circuit breaker's pause (RedisKV.retry_after_s)
+
+
 async def _drop_answers(services: Services, tags: Collection[str]) -> None:
-    if tags:
-        with contextlib.suppress(CacheUnavailable):
+    """Drops the answers tagged `tags`, retrying past the circuit breaker a failure opens."""
+    if not tags:
+        return
+    for attempt in range(DROP_ATTEMPTS):
+        try:
             await services.kv.invalidate(sorted(tags))
+            return
+        except CacheUnavailable:
+            if attempt + 1 < DROP_ATTEMPTS:
+                await asyncio.sleep(DROP_RETRY_S)
+    log.error(
+        "could not drop the answers built from rewritten subtrees; they expire when their "
+        "inputs turn stale",
+        extra={"tags": len(tags)},
+    )
 
 
 async def prewarm_responses(services: Services, rewritten: Collection[str] = ()) -> PrewarmReport:

@@ -8,7 +8,9 @@ pid, same signals) with `python -m gateway.supervisor`, which:
   new connections evenly over the workers. (uvicorn's own supervisor shares one socket:
   whichever worker wakes first accepts a whole burst of connections, and keep-alive
   connections then stay unevenly spread: measured, one worker took about two thirds.)
-- restarts a worker that exits, and stops (exit 1) when one fails during start-up;
+- restarts a worker that exits (ever more slowly while it keeps crashing soon after
+  starting), and stops (exit 1) when one exits before it ever served: a broken setting,
+  application or port fails the same way on every restart;
 - on SIGTERM or SIGINT, passes SIGTERM on: each worker stops accepting and lets its
   in-flight requests finish (up to GRACEFUL_SHUTDOWN_S), then exits;
 - imports none of the application (about 10 MB resident) and needs no multiprocessing
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -42,7 +45,9 @@ GRACEFUL_SHUTDOWN_S = 20
 BACKLOG = 2048
 STARTUP_FAILURE = 3  # uvicorn's exit code when the application fails to start
 POLL_S = 0.2
-RESTART_DELAY_S = 1.0  # between restarts of a worker that keeps exiting
+RESTART_DELAY_S = 1.0  # before restarting a worker that exited; doubled while it keeps
+MAX_RESTART_DELAY_S = 30.0  # crashing within STABLE_S of starting, up to this
+STABLE_S = 10.0
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -78,14 +83,22 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_worker(host: str, port: int) -> None:
-    """One of N workers: its own SO_REUSEPORT socket, then uvicorn on it."""
+def run_worker(host: str, port: int, ready_fd: int | None = None) -> None:
+    """One of N workers: its own SO_REUSEPORT socket, then uvicorn on it. Once serving, it
+    writes a byte to `ready_fd`: the supervisor tells a failed start from a crash by it."""
     import uvicorn
+
+    class Worker(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and ready_fd is not None:
+                os.write(ready_fd, b"1")
+                os.close(ready_fd)
 
     sock = reuseport_socket(host, port)
     sock.listen(BACKLOG)
     config = uvicorn.Config(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
+    server = Worker(config)
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
@@ -106,7 +119,7 @@ def metrics_dir(workers: int) -> Path | None:
     return ours
 
 
-def _stop_with_parent() -> None:
+def _stop_with_parent(parent: int) -> None:
     """In a worker, before exec: SIGTERM when the supervisor dies, even by SIGKILL, so no
     worker is left holding the port (Linux; elsewhere the workers outlive a killed
     supervisor)."""
@@ -115,19 +128,45 @@ def _stop_with_parent() -> None:
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os._exit(1)
+
+
+@dataclass
+class Slot:
+    process: subprocess.Popen[bytes]
+    ready_r: int  # read end of the worker's readiness pipe; -1 once it is ready
+    ready_at: float | None = None
+
+
+def _close_ready(slot: Slot) -> None:
+    if slot.ready_r >= 0:
+        os.close(slot.ready_r)
+        slot.ready_r = -1
 
 
 class Supervisor:
     def __init__(self, host: str, port: int, workers: int) -> None:
         self.host = host
         self.port = port
-        self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
+        self.slots: list[Slot | None] = [None] * workers
+        self.backoff_s = [RESTART_DELAY_S] * workers
         self.stopping = False
         self.failed = False
 
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, index: int) -> None:
+        ready_r, ready_w = os.pipe()
+        os.set_blocking(ready_r, False)
         argv = [sys.executable, "-m", "gateway.supervisor", "--worker", self.host, str(self.port)]
-        self.workers[slot] = subprocess.Popen(argv, preexec_fn=_stop_with_parent)
+        argv += ["--ready-fd", str(ready_w)]
+        parent = os.getpid()
+        try:
+            process = subprocess.Popen(
+                argv, pass_fds=(ready_w,), preexec_fn=lambda: _stop_with_parent(parent)
+            )
+        finally:
+            os.close(ready_w)
+        self.slots[index] = Slot(process, ready_r)
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
@@ -154,8 +193,8 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         log.info("started supervisor process [%d]", os.getpid())
         try:
-            for slot in range(len(self.workers)):
-                self._spawn(slot)
+            for index in range(len(self.slots)):
+                self._spawn(index)
             self._watch()
         finally:
             self._terminate()
@@ -166,19 +205,40 @@ class Supervisor:
     def _watch(self) -> None:
         while not self.stopping:
             time.sleep(POLL_S)
-            for slot, child in enumerate(self.workers):
-                if child is None or child.poll() is None or self.stopping:
+            for index, slot in enumerate(self.slots):
+                if slot is None or self.stopping:
                     continue
-                if child.returncode == STARTUP_FAILURE:
-                    log.error("worker [%d] failed to start; stopping", child.pid)
+                if slot.ready_at is None:
+                    try:
+                        if os.read(slot.ready_r, 1):
+                            slot.ready_at = time.monotonic()
+                            _close_ready(slot)
+                    except BlockingIOError:
+                        pass
+                code = slot.process.poll()
+                if code is None:
+                    continue
+                if slot.ready_at is None:
+                    # It never served: the application, a setting or the port is broken and
+                    # would fail the same way on every restart.
+                    log.error("worker [%d] failed to start (%d); stopping", slot.process.pid, code)
                     self.failed = self.stopping = True
                     return
-                log.warning("worker [%d] exited (%d); restarting", child.pid, child.returncode)
-                time.sleep(RESTART_DELAY_S)
-                self._spawn(slot)
+                # A worker that crashes soon after starting is restarted ever more slowly.
+                if time.monotonic() - slot.ready_at < STABLE_S:
+                    self.backoff_s[index] = min(self.backoff_s[index] * 2, MAX_RESTART_DELAY_S)
+                else:
+                    self.backoff_s[index] = RESTART_DELAY_S
+                log.warning("worker [%d] exited (%d); restarting", slot.process.pid, code)
+                self.slots[index] = None
+                deadline = time.monotonic() + self.backoff_s[index]
+                while not self.stopping and time.monotonic() < deadline:
+                    time.sleep(POLL_S)
+                if not self.stopping:
+                    self._spawn(index)
 
     def _terminate(self) -> None:
-        alive = [c for c in self.workers if c is not None and c.poll() is None]
+        alive = [s.process for s in self.slots if s is not None and s.process.poll() is None]
         for child in alive:
             child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + GRACEFUL_SHUTDOWN_S + 5
@@ -189,6 +249,9 @@ class Supervisor:
                 log.error("worker [%d] did not stop in time; killing it", child.pid)
                 child.kill()
                 child.wait()
+        for slot in self.slots:
+            if slot is not None:
+                _close_ready(slot)
 
 
 def serve(host: str, port: int, workers: int) -> int:
@@ -218,11 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("workers", type=int, nargs="?", default=1)
+    parser.add_argument("--ready-fd", type=int, default=None, help="internal")
     parser.add_argument("--log-format", default="text")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.worker:
-        run_worker(args.host, args.port)
+        run_worker(args.host, args.port, args.ready_fd)
         return 0
     from gateway.logs import configure
 

@@ -13,7 +13,7 @@ from strawberry.utils.logging import StrawberryLogger
 from resolvers.cohort import Cohort
 from resolvers.context import Context
 from resolvers.director import Director, DirectorConnection
-from resolvers.errors import EXPECTED_CODES, FORBIDDEN, coded, not_found
+from resolvers.errors import EXPECTED_CODES, FORBIDDEN, UPSTREAM_UNAVAILABLE, coded, not_found
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, decode_cursor, encode_cursor
 from resolvers.refresh import Mutation
 from resolvers.scalars import SCALARS, field_resolver
@@ -103,20 +103,21 @@ class DeferredErrors(SchemaExtension):
 
 
 class GatewaySchema(strawberry.Schema):
-    """Logs only the errors that are the gateway's fault.
+    """Logs only the errors that are the gateway's fault at ERROR.
 
     Strawberry logs every error at ERROR with a traceback. An error with a stable code
-    (NOT_FOUND, BAD_USER_INPUT, UPSTREAM_UNAVAILABLE…) is an answer, and a validation
-    error is the client's: both are logged at DEBUG; anything else, with its traceback,
-    at ERROR."""
+    (NOT_FOUND, BAD_USER_INPUT…) is an answer, and a validation error is the client's:
+    both are logged at DEBUG; UPSTREAM_UNAVAILABLE (an outage) at WARNING without a
+    traceback; anything else, with its traceback, at ERROR."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
-            if (error.extensions or {}).get("code") in EXPECTED_CODES or (
-                error.original_error is None
-            ):
+            code = (error.extensions or {}).get("code")
+            if code == UPSTREAM_UNAVAILABLE:  # an outage: worth a line, not a traceback
+                log.warning("graphql error: %s", error.message)
+            elif code in EXPECTED_CODES or error.original_error is None:
                 log.debug("graphql error: %s", error.message)
             else:
                 StrawberryLogger.error(error, execution_context)

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from gateway.prewarm import prewarm_responses, refresh_cycle
+from gateway.prewarm import _drop_answers, prewarm_responses, refresh_cycle
 from gateway.responses import AnswerRequest
 from loaders.engines import make_engine
 from loaders.programs import track_directors
@@ -222,3 +222,12 @@ async def test_embedded_mode_replaces_answers_too(dataset_url: str, manifest: st
             assert response.json()["data"]["cohort"]["seats"]["total"] == 40
         finally:
             await set_capacity(dataset_url, 104, 6)
+
+
+async def test_dropping_after_a_failure_waits_out_the_redis_breaker(api: GatewayClient) -> None:
+    services = services_of(api)
+    await get(api, DETAIL_OP, DANA, variables={"id": 101})
+    key = detail_key(api, DANA, 101)
+    services.kv._failed(ConnectionError("a blip"))  # what a Redis error does: breaker open
+    await _drop_answers(services, [services.cache.keys.tag(services.cache.keys.cohort(101))])
+    assert await services.kv.client.exists(key) == 0

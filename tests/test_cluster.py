@@ -598,6 +598,30 @@ async def test_supervisor_spreads_connections_restarts_workers_and_stops_on_sigt
     assert messages[-1].startswith("stopped supervisor process")
 
 
+async def test_supervisor_stops_when_a_worker_cannot_start(
+    redis_server, postgres_url_factory, tmp_path: Path
+) -> None:
+    """A setting that breaks the application fails every worker the same way: exit 1,
+    not a restart loop."""
+    url = postgres_url_factory("broken")
+    gateway = GatewayProcess(
+        "gateway-broken",
+        url,
+        tmp_path,
+        workers=2,
+        persisted_manifest=str(tmp_path / "missing-manifest.json"),
+        **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
+    )
+    gateway.spawn()
+    try:
+        assert gateway.wait(60) == 1
+    finally:
+        gateway.stop()
+    messages = [r.get("message", "") for r in gateway.records()]
+    assert any("failed to start" in m for m in messages)
+    assert not any("restarting" in m for m in messages)
+
+
 # --- graceful shutdown of a gateway --------------------------------------------------
 
 

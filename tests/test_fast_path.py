@@ -266,3 +266,32 @@ async def test_answers_live_as_long_as_their_subtrees_are_fresh(
         assert response.json()["data"]["me"]["summary"]["stale"] is False
         # max-age still ends at the refresh: clients revalidate from then on (ETag).
         assert response.headers["cache-control"] == "private, max-age=0"
+
+
+async def test_repeated_headers_are_read_as_the_endpoint_reads_them(fast: GatewayClient) -> None:
+    """The first of repeated headers counts, on a hit as on a miss (Starlette's rule)."""
+    await prewarm_responses(services_of(fast))
+    valid = fast.auth(DANA)["Authorization"]
+    headers = [("Authorization", "Bearer garbage"), ("Authorization", valid)]
+    response = await fast.http.get("/graphql", params=params(SUMMARY_OP), headers=headers)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    swapped = await fast.http.get(
+        "/graphql", params=params(SUMMARY_OP), headers=list(reversed(headers))
+    )
+    assert swapped.status_code == 200
+
+
+async def test_undeclared_variables_are_answered_but_not_stored(fast: GatewayClient) -> None:
+    variables = {"id": 101, "junk": 1}
+    first = await get(fast, DETAIL_OP, DANA, variables=variables)
+    second = await get(fast, DETAIL_OP, DANA, variables=variables)
+    assert first.json()["data"]["cohort"]["id"] == 101
+    assert second.content == first.content
+    key = services_of(fast).responses.key(
+        Caller(DANA, "director"),
+        DETAIL_OP.sha256,
+        DETAIL_OP.name,
+        b'{"id":101,"junk":1}',
+    )
+    assert await services_of(fast).kv.client.exists(key) == 0
