@@ -27,13 +27,7 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 from gateway import metrics
 from gateway.auth import AuthError
 from gateway.errors import BAD_REQUEST, error_body, format_error
-from gateway.limits import (
-    DocumentPreparer,
-    LimitExceeded,
-    Limits,
-    PreparedDocument,
-    with_prepared_documents,
-)
+from gateway.limits import LimitExceeded, PreparedDocument, prepared_schema
 from gateway.logs import new_request_id, request_id_var
 from gateway.persisted import (
     DocumentStore,
@@ -258,13 +252,7 @@ class GraphQLEndpoint:
         self.apq: DocumentStore = make_apq_store(
             services.redis, ttl_s=settings.apq_ttl_s, memory_entries=settings.apq_memory_entries
         )
-        self.preparer = DocumentPreparer(
-            services.schema._schema,
-            Limits.from_settings(settings),
-            introspection=settings.introspection_enabled,
-            suggestions=settings.field_suggestions_enabled,
-        )
-        self.schema = with_prepared_documents(services.schema, self.preparer)
+        self.preparer, self.schema = prepared_schema(services.schema, settings)
         self.graphiql_html = (STATIC_DIR / "index.html").read_text()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

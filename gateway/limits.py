@@ -282,3 +282,17 @@ def with_prepared_documents(
     prepared = copy.copy(schema)
     prepared.extensions = (*schema.extensions, lambda: UsePreparedDocument(preparer))
     return prepared
+
+
+def prepared_schema(
+    schema: strawberry.Schema, settings: Settings
+) -> tuple[DocumentPreparer, strawberry.Schema]:
+    """A preparer with the settings' limits and rules, and the schema executing on it: each
+    document is parsed and validated once (the endpoint, and the answers of a cycle)."""
+    preparer = DocumentPreparer(
+        schema._schema,
+        Limits.from_settings(settings),
+        introspection=settings.introspection_enabled,
+        suggestions=settings.field_suggestions_enabled,
+    )
+    return preparer, with_prepared_documents(schema, preparer)

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway.kv import CacheUnavailable
-from gateway.limits import DocumentPreparer, LimitExceeded, Limits, with_prepared_documents
+from gateway.limits import LimitExceeded, prepared_schema
 from gateway.persisted import dashboard_operations, load_manifest
 from gateway.refresh import CycleReport
 from gateway.responses import AnswerRequest, StoredResponse, encode_answer, etag_for, expires_at
@@ -65,13 +65,7 @@ class AnswerBuilder:
         if settings.persisted_manifest:
             self.documents.update(load_manifest(settings.persisted_manifest))
         # Each document parsed and validated once, not once per caller.
-        self.preparer = DocumentPreparer(
-            services.schema._schema,
-            Limits.from_settings(settings),
-            introspection=settings.introspection_enabled,
-            suggestions=settings.field_suggestions_enabled,
-        )
-        self.schema = with_prepared_documents(services.schema, self.preparer)
+        self.preparer, self.schema = prepared_schema(services.schema, settings)
 
     async def build(self, key: str, request: AnswerRequest) -> bool:
         """Executes `request` as its caller and stores the answer under `key`."""
