@@ -16,7 +16,6 @@ made, the stored bytes go out with their ETag and Cache-Control. Correctness res
 
 import hashlib
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -198,7 +197,3 @@ def _computed_ats(value: Any) -> list[datetime]:
         elif isinstance(item, list):
             stack.extend(item)
     return found
-
-
-def now_s() -> float:
-    return time.time()
