@@ -76,3 +76,20 @@ def manifest(tmp_path) -> str:
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(build_manifest(dashboard_operations())))
     return str(path)
+
+
+@pytest.fixture
+async def fast(dataset_url: str, redis_url: str, manifest: str):
+    """A gateway on the dataset with Redis and the manifest, its subtrees refreshed, on a
+    movable clock (`fast.clock`): the response fast path's tests."""
+    from tests.clock import MovableClock
+    from tests.dataset import NOW
+    from tests.gateway_client import gateway_client
+    from tests.test_cache import services_of, settings_for
+
+    clock = MovableClock(NOW)
+    settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
+    async with gateway_client(settings, clock) as api:
+        api.clock = clock
+        await services_of(api).refresh.refresh_all()
+        yield api

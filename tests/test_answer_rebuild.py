@@ -24,13 +24,11 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-async def api(dataset_url: str, redis_url: str, manifest: str):
-    clock = MovableClock(NOW)
-    settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
-    async with gateway_client(settings, clock) as client:
-        client.clock = clock
-        await refresh_cycle(services_of(client))
-        yield client
+async def api(fast: GatewayClient) -> GatewayClient:
+    """test_fast_path's gateway (subtrees refreshed) with its answers prewarmed, as after
+    a first full cycle."""
+    await prewarm_responses(services_of(fast))
+    return fast
 
 
 def detail_key(api: GatewayClient, user: int, cohort_id: int) -> str:

@@ -52,16 +52,6 @@ def hits() -> float:
     return value or 0.0
 
 
-@pytest.fixture
-async def fast(dataset_url: str, redis_url: str, manifest: str):
-    clock = MovableClock(NOW)
-    settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
-    async with gateway_client(settings, clock) as api:
-        api.clock = clock
-        await services_of(api).refresh.refresh_all()
-        yield api
-
-
 async def test_prewarmed_answer_is_served_without_execution(fast: GatewayClient) -> None:
     report = await prewarm_responses(services_of(fast))
     # 3 directors + 1 admin, two pages each; Nora's empty list has no computedAt to bound
