@@ -383,7 +383,7 @@ class Bench:
     # ---------------------------------------------------------------- 1. setup
 
     def ensure_database(self) -> dict[str, Any]:
-        from gateway.seed import SCALES
+        from loaders.demo import SCALES
 
         scale = SCALES[self.config.scale]
         path = self.sqlite_path
@@ -717,7 +717,7 @@ class Bench:
     def write_requests(self) -> None:
         """The load: directors in a shuffled round robin, each request its own director's
         token, the operation drawn by the mix, CohortDetail ids from the director's scope."""
-        from gateway.persisted import dashboard_operations
+        from gateway.documents.persisted import dashboard_operations
 
         operations = dashboard_operations()
         rng = random.Random(self.config.seed)
@@ -948,7 +948,7 @@ class Bench:
     def cache_keys(self) -> Any:
         """The gateway's key scheme, at the version the running code writes (read back from
         Redis, so it is right even when --source runs another tree than this one)."""
-        from gateway.keys import PREFIX, Keys, cache_version
+        from gateway.cache.keys import PREFIX, Keys, cache_version
 
         store = self.redis(0)
         for pattern in (f"{PREFIX}:*:refresh:last", f"{PREFIX}:*:summary:*"):
@@ -1078,8 +1078,8 @@ class Bench:
 
     def cold_detail(self, server: Server) -> dict[str, Any]:
         """CohortDetail with both the answer and the cohort subtree absent, one at a time."""
-        from gateway.persisted import dashboard_operations
-        from gateway.responses import ResponseCache
+        from gateway.documents.persisted import dashboard_operations
+        from gateway.cache.answers import ResponseCache
         from resolvers.subtrees import Caller
 
         keys = self.cache_keys()

@@ -17,13 +17,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import metrics
-from gateway.fastpath import FastPathMiddleware
-from gateway.graphql_http import GraphQLEndpoint, json_response
-from gateway.kv import CacheUnavailable
-from gateway.prewarm import refresh_cycle
+from gateway.http.fastpath import FastPathMiddleware
+from gateway.http.endpoint import GraphQLEndpoint, json_response
+from gateway.cache.kv import CacheUnavailable
+from gateway.refresh.cycle import refresh_cycle
 from gateway.services import Services, utc_now
 from gateway.settings import Settings
-from gateway.webhooks import upstream_event
+from gateway.http.webhooks import upstream_event
 
 log = logging.getLogger("gateway.app")
 

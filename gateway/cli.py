@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_seed(settings: Settings, scale: str, seed: int, database_url: str | None) -> None:
-    from gateway.seed import seed as run_seed
+    from loaders.demo import seed as run_seed
 
     urls = settings.upstream_urls()
     if database_url:
@@ -149,7 +149,7 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 def cmd_manifest_build(args: argparse.Namespace) -> int:
     import orjson
 
-    from gateway.persisted import build_manifest, dashboard_operations
+    from gateway.documents.persisted import build_manifest, dashboard_operations
 
     manifest = orjson.dumps(build_manifest(dashboard_operations()), option=orjson.OPT_INDENT_2)
     if args.output == "-":
@@ -184,7 +184,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 async def _refresh_enqueue(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.queue import QueueRefresher
+    from gateway.refresh.requests import QueueRefresher
     from gateway.services import make_redis
 
     redis = make_redis(settings.redis_url or "")
@@ -221,7 +221,7 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
             from resolvers.subtrees import all_cohort_ids
 
             total = len(await all_cohort_ids(Loaders(services.upstream)))
-            from gateway.prewarm import refresh_cycle
+            from gateway.refresh.cycle import refresh_cycle
 
             with tqdm(total=total, unit="cohort", file=sys.stderr) as bar:
                 report, prewarmed = await refresh_cycle(services, progress=bar)

@@ -10,12 +10,12 @@ from redis.asyncio import ConnectionPool
 
 from gateway import metrics
 from gateway.auth import TokenVerifier
-from gateway.cache import CachedSource, CachePolicy, Refresher, SubtreeCache
-from gateway.keys import QUEUE_NAME, Keys, cache_version
-from gateway.kv import KV, MemoryKV, RedisKV
-from gateway.queue import QueueRefresher
-from gateway.refresh import LocalRefresher, RateLimitedRefresh, RefreshService
-from gateway.responses import ResponseCache
+from gateway.cache.subtrees import CachedSource, CachePolicy, Refresher, SubtreeCache
+from gateway.cache.keys import QUEUE_NAME, Keys, cache_version
+from gateway.cache.kv import KV, MemoryKV, RedisKV
+from gateway.refresh.requests import QueueRefresher
+from gateway.refresh.service import LocalRefresher, RateLimitedRefresh, RefreshService
+from gateway.cache.answers import ResponseCache
 from gateway.settings import Settings
 from loaders.engines import Upstream
 from loaders.registry import Loaders

@@ -71,7 +71,7 @@ def manifest(tmp_path) -> str:
     """The dashboard's operations as a persisted-query manifest file."""
     import json
 
-    from gateway.persisted import build_manifest, dashboard_operations
+    from gateway.documents.persisted import build_manifest, dashboard_operations
 
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(build_manifest(dashboard_operations())))

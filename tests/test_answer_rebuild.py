@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from gateway.prewarm import _drop_answers, prewarm_responses, refresh_cycle
-from gateway.responses import AnswerRequest
+from gateway.refresh.cycle import _drop_answers, prewarm_responses, refresh_cycle
+from gateway.cache.answers import AnswerRequest
 from loaders.engines import make_engine
 from loaders.programs import track_directors
 from resolvers.subtrees import Caller

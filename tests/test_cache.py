@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import event
 
-from gateway.keys import QUEUE_NAME
+from gateway.cache.keys import QUEUE_NAME
 from gateway.settings import Settings
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW

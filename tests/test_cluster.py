@@ -45,7 +45,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
 
 from gateway.auth import mint_token
-from gateway.keys import JOB_REFRESH_ALL, QUEUE_NAME, Keys, cache_version
+from gateway.cache.keys import JOB_REFRESH_ALL, QUEUE_NAME, Keys, cache_version
 from gateway.settings import Settings
 from resolvers.schema import build_schema
 from tests import dataset

@@ -7,10 +7,10 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from gateway.fastpath import parse_persisted_get
-from gateway.persisted import dashboard_operations
-from gateway.prewarm import prewarm_responses
-from gateway.responses import variables_digest
+from gateway.http.fastpath import parse_persisted_get
+from gateway.documents.persisted import dashboard_operations
+from gateway.refresh.cycle import prewarm_responses
+from gateway.cache.answers import variables_digest
 from loaders.engines import make_engine
 from loaders.programs import cohorts
 from resolvers.subtrees import Caller

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from gateway.cli import main as gateway_cli
-from gateway.graphql_http import etag_for, seconds_until_refresh
-from gateway.persisted import (
+from gateway.http.endpoint import etag_for, seconds_until_refresh
+from gateway.documents.persisted import (
     APQ_KEY_PREFIX,
     ManifestError,
     dashboard_operations,
@@ -236,7 +236,7 @@ async def test_apq_documents_are_shared_through_redis_with_a_ttl(
 async def test_unreachable_redis_degrades_to_memory(dataset_url: str, caplog) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     async with gateway_client(settings_for(dataset_url, redis_url=dead), fixed_clock(NOW)) as api:
-        with caplog.at_level(logging.WARNING, logger="gateway.persisted"):
+        with caplog.at_level(logging.WARNING, logger="gateway.documents.persisted"):
             assert_not_found(await apq_get(api, ME_HASH, DANA))
             assert (await apq_post(api, ME_HASH, DANA, query=ME)).json() == {"data": DANA_ME}
             # Registered in this process's memory even though Redis was down.

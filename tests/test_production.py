@@ -76,7 +76,7 @@ async def test_internal_errors_are_masked_with_a_request_id(
 ) -> None:
     explode_on_user(production, monkeypatch)
     headers = {**production.auth(DANA), "X-Request-Id": "req-42"}
-    with caplog.at_level(logging.ERROR, logger="gateway.errors"):
+    with caplog.at_level(logging.ERROR, logger="gateway.http.errors"):
         response = await production.http.post("/graphql", json={"query": ME}, headers=headers)
     assert response.status_code == 200
     assert response.json() == {
@@ -92,7 +92,7 @@ async def test_internal_errors_are_masked_with_a_request_id(
     }
     assert SECRET not in response.text
     # The traceback goes to the log, under the same request id.
-    [record] = [r for r in caplog.records if r.name == "gateway.errors"]
+    [record] = [r for r in caplog.records if r.name == "gateway.http.errors"]
     assert record.getMessage() == "internal error (request req-42) at ['me']"
     assert record.exc_info is not None and str(record.exc_info[1]) == SECRET
 

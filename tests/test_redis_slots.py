@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio.client import Pipeline, Redis
 from redis.crc import key_slot
 
-from gateway.keys import QUEUE_NAME
-from gateway.persisted import dashboard_operations
-from gateway.prewarm import prewarm_responses
+from gateway.cache.keys import QUEUE_NAME
+from gateway.documents.persisted import dashboard_operations
+from gateway.refresh.cycle import prewarm_responses
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import gateway_client

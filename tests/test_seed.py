@@ -1,4 +1,4 @@
-"""The synthetic dataset of gateway.seed: determinism, pinned shape, and alert coverage.
+"""The synthetic dataset of loaders.demo: determinism, pinned shape, and alert coverage.
 
 The figures here are recomputed straight from the seeded tables (SQL aggregates plus
 a little Python), independently of the resolvers, so they double as a cross-check of
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import and_, func, or_, select
 
-from gateway.seed import SeedReport, checksum, seed
+from loaders.demo import SeedReport, checksum, seed
 from loaders import MODULES
 from loaders import billing as bil
 from loaders import mentorship as men

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import event
 
-from gateway.keys import JOB_REFRESH_ALL, QUEUE_NAME
+from gateway.cache.keys import JOB_REFRESH_ALL, QUEUE_NAME
 from gateway.settings import Settings
 from tests import dataset
 from tests.clock import MovableClock

@@ -1,10 +1,10 @@
-"""arq jobs: thin wrappers around gateway.refresh, one Services per worker process."""
+"""arq jobs: thin wrappers around gateway.refresh.service, one Services per worker process."""
 
 import logging
 from dataclasses import asdict
 from typing import Any
 
-from gateway.prewarm import refresh_cycle
+from gateway.refresh.cycle import refresh_cycle
 from gateway.services import Services
 from gateway.settings import Settings
 

@@ -6,7 +6,7 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
-from gateway.keys import QUEUE_NAME
+from gateway.cache.keys import QUEUE_NAME
 from gateway.settings import Settings
 from workers import jobs
 

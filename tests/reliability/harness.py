@@ -28,7 +28,7 @@ import httpx
 import orjson
 
 from gateway.auth import mint_token
-from gateway.persisted import Operation, build_manifest, dashboard_operations, sha256_hex
+from gateway.documents.persisted import Operation, build_manifest, dashboard_operations, sha256_hex
 from gateway.settings import Settings
 from tests.servers import HOST, START_TIMEOUT_S, ServerError, free_port
 
@@ -805,7 +805,7 @@ async def cache_version_in_redis(redis_url: str) -> str:
 async def assert_same_code_as_processes(redis_url: str) -> None:
     """Tests that refresh in-process must run the same schema (hence cache keys) as the
     gateway processes: a tree edited during the run would make them miss each other."""
-    from gateway.keys import cache_version
+    from gateway.cache.keys import cache_version
     from resolvers.schema import build_schema
 
     mine = cache_version(build_schema().as_str())

@@ -21,7 +21,7 @@ import jwt.warnings
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.seed import checksum
+from loaders.demo import checksum
 from loaders import MODULES
 from tests.reliability.fuzz import generate_parallel
 from tests.reliability.harness import (

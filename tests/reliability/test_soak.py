@@ -15,7 +15,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.keys import Keys
+from gateway.cache.keys import Keys
 from loaders import MODULES
 from tests.reliability.harness import (
     GatewayProcess,

@@ -14,7 +14,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-log = logging.getLogger("gateway.kv")
+log = logging.getLogger("gateway.cache.kv")
 
 
 class CacheUnavailable(Exception):

@@ -29,7 +29,7 @@ from graphql import (
 )
 from redis.exceptions import RedisError
 
-log = logging.getLogger("gateway.persisted")
+log = logging.getLogger("gateway.documents.persisted")
 
 APQ_KEY_PREFIX = "gateway:apq:"
 MANIFEST_FORMAT = "apollo-persisted-query-manifest"

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from gateway import metrics
-from gateway.keys import Keys
-from gateway.kv import KV, CacheUnavailable
+from gateway.cache.keys import Keys
+from gateway.cache.kv import KV, CacheUnavailable
 from resolvers.subtrees import Caller
 
 

@@ -26,16 +26,16 @@ from graphql import OperationType, get_operation_ast
 from sqlalchemy import select
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from gateway.kv import CacheUnavailable
-from gateway.limits import LimitExceeded, prepared_schema
-from gateway.persisted import dashboard_operations, load_manifest
-from gateway.refresh import CycleReport
-from gateway.responses import AnswerRequest, StoredResponse, encode_answer, etag_for, expires_at
+from gateway.cache.kv import CacheUnavailable
+from gateway.documents.limits import LimitExceeded, prepared_schema
+from gateway.documents.persisted import dashboard_operations, load_manifest
+from gateway.refresh.service import CycleReport
+from gateway.cache.answers import AnswerRequest, StoredResponse, encode_answer, etag_for, expires_at
 from gateway.services import Services
 from loaders.programs import users
 from resolvers.subtrees import Caller
 
-log = logging.getLogger("gateway.prewarm")
+log = logging.getLogger("gateway.refresh.cycle")
 
 # The pages opened without arguments; a cohort detail needs an id and is stored on first use.
 PREWARM_OPERATIONS = ("DirectorSummary", "CohortList")

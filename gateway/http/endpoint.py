@@ -26,10 +26,10 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway import metrics
 from gateway.auth import AuthError
-from gateway.errors import BAD_REQUEST, error_body, format_error
-from gateway.limits import LimitExceeded, PreparedDocument, prepared_schema
+from gateway.http.errors import BAD_REQUEST, error_body, format_error
+from gateway.documents.limits import LimitExceeded, PreparedDocument, prepared_schema
 from gateway.logs import new_request_id, request_id_var
-from gateway.persisted import (
+from gateway.documents.persisted import (
     DocumentStore,
     dashboard_operations,
     is_sha256_hex,
@@ -37,7 +37,7 @@ from gateway.persisted import (
     make_apq_store,
     sha256_hex,
 )
-from gateway.responses import AnswerRequest, StoredResponse, etag_for, expires_at
+from gateway.cache.answers import AnswerRequest, StoredResponse, etag_for, expires_at
 from gateway.services import Services
 from resolvers.context import Context
 from resolvers.errors import UNAUTHENTICATED
@@ -205,7 +205,7 @@ def wants_graphiql(request: Request) -> bool:
     )
 
 
-# ASGI scope key: the answer key gateway.fastpath looked up and did not find.
+# ASGI scope key: the answer key gateway.http.fastpath looked up and did not find.
 FAST_PATH_MISSED_KEY = "gateway.fast_path_missed_key"
 
 # Operation names label a metric: only the dashboard's own, others are "other".

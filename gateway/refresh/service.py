@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway import metrics
-from gateway.cache import Refresher, Subtree, SubtreeCache, summary_of
-from gateway.keys import Keys
-from gateway.kv import KV, CacheUnavailable
+from gateway.cache.subtrees import Refresher, Subtree, SubtreeCache, summary_of
+from gateway.cache.keys import Keys
+from gateway.cache.kv import KV, CacheUnavailable
 from loaders.base import as_dict
 from loaders.engines import Upstream
 from loaders.programs import track_directors, users
@@ -24,7 +24,7 @@ from loaders.registry import Loaders
 from resolvers.figures import Thresholds, iso_instant
 from resolvers.subtrees import LiveSource, all_cohort_ids, cohort_director_ids
 
-log = logging.getLogger("gateway.refresh")
+log = logging.getLogger("gateway.refresh.service")
 
 # Cohorts computed per batch in a full cycle: bounds memory per statement and IN-list size.
 COHORT_BATCH = 400

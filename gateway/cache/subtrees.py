@@ -21,14 +21,14 @@ from typing import Any, Protocol
 import orjson
 
 from gateway import metrics
-from gateway.keys import Keys
-from gateway.kv import KV, CacheUnavailable
+from gateway.cache.keys import Keys
+from gateway.cache.kv import KV, CacheUnavailable
 from loaders.base import as_dict
 from loaders.engines import UpstreamUnavailable
 from resolvers.figures import Thresholds
 from resolvers.subtrees import LiveSource, build_summary, finish_cohort
 
-log = logging.getLogger("gateway.cache")
+log = logging.getLogger("gateway.cache.subtrees")
 
 Subtree = dict[str, Any]
 

@@ -25,7 +25,7 @@ import orjson
 
 from gateway import metrics
 from gateway.auth import AuthError
-from gateway.graphql_http import (
+from gateway.http.endpoint import (
     FAST_PATH_MISSED_KEY,
     GRAPHIQL_ASSET_PARAM,
     KNOWN_OPERATIONS,
@@ -33,8 +33,8 @@ from gateway.graphql_http import (
     inbound_request_id,
 )
 from gateway.logs import new_request_id, request_id_var
-from gateway.persisted import is_sha256_hex
-from gateway.responses import AnswerRequest, variables_digest
+from gateway.documents.persisted import is_sha256_hex
+from gateway.cache.answers import AnswerRequest, variables_digest
 from gateway.services import Services
 
 GRAPHQL_PATH = "/graphql"

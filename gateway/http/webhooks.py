@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import metrics
-from gateway.graphql_http import json_response
-from gateway.kv import CacheUnavailable
+from gateway.http.endpoint import json_response
+from gateway.cache.kv import CacheUnavailable
 from gateway.services import Services
 from loaders import MODULES
 
-log = logging.getLogger("gateway.webhooks")
+log = logging.getLogger("gateway.http.webhooks")
 
 SIGNATURE_HEADER = "x-signature"
 SIGNATURE_PREFIX = "sha256="

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from gateway.keys import (
+from gateway.cache.keys import (
     JOB_REFRESH_ALL,
     JOB_REFRESH_COHORT,
     JOB_REFRESH_DIRECTOR,

@@ -8,7 +8,7 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from loaders.engines import UpstreamUnavailable
 from resolvers.errors import BAD_USER_INPUT, UPSTREAM_UNAVAILABLE
 
-log = logging.getLogger("gateway.errors")
+log = logging.getLogger("gateway.http.errors")
 
 GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
