@@ -44,7 +44,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis as redis_sync
 
 from bench import client, profile, promfiles
@@ -717,7 +716,7 @@ class Bench:
     def write_requests(self) -> None:
         """The load: directors in a shuffled round robin, each request its own director's
         token, the operation drawn by the mix, CohortDetail ids from the director's scope."""
-        from gateway.documents.persisted import dashboard_operations
+        from gateway.documents.dashboard import dashboard_operations
 
         operations = dashboard_operations()
         rng = random.Random(self.config.seed)
@@ -1078,12 +1077,12 @@ class Bench:
 
     def cold_detail(self, server: Server) -> dict[str, Any]:
         """CohortDetail with both the answer and the cohort subtree absent, one at a time."""
-        from gateway.documents.persisted import dashboard_operations
-        from gateway.cache.answers import ResponseCache
-        from resolvers.subtrees import Caller
+        from gateway.cache.answers import AnswerId, AnswerStore
+        from gateway.documents.dashboard import dashboard_operations
+        from resolvers.caller import Caller
 
         keys = self.cache_keys()
-        responses = ResponseCache(None, keys)  # type: ignore[arg-type]
+        responses = AnswerStore(None, keys)  # type: ignore[arg-type]
         detail = dashboard_operations()["CohortDetail"]
         rng = random.Random(self.config.seed + 1)
         owner: dict[int, int] = {}
@@ -1101,9 +1100,8 @@ class Bench:
             director = owner[cohort]
             variables = {"id": cohort}
             key = responses.key(
-                Caller(director, "director"), detail.sha256, "CohortDetail",
-                orjson.dumps(variables, option=orjson.OPT_SORT_KEYS),
-            )  # fmt: skip
+                Caller(director, "director"), AnswerId.of(detail.sha256, "CohortDetail", variables)
+            )
             store.delete(keys.cohort(cohort), key)
             raw = client.raw_get(
                 persisted_get("CohortDetail", detail.sha256, variables),

@@ -17,26 +17,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import metrics
-from gateway.http.fastpath import FastPathMiddleware
-from gateway.http.endpoint import GraphQLEndpoint, json_response
 from gateway.cache.kv import CacheUnavailable
-from gateway.refresh.cycle import refresh_cycle
+from gateway.http.endpoint import GraphQLEndpoint
+from gateway.http.fastpath import FastPathMiddleware
+from gateway.http.responses import json_response
+from gateway.http.webhooks import upstream_event
+from gateway.refresh.cycle import embedded_scheduler
 from gateway.services import Services, utc_now
 from gateway.settings import Settings
-from gateway.http.webhooks import upstream_event
 
 log = logging.getLogger("gateway.app")
-
-
-async def embedded_scheduler(services: Services) -> None:
-    """Embedded mode: the worker's cycle, in this process, every refresh interval."""
-    assert services.refresh is not None
-    while True:
-        try:
-            await refresh_cycle(services)
-        except Exception:
-            log.exception("embedded refresh cycle failed")
-        await asyncio.sleep(services.settings.refresh_interval_s)
 
 
 def create_app(

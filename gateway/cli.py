@@ -29,21 +29,17 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 async def _demo_users(settings: Settings) -> tuple[int, int]:
-    from sqlalchemy import select
-
     from loaders.engines import Upstream
-    from loaders.programs import users
+    from loaders.programs import dashboard_users
+    from resolvers.caller import ADMIN, DIRECTOR
 
     upstream = Upstream(settings.upstream_urls())
     try:
-        rows = await upstream.fetch(
-            "programs",
-            select(users.c.id, users.c.role).where(users.c.role.in_(["admin", "director"])),
-        )
+        rows = await dashboard_users(upstream)
     finally:
         await upstream.dispose()
-    admin = min(r.id for r in rows if r.role == "admin")
-    director = min(r.id for r in rows if r.role == "director")
+    admin = min(r.id for r in rows if r.role == ADMIN)
+    director = min(r.id for r in rows if r.role == DIRECTOR)
     return director, admin
 
 
@@ -117,17 +113,14 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 async def _user_role(settings: Settings, user_id: int) -> str | None:
-    from sqlalchemy import select
-
     from loaders.engines import Upstream
-    from loaders.programs import users
+    from loaders.programs import user_role
 
     upstream = Upstream(settings.upstream_urls())
     try:
-        rows = await upstream.fetch("programs", select(users.c.role).where(users.c.id == user_id))
+        return await user_role(upstream, user_id)
     finally:
         await upstream.dispose()
-    return rows[0].role if rows else None
 
 
 def schema_sdl() -> str:
@@ -149,7 +142,7 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 def cmd_manifest_build(args: argparse.Namespace) -> int:
     import orjson
 
-    from gateway.documents.persisted import build_manifest, dashboard_operations
+    from gateway.documents.dashboard import build_manifest, dashboard_operations
 
     manifest = orjson.dumps(build_manifest(dashboard_operations()), option=orjson.OPT_INDENT_2)
     if args.output == "-":
@@ -186,6 +179,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 async def _refresh_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.refresh.requests import QueueRefresher
     from gateway.services import make_redis
+    from resolvers.caller import Caller
 
     redis = make_redis(settings.redis_url or "")
     try:
@@ -194,7 +188,7 @@ async def _refresh_enqueue(settings: Settings, args: argparse.Namespace) -> int:
             queued = await queue.refresh_all()
             print("enqueued refresh_all" if queued else "refresh_all is already queued")
         elif args.director_id is not None:
-            await queue.refresh_director(args.director_id, args.role)
+            await queue.refresh_director(Caller(args.director_id, args.role))
             print(f"enqueued refresh_director {args.director_id}")
         else:
             await queue.refresh_cohorts([args.cohort_id])
@@ -209,7 +203,12 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from gateway.refresh.cycle import refresh_cycle
     from gateway.services import Services
+    from loaders.programs import all_cohort_ids
+    from loaders.registry import Loaders
+    from resolvers.caller import Caller
+    from resolvers.subtrees import scope_cohort_ids
 
     services = Services.build(settings)
     refresh = services.refresh
@@ -217,29 +216,22 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         if args.all:
-            from loaders.registry import Loaders
-            from resolvers.subtrees import all_cohort_ids
-
-            total = len(await all_cohort_ids(Loaders(services.upstream)))
-            from gateway.refresh.cycle import refresh_cycle
-
+            total = len(await all_cohort_ids(services.upstream))
             with tqdm(total=total, unit="cohort", file=sys.stderr) as bar:
-                report, prewarmed = await refresh_cycle(services, progress=bar)
+                report, answers = await refresh_cycle(services, progress=bar)
             directors, cohorts = report.directors, report.cohorts
             print(
-                f"prewarmed {prewarmed.stored} answers for {prewarmed.callers} callers "
-                f"in {prewarmed.seconds:.2f} s; rebuilt {prewarmed.rebuilt} other answers, "
-                f"dropped {prewarmed.dropped}"
+                f"prewarmed {answers.stored} answers for {answers.callers} callers "
+                f"in {answers.seconds:.2f} s; rebuilt {answers.rebuilt} other answers, "
+                f"dropped {answers.dropped}"
             )
         elif args.director_id is not None:
-            await refresh.refresh_director(args.director_id, args.role)
-            from loaders.registry import Loaders
-            from resolvers.subtrees import scope_cohort_ids
-
-            scope = await scope_cohort_ids(Loaders(services.upstream), args.director_id, args.role)
+            caller = Caller(args.director_id, args.role)
+            await refresh.refresh_director(caller, services.clock())
+            scope = await scope_cohort_ids(Loaders(services.upstream), caller)
             directors, cohorts = 1, len(scope)
         else:
-            directors = len(await refresh.refresh_cohort(args.cohort_id))
+            directors = len(await refresh.refresh_cohort(args.cohort_id, services.clock()))
             cohorts = 1
     finally:
         await services.close()

@@ -10,19 +10,20 @@ from redis.asyncio import ConnectionPool
 
 from gateway import metrics
 from gateway.auth import TokenVerifier
-from gateway.cache.subtrees import CachedSource, CachePolicy, Refresher, SubtreeCache
+from gateway.cache.answers import AnswerStore
 from gateway.cache.keys import QUEUE_NAME, Keys, cache_version
 from gateway.cache.kv import KV, MemoryKV, RedisKV
-from gateway.refresh.requests import QueueRefresher
-from gateway.refresh.service import LocalRefresher, RateLimitedRefresh, RefreshService
-from gateway.cache.answers import ResponseCache
+from gateway.cache.subtrees import CachedSource, CachePolicy, Refresher, SubtreeCache
+from gateway.refresh.requests import LocalRefresher, QueueRefresher, RateLimitedRefresh
+from gateway.refresh.service import RefreshService
 from gateway.settings import Settings
 from loaders.engines import Upstream
 from loaders.registry import Loaders
+from resolvers.caller import Caller
 from resolvers.context import Context
 from resolvers.figures import Thresholds
 from resolvers.schema import build_schema
-from resolvers.subtrees import Caller, LiveSource
+from resolvers.subtrees import LiveSource
 
 
 def utc_now() -> datetime:
@@ -43,7 +44,7 @@ class Services:
     cache: SubtreeCache | None = None
     refresh: RefreshService | None = None
     refresher: Refresher | None = None
-    responses: ResponseCache | None = None
+    answers: AnswerStore | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> "Services":
@@ -66,7 +67,6 @@ class Services:
                 retention_s=settings.cache_retention_s,
                 lock_s=settings.cache_lock_s,
             ),
-            clock,
             distributed=redis is not None,
         )
         refresh = RefreshService(upstream, cache, thresholds, clock)
@@ -86,18 +86,19 @@ class Services:
             cache=cache,
             refresh=refresh,
             refresher=refresher,
-            responses=(
-                ResponseCache(kv, cache.keys)
+            answers=(
+                AnswerStore(kv, cache.keys)
                 if settings.cache_enabled and settings.response_cache_enabled
                 else None
             ),
         )
 
     def make_context(
-        self, caller: Caller, request_id: str, *, enqueue_refreshes: bool = True
+        self, caller: Caller, request_id: str, now: datetime, *, enqueue_refreshes: bool = True
     ) -> Context:
+        """Everything one request (or one answer a cycle rebuilds) reads, as of `now`."""
         # Loaders are built here, per request, inside the running event loop.
-        live = LiveSource(Loaders(self.upstream), self.clock(), self.thresholds)
+        live = LiveSource(Loaders(self.upstream), now, self.thresholds)
         source = (
             CachedSource(self.cache, live, self.thresholds, enqueue_refreshes=enqueue_refreshes)
             if self.cache is not None and self.settings.cache_enabled
@@ -106,7 +107,7 @@ class Services:
         return Context(
             caller=caller,
             source=source,
-            clock=self.clock,
+            now=now,
             stale_after_s=self.settings.fresh_s,
             request_id=request_id,
             refresh=self.refresh_requests,
@@ -117,7 +118,11 @@ class Services:
         if self.refresher is None or self.cache is None:
             return None
         return RateLimitedRefresh(
-            self.kv, self.cache.keys, self.refresher, self.settings.refresh_rate_limit
+            self.kv,
+            self.cache.keys,
+            self.refresher,
+            self.settings.refresh_rate_limit,
+            self.clock,
         )
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    Row,
     String,
     Table,
     Text,
@@ -19,6 +20,7 @@ from sqlalchemy import (
 )
 
 from loaders.base import UpstreamLoader
+from loaders.engines import Upstream
 from loaders.types import Timestamp
 
 metadata = MetaData()
@@ -161,3 +163,51 @@ class MilestonesByCohortIdLoader(UpstreamLoader):
         return select(m.id, m.cohort_id, m.title, m.due_date, m.completed_at).where(
             m.cohort_id.in_(keys)
         )
+
+
+# --- Whole-table reads (not keyed, so not DataLoaders): the refresh cycle and the CLI ---
+
+DASHBOARD_ROLES = ("director", "admin")
+
+
+async def all_cohort_ids(upstream: Upstream) -> list[int]:
+    rows = await upstream.fetch("programs", select(cohorts.c.id).order_by(cohorts.c.id))
+    return [row.id for row in rows]
+
+
+async def director_ids(
+    upstream: Upstream, *, after: int = 0, limit: int | None = None
+) -> list[int]:
+    """Users with role director, by id, after `after`."""
+    stmt = (
+        select(users.c.id)
+        .where(users.c.role == "director", users.c.id > after)
+        .order_by(users.c.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [row.id for row in await upstream.fetch("programs", stmt)]
+
+
+async def dashboard_users(upstream: Upstream) -> Sequence[Row[Any]]:
+    """Every director and admin (id, name, email, role), by id."""
+    u = users.c
+    stmt = select(u.id, u.name, u.email, u.role).where(u.role.in_(DASHBOARD_ROLES)).order_by(u.id)
+    return await upstream.fetch("programs", stmt)
+
+
+async def first_admin_id(upstream: Upstream) -> int | None:
+    stmt = select(users.c.id).where(users.c.role == "admin").order_by(users.c.id).limit(1)
+    rows = await upstream.fetch("programs", stmt)
+    return rows[0].id if rows else None
+
+
+async def director_track_pairs(upstream: Upstream) -> Sequence[Row[Any]]:
+    """Every (director_id, track_id) of track_directors."""
+    t = track_directors.c
+    return await upstream.fetch("programs", select(t.director_id, t.track_id))
+
+
+async def user_role(upstream: Upstream, user_id: int) -> str | None:
+    rows = await upstream.fetch("programs", select(users.c.role).where(users.c.id == user_id))
+    return rows[0].role if rows else None

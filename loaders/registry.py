@@ -1,17 +1,23 @@
-"""The per-request (or per-job) set of loaders; attribute names derive from class names."""
+"""The per-request (or per-job) set of loaders, as typed attributes.
 
-from typing import Any
+Each attribute is the snake_case of its class name without `Loader`
+(`EnrollmentsByCohortIdLoader` → `enrollments_by_cohort_id`); tests/test_loaders.py
+checks that every loader class of every module is here under that name."""
 
-from loaders import billing, mentorship, missions, portfolio, programs, talentscope
-from loaders.base import UpstreamLoader, registry_name
+import importlib
+
+from sqlalchemy import MetaData
+
+from loaders import MODULES, billing, mentorship, missions, portfolio, programs, talentscope
 from loaders.engines import Upstream
 
-LOADER_CLASSES: tuple[type[UpstreamLoader], ...] = tuple(
-    obj
-    for module in (programs, mentorship, talentscope, missions, portfolio, billing)
-    for obj in vars(module).values()
-    if isinstance(obj, type) and issubclass(obj, UpstreamLoader) and obj is not UpstreamLoader
-)
+
+def module_metadata(module: str) -> MetaData:
+    """The tables of one upstream module (`loaders/<module>.py`'s `metadata`)."""
+    if module not in MODULES:
+        raise ValueError(f"unknown upstream module {module!r}")
+    metadata: MetaData = importlib.import_module(f"loaders.{module}").metadata
+    return metadata
 
 
 class Loaders:
@@ -19,9 +25,38 @@ class Loaders:
 
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
-        for cls in LOADER_CLASSES:
-            setattr(self, registry_name(cls), cls(upstream))
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names no loader class defines.
-        raise AttributeError(f"no loader named {name!r}")
+        # programs
+        self.user_by_id = programs.UserByIdLoader(upstream)
+        self.cohort_by_id = programs.CohortByIdLoader(upstream)
+        self.cohorts_by_track_id = programs.CohortsByTrackIdLoader(upstream)
+        self.track_by_id = programs.TrackByIdLoader(upstream)
+        self.program_by_id = programs.ProgramByIdLoader(upstream)
+        self.track_ids_by_director_id = programs.TrackIdsByDirectorIdLoader(upstream)
+        self.director_ids_by_track_id = programs.DirectorIdsByTrackIdLoader(upstream)
+        self.enrollments_by_cohort_id = programs.EnrollmentsByCohortIdLoader(upstream)
+        self.milestones_by_cohort_id = programs.MilestonesByCohortIdLoader(upstream)
+        # mentorship
+        self.mentor_by_id = mentorship.MentorByIdLoader(upstream)
+        self.active_mentor_assignments_by_cohort_id = (
+            mentorship.ActiveMentorAssignmentsByCohortIdLoader(upstream)
+        )
+        self.mentorship_sessions_by_cohort_id = mentorship.MentorshipSessionsByCohortIdLoader(
+            upstream
+        )
+        # talentscope
+        self.latest_readiness_scores_by_cohort_id = (
+            talentscope.LatestReadinessScoresByCohortIdLoader(upstream)
+        )
+        self.latest_competency_levels_by_cohort_id = (
+            talentscope.LatestCompetencyLevelsByCohortIdLoader(upstream)
+        )
+        # missions
+        self.missions_by_cohort_id = missions.MissionsByCohortIdLoader(upstream)
+        self.mission_submissions_by_cohort_id = missions.MissionSubmissionsByCohortIdLoader(
+            upstream
+        )
+        # portfolio
+        self.portfolio_items_by_cohort_id = portfolio.PortfolioItemsByCohortIdLoader(upstream)
+        # billing
+        self.payments_by_cohort_id = billing.PaymentsByCohortIdLoader(upstream)
+        self.refunds_by_cohort_id = billing.RefundsByCohortIdLoader(upstream)

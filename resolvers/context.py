@@ -1,23 +1,22 @@
 """What every resolver gets: the caller, a source of subtrees, and the clock."""
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from graphql import GraphQLError
 
-from resolvers.subtrees import Caller
+from resolvers.caller import Caller
 
 
 class SubtreeSource(Protocol):
     """Where resolvers read subtrees: live from loaders, or through the cache."""
 
-    async def scope(self, user_id: int, role: str) -> list[int]: ...
+    async def scope(self, caller: Caller) -> list[int]: ...
 
     async def cohorts(self, cohort_ids: list[int]) -> dict[int, dict[str, Any]]: ...
 
-    async def summary(self, user_id: int, role: str) -> dict[str, Any]: ...
+    async def summary(self, caller: Caller) -> dict[str, Any]: ...
 
     async def user(self, user_id: int) -> Any: ...
 
@@ -31,14 +30,14 @@ class RefreshRequests(Protocol):
 
     async def cohort(self, cohort_id: int) -> None: ...
 
-    async def director(self, user_id: int, role: str) -> None: ...
+    async def director(self, caller: Caller) -> None: ...
 
 
 @dataclass
 class Context:
     caller: Caller
     source: SubtreeSource
-    clock: Callable[[], datetime]
+    now: datetime  # the request's one instant: every `stale` is judged against it
     stale_after_s: float
     request_id: str = ""
     refresh: RefreshRequests | None = None
@@ -49,4 +48,4 @@ class Context:
         if subtree.get("stale_forced"):
             return True
         then = datetime.fromisoformat(subtree["computed_at"])
-        return (self.clock() - then).total_seconds() > self.stale_after_s
+        return (self.now - then).total_seconds() > self.stale_after_s

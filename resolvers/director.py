@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import strawberry
 
+from resolvers.caller import Caller
 from resolvers.cohort import Alert, AlertCode, Cohort, CohortMode, CohortStatus, Seats
 from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
@@ -173,8 +174,7 @@ def order_key(field: CohortOrderField, descending: bool):  # type: ignore[no-unt
 
 async def cohort_connection(
     info: strawberry.Info[Context, None],
-    director_id: int,
-    role: str,
+    director: Caller,
     first: int,
     after: str | None,
     filter: CohortFilter | None,
@@ -183,7 +183,7 @@ async def cohort_connection(
     check_first(first)
     order_by = order_by or CohortOrder()
     source = info.context.source
-    ids = await source.scope(director_id, role)
+    ids = await source.scope(director)
     subtrees = await source.cohorts(ids)
     matching = [c for c in subtrees.values() if _matches(c, filter)]
     descending = order_by.direction is OrderDirection.DESC
@@ -213,6 +213,11 @@ class Director:
     email: str = strawberry.field(description="Email.")
     role: strawberry.Private[str]
 
+    @property
+    def as_caller(self) -> Caller:
+        """This director's dashboard is what they would see themselves."""
+        return Caller(self.id, self.role)
+
     @strawberry.field(
         description=(
             "Figures pooled over the cohorts in this director's scope. Null only when an "
@@ -220,7 +225,7 @@ class Director:
         )
     )
     async def summary(self, info: strawberry.Info[Context, None]) -> DirectorSummary | None:
-        summary = await info.context.source.summary(self.id, self.role)
+        summary = await info.context.source.summary(self.as_caller)
         unavailable = summary.get("unavailable")
         if unavailable:
             module = next(iter(unavailable.values()))
@@ -245,7 +250,7 @@ class Director:
         filter: CohortFilter | None = None,
         order_by: CohortOrder | None = None,
     ) -> CohortConnection:
-        return await cohort_connection(info, self.id, self.role, first, after, filter, order_by)
+        return await cohort_connection(info, self.as_caller, first, after, filter, order_by)
 
 
 @strawberry.type(description="A page of directors.")

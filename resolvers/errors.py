@@ -1,13 +1,66 @@
-"""GraphQL errors with a stable `extensions.code`."""
+"""Every error code the gateway answers with, in one catalog, and GraphQL errors built on it.
+
+A code is stable: clients branch on it. README.md's table of codes is checked against
+CATALOG by tests/test_docs.py.
+"""
 
 from graphql import GraphQLError
 
+# Answers about the request or the caller.
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
 NOT_FOUND = "NOT_FOUND"
 BAD_USER_INPUT = "BAD_USER_INPUT"
-FORBIDDEN = "FORBIDDEN"
-UNAUTHENTICATED = "UNAUTHENTICATED"
-UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+BAD_REQUEST = "BAD_REQUEST"
 RATE_LIMITED = "RATE_LIMITED"
+# Documents: parsing, validation, persisted queries.
+GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
+# Limits.
+QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
+TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
+TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
+QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+BATCHING_DISABLED = "BATCHING_DISABLED"
+# Webhooks (POST /webhooks/upstream).
+BAD_SIGNATURE = "BAD_SIGNATURE"
+PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+UNAVAILABLE = "UNAVAILABLE"
+# The gateway's own state.
+UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+CATALOG: dict[str, str] = {
+    UNAUTHENTICATED: "No, an invalid or an expired bearer token (HTTP 401).",
+    FORBIDDEN: "The caller's role may not do this (e.g. a director listing directors).",
+    NOT_FOUND: "No such object in the caller's scope (an out-of-scope id answers the same).",
+    BAD_USER_INPUT: "An argument or variable value is invalid.",
+    BAD_REQUEST: "The HTTP request is malformed (body, parameters, method, media type).",
+    RATE_LIMITED: "Too many refresh requests from this caller this minute.",
+    GRAPHQL_PARSE_FAILED: "The document is not valid GraphQL syntax.",
+    GRAPHQL_VALIDATION_FAILED: "The document does not validate against the schema.",
+    PERSISTED_QUERY_NOT_FOUND: "Unknown persisted-query hash: send the document once.",
+    PERSISTED_QUERY_NOT_SUPPORTED: "Automatic persisted queries are turned off.",
+    PERSISTED_QUERY_NOT_IN_LIST: "Persisted-only mode: the document is not in the manifest.",
+    QUERY_TOO_DEEP: "Fields nested deeper than GATEWAY_MAX_DEPTH.",
+    TOO_MANY_ALIASES: "More aliased fields than GATEWAY_MAX_ALIASES.",
+    TOO_MANY_TOKENS: "More lexical tokens than GATEWAY_MAX_TOKENS.",
+    QUERY_TOO_COSTLY: "More field resolutions than GATEWAY_MAX_COST.",
+    REQUEST_TOO_LARGE: "A body larger than GATEWAY_MAX_BODY_BYTES (HTTP 413).",
+    BATCHING_DISABLED: "A JSON array of operations: batches are refused.",
+    BAD_SIGNATURE: "Webhook: missing or wrong X-Signature (HTTP 401).",
+    PAYLOAD_TOO_LARGE: "Webhook: a body larger than GATEWAY_WEBHOOK_MAX_BODY_BYTES (HTTP 413).",
+    UNAVAILABLE: "Webhook: the event cannot be recorded or queued now; retry (HTTP 503).",
+    UPSTREAM_UNAVAILABLE: "An upstream module is down; `extensions.module` names it.",
+    SERVICE_UNAVAILABLE: "On-demand refresh is not available in this deployment.",
+    INTERNAL_SERVER_ERROR: "A fault of the gateway; `requestId` finds it in the logs.",
+}
+
 # Answers, not faults: not logged as errors.
 EXPECTED_CODES = frozenset(
     {NOT_FOUND, BAD_USER_INPUT, FORBIDDEN, UNAUTHENTICATED, UPSTREAM_UNAVAILABLE, RATE_LIMITED}

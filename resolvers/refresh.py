@@ -2,8 +2,9 @@
 
 import strawberry
 
+from resolvers.caller import DASHBOARD_ROLES, Caller
 from resolvers.context import Context
-from resolvers.errors import RATE_LIMITED, bad_input, coded, not_found
+from resolvers.errors import RATE_LIMITED, SERVICE_UNAVAILABLE, bad_input, coded, not_found
 
 
 @strawberry.type(description="An accepted refresh request; the refresh runs in the background.")
@@ -34,23 +35,25 @@ class Mutation:
         if (cohort_id is None) == (director_id is None):
             raise bad_input("Give exactly one of cohortId and directorId.")
         if ctx.refresh is None:
-            raise coded("Refresh is not available.", "SERVICE_UNAVAILABLE")
+            raise coded("Refresh is not available.", SERVICE_UNAVAILABLE)
+        dashboard: Caller | None = None
         if cohort_id is not None:
-            if cohort_id not in set(await ctx.source.scope(caller.user_id, caller.role)):
+            if cohort_id not in set(await ctx.source.scope(caller)):
                 raise not_found("Cohort", cohort_id)
         else:
             assert director_id is not None
-            if not caller.is_admin and director_id != caller.user_id:
+            if not caller.may_see_director(director_id):
                 raise not_found("Director", director_id)
             row = await ctx.source.user(director_id)
-            if row is None or row.role not in ("director", "admin"):
+            if row is None or row.role not in DASHBOARD_ROLES:
                 raise not_found("Director", director_id)
+            # That user's dashboard as they see it themselves (an admin's is every cohort).
+            dashboard = Caller(director_id, row.role)
         if not await ctx.refresh.allow(caller.user_id):
             raise coded("Too many refresh requests; try again in a minute.", RATE_LIMITED)
-        if cohort_id is not None:
+        if dashboard is None:
+            assert cohort_id is not None
             await ctx.refresh.cohort(cohort_id)
             return RefreshRequest(accepted=True, target=f"cohort:{cohort_id}")
-        assert director_id is not None
-        role = "admin" if director_id == caller.user_id and caller.is_admin else "director"
-        await ctx.refresh.director(director_id, role)
+        await ctx.refresh.director(dashboard)
         return RefreshRequest(accepted=True, target=f"director:{director_id}")

@@ -10,6 +10,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 from strawberry.utils.logging import StrawberryLogger
 
+from resolvers.caller import DASHBOARD_ROLES
 from resolvers.cohort import Cohort
 from resolvers.context import Context
 from resolvers.director import Director, DirectorConnection
@@ -40,10 +41,10 @@ class Query:
     )
     async def director(self, info: strawberry.Info[Context, None], id: int) -> Director:
         caller = info.context.caller
-        if not caller.is_admin and id != caller.user_id:
+        if not caller.may_see_director(id):
             raise not_found("Director", id)
         row = await info.context.source.user(id)
-        if row is None or row.role not in ("director", "admin"):
+        if row is None or row.role not in DASHBOARD_ROLES:
             raise not_found("Director", id)
         return _director(row, row.role)
 
@@ -82,7 +83,7 @@ class Query:
         caller = info.context.caller
         source = info.context.source
         # Scope first: an out-of-scope id answers exactly like one that does not exist.
-        if id not in set(await source.scope(caller.user_id, caller.role)):
+        if id not in set(await source.scope(caller)):
             raise not_found("Cohort", id)
         subtree = (await source.cohorts([id])).get(id)
         if subtree is None:

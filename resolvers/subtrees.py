@@ -1,54 +1,22 @@
 """Subtree builders: loader rows → cached, JSON-native subtrees. Used by resolvers and workers."""
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
+from loaders import programs
 from loaders.engines import UpstreamUnavailable
-from loaders.programs import cohorts as cohorts_table
-from loaders.programs import users as users_table
 from loaders.registry import Loaders
 from resolvers import figures
+from resolvers.caller import Caller
 from resolvers.figures import Thresholds
 
 
-@dataclass(frozen=True)
-class Caller:
-    user_id: int
-    role: str  # "director" | "admin"
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-async def all_cohort_ids(loaders: Loaders) -> list[int]:
-    rows = await loaders.upstream.fetch(
-        "programs", select(cohorts_table.c.id).order_by(cohorts_table.c.id)
-    )
-    return [row.id for row in rows]
-
-
-async def director_ids(loaders: Loaders, *, after: int = 0, limit: int | None = None) -> list[int]:
-    stmt = (
-        select(users_table.c.id)
-        .where(users_table.c.role == "director", users_table.c.id > after)
-        .order_by(users_table.c.id)
-    )
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    rows = await loaders.upstream.fetch("programs", stmt)
-    return [row.id for row in rows]
-
-
-async def scope_cohort_ids(loaders: Loaders, user_id: int, role: str) -> list[int]:
-    """Cohort ids a user may see, ascending: every cohort for an admin, else their tracks'."""
-    if role == "admin":
-        return await all_cohort_ids(loaders)
-    track_rows = await loaders.track_ids_by_director_id.load(user_id)
+async def scope_cohort_ids(loaders: Loaders, caller: Caller) -> list[int]:
+    """Cohort ids a caller may see, ascending: every cohort for an admin, else their tracks'."""
+    if caller.is_admin:
+        return await programs.all_cohort_ids(loaders.upstream)
+    track_rows = await loaders.track_ids_by_director_id.load(caller.user_id)
     per_track = await loaders.cohorts_by_track_id.load_many([r.track_id for r in track_rows])
     return sorted({c.id for rows in per_track for c in rows})
 
@@ -198,16 +166,15 @@ class LiveSource:
         self.loaders = loaders
         self.now = now
         self.thresholds = thresholds
-        self._scopes: dict[tuple[int, str], asyncio.Task[list[int]]] = {}
+        self._scopes: dict[Caller, asyncio.Task[list[int]]] = {}
         self._cohorts: dict[int, dict[str, Any]] = {}
 
-    async def scope(self, user_id: int, role: str) -> list[int]:
-        # Sibling fields resolve concurrently: share one look-up per user.
-        key = (user_id, role)
-        if key not in self._scopes:
-            self._scopes[key] = asyncio.ensure_future(scope_cohort_ids(self.loaders, user_id, role))
+    async def scope(self, caller: Caller) -> list[int]:
+        # Sibling fields resolve concurrently: share one look-up per caller.
+        if caller not in self._scopes:
+            self._scopes[caller] = asyncio.ensure_future(scope_cohort_ids(self.loaders, caller))
         # Shielded: one sibling cancelled (a failing non-null field) must not cancel it.
-        return await asyncio.shield(self._scopes[key])
+        return await asyncio.shield(self._scopes[caller])
 
     async def cohorts(self, cohort_ids: list[int]) -> dict[int, dict[str, Any]]:
         missing = [i for i in cohort_ids if i not in self._cohorts]
@@ -217,12 +184,12 @@ class LiveSource:
             )
         return {i: self._cohorts[i] for i in cohort_ids if i in self._cohorts}
 
-    async def summary(self, user_id: int, role: str) -> dict[str, Any]:
-        cohorts = await self.cohorts(await self.scope(user_id, role))
+    async def summary(self, caller: Caller) -> dict[str, Any]:
+        cohorts = await self.cohorts(await self.scope(caller))
         return build_summary(list(cohorts.values()), self.now)
 
     async def user(self, user_id: int) -> Any:
         return await self.loaders.user_by_id.load(user_id)
 
     async def director_ids(self, after: int, limit: int) -> list[int]:
-        return await director_ids(self.loaders, after=after, limit=limit)
+        return await programs.director_ids(self.loaders.upstream, after=after, limit=limit)

@@ -71,7 +71,7 @@ def manifest(tmp_path) -> str:
     """The dashboard's operations as a persisted-query manifest file."""
     import json
 
-    from gateway.documents.persisted import build_manifest, dashboard_operations
+    from gateway.documents.dashboard import build_manifest, dashboard_operations
 
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(build_manifest(dashboard_operations())))
@@ -85,11 +85,11 @@ async def fast(dataset_url: str, redis_url: str, manifest: str):
     from tests.clock import MovableClock
     from tests.dataset import NOW
     from tests.gateway_client import gateway_client
-    from tests.test_cache import services_of, settings_for
+    from tests.test_cache import refresh_all, services_of, settings_for
 
     clock = MovableClock(NOW)
     settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
     async with gateway_client(settings, clock) as api:
         api.clock = clock
-        await services_of(api).refresh.refresh_all()
+        await refresh_all(services_of(api))
         yield api

@@ -9,11 +9,12 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from gateway.refresh.cycle import _drop_answers, prewarm_responses, refresh_cycle
-from gateway.cache.answers import AnswerRequest
+from gateway.cache.answers import AnswerId
+from gateway.refresh.answers import prewarm_answers
+from gateway.refresh.cycle import drop_answers, refresh_cycle, refresh_subtrees
 from loaders.engines import make_engine
 from loaders.programs import track_directors
-from resolvers.subtrees import Caller
+from resolvers.caller import Caller
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, gateway_client
@@ -27,16 +28,13 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def api(fast: GatewayClient) -> GatewayClient:
     """test_fast_path's gateway (subtrees refreshed) with its answers prewarmed, as after
     a first full cycle."""
-    await prewarm_responses(services_of(fast))
+    await prewarm_answers(services_of(fast))
     return fast
 
 
 def detail_key(api: GatewayClient, user: int, cohort_id: int) -> str:
-    return services_of(api).responses.key(
-        Caller(user, "director"),
-        DETAIL_OP.sha256,
-        DETAIL_OP.name,
-        AnswerRequest.canonical_variables({"id": cohort_id}),
+    return services_of(api).answers.key(
+        Caller(user, "director"), AnswerId.of(DETAIL_OP.sha256, DETAIL_OP.name, {"id": cohort_id})
     )
 
 
@@ -105,14 +103,14 @@ async def test_answers_are_served_while_the_cycle_runs_and_replaced_at_its_end(
     try:
         api.clock.advance(300)
         rewritten: set[str] = set()
-        await services.refresh.refresh_all(rewritten=rewritten)
+        await refresh_subtrees(services.refresh, services.clock(), rewritten=rewritten)
         # Mid-cycle: the subtrees are new, the previous cycle's answer is still served.
         assert services.cache.keys.tag(services.cache.keys.cohort(102)) in rewritten
         with StatementCounter(api) as counter:
             during = await get(api, SUMMARY_OP, DREW)
         assert counter.count == 0
         assert during.content == old.content
-        report = await prewarm_responses(services, rewritten)
+        report = await prewarm_answers(services, rewritten)
         assert (report.rebuilt, report.dropped) == (0, 0)  # the dashboards were all rebuilt
         with StatementCounter(api) as counter:
             new = await get(api, SUMMARY_OP, DREW)
@@ -183,8 +181,8 @@ async def test_a_failed_cycle_drops_the_answers_built_from_what_it_rewrote(
 ) -> None:
     services = services_of(api)
     await get(api, DETAIL_OP, DANA, variables={"id": 101})
-    summary_key = services.responses.key(
-        Caller(DANA, "director"), SUMMARY_OP.sha256, SUMMARY_OP.name, b"{}"
+    summary_key = services.answers.key(
+        Caller(DANA, "director"), AnswerId.of(SUMMARY_OP.sha256, SUMMARY_OP.name, None)
     )
     assert await services.kv.client.exists(summary_key, detail_key(api, DANA, 101)) == 2
     api.clock.advance(300)
@@ -227,5 +225,5 @@ async def test_dropping_after_a_failure_waits_out_the_redis_breaker(api: Gateway
     await get(api, DETAIL_OP, DANA, variables={"id": 101})
     key = detail_key(api, DANA, 101)
     services.kv._failed(ConnectionError("a blip"))  # what a Redis error does: breaker open
-    await _drop_answers(services, [services.cache.keys.tag(services.cache.keys.cohort(101))])
+    await drop_answers(services, [services.cache.keys.tag(services.cache.keys.cohort(101))])
     assert await services.kv.client.exists(key) == 0

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.auth import mint_token
 from gateway.cli import main as gateway_cli
-from gateway.documents.persisted import OPERATIONS_DIR, dashboard_operations
+from gateway.documents.dashboard import OPERATIONS_DIR, dashboard_operations
 from gateway.settings import Settings
 from tests.dataset import DANA
 from tests.live_gateway import access_log, live_gateway

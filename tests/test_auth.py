@@ -7,7 +7,7 @@ import pytest
 
 from gateway.auth import AuthError, TokenVerifier
 from gateway.settings import Settings
-from resolvers.subtrees import Caller
+from resolvers.caller import Caller
 
 SECRET = "a-test-secret-of-sufficient-length-0123"
 

@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 from sqlalchemy import event
 
 from gateway.cache.keys import QUEUE_NAME
+from gateway.refresh.cycle import CycleReport, refresh_subtrees
+from gateway.services import Services
 from gateway.settings import Settings
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
@@ -59,6 +61,11 @@ def services_of(api: GatewayClient):
     return api.http._transport.app.state.services
 
 
+async def refresh_all(services: Services) -> CycleReport:
+    """The subtree phase of a refresh cycle, as of the services' clock now."""
+    return await refresh_subtrees(services.refresh, services.clock())
+
+
 async def run_worker(settings: Settings) -> None:
     worker = make_worker(settings, burst=True, poll_delay=0.01)
     try:
@@ -85,7 +92,7 @@ async def cached(dataset_url: str, redis_url: str):
 
 
 async def test_hit_after_prewarm_issues_no_upstream_statement(cached: GatewayClient) -> None:
-    report = await services_of(cached).refresh.refresh_all()
+    report = await refresh_all(services_of(cached))
     assert (report.cohorts, report.directors, report.incomplete_cohorts) == (4, 3, 0)
     with StatementCounter(cached) as counter:
         summary = await cached.data(SUMMARY, user=DANA)
@@ -98,7 +105,7 @@ async def test_hit_after_prewarm_issues_no_upstream_statement(cached: GatewayCli
 
 
 async def test_cached_answer_equals_live_answer(dataset_url: str, cached: GatewayClient) -> None:
-    await services_of(cached).refresh.refresh_all()
+    await refresh_all(services_of(cached))
     from_cache = await cached.data(COHORT_DETAIL, {"id": 101}, user=DANA)
     async with gateway_client(
         settings_for(dataset_url, None, cache_enabled=False), MovableClock(NOW)
@@ -108,7 +115,7 @@ async def test_cached_answer_equals_live_answer(dataset_url: str, cached: Gatewa
 
 
 async def test_stale_while_revalidate(cached: GatewayClient, redis_url: str) -> None:
-    await services_of(cached).refresh.refresh_all()
+    await refresh_all(services_of(cached))
     cached.clock.advance(301)  # past the refresh interval, within the 900 s TTL
     with StatementCounter(cached) as counter:
         body = await cached.data(STALE, user=DANA)
@@ -129,7 +136,7 @@ async def test_stale_while_revalidate(cached: GatewayClient, redis_url: str) -> 
 
 
 async def test_expired_entry_is_recomputed(cached: GatewayClient) -> None:
-    await services_of(cached).refresh.refresh_all()
+    await refresh_all(services_of(cached))
     cached.clock.advance(901)
     with StatementCounter(cached) as counter:
         body = await cached.data(STALE, user=DANA)
@@ -155,7 +162,7 @@ async def test_single_flight_under_100_concurrent_misses(dataset_url: str, redis
 
 async def test_scope_is_checked_before_a_cached_subtree_is_read(cached: GatewayClient) -> None:
     services = services_of(cached)
-    await services.refresh.refresh_all()
+    await refresh_all(services)
     assert await services.kv.get_many([services.cache.keys.cohort(103)]) != [None]
     response = await cached.post(COHORT_STALE, {"id": 103}, user=DANA)
     assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["NOT_FOUND"]
@@ -180,7 +187,7 @@ EVENT = orjson.dumps(
 
 async def test_webhook_signature_replay_and_fan_out(cached: GatewayClient, redis_url: str) -> None:
     services = services_of(cached)
-    await services.refresh.refresh_all()
+    await refresh_all(services)
     http = cached.http
     for headers in ({"Content-Type": "application/json"}, signed(EVENT, "wrong-secret")):
         response = await http.post("/webhooks/upstream", content=EVENT, headers=headers)
@@ -233,7 +240,7 @@ async def test_redis_stopped_mid_test_answers_live_then_resumes(
     settings = settings_for(dataset_url, redis_url)
     async with gateway_client(settings, MovableClock(NOW)) as api:
         services = services_of(api)
-        await services.refresh.refresh_all()
+        await refresh_all(services)
         expected = await api.data(SUMMARY, user=DANA)
         redis_server.stop()
         try:
@@ -259,7 +266,7 @@ async def test_unreachable_upstream_module_serves_cached_sections(
 ) -> None:
     clock = MovableClock(NOW)
     async with gateway_client(settings_for(dataset_url, redis_url), clock) as api:
-        await services_of(api).refresh.refresh_all()
+        await refresh_all(services_of(api))
     broken = settings_for(
         dataset_url,
         redis_url,
@@ -339,7 +346,7 @@ async def test_stale_only_past_the_interval_plus_the_grace(
     clock = MovableClock(NOW)
     settings = settings_for(dataset_url, redis_url, refresh_grace_s=60)
     async with gateway_client(settings, clock) as api:
-        await services_of(api).refresh.refresh_all()
+        await refresh_all(services_of(api))
         clock.advance(359)  # a cycle running late: not stale yet, no refresh queued
         assert (await api.data(STALE, user=DANA))["me"]["summary"]["stale"] is False
         await asyncio.sleep(0.05)

@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 from gateway.auth import mint_token
 from gateway.cache.keys import JOB_REFRESH_ALL, QUEUE_NAME, Keys, cache_version
 from gateway.settings import Settings
+from resolvers.caller import Caller
 from resolvers.schema import build_schema
 from tests import dataset
 from tests.dataset import ADMIN, DANA, DREW, NORA
@@ -177,7 +178,7 @@ def enqueue_refresh_all(cluster: Cluster, job_id: str, function: str = JOB_REFRE
 def summaries(cluster: Cluster) -> dict[int, dict[str, Any]]:
     k = keys()
     with cluster.redis() as client:
-        raw = client.mget([k.summary(u, role) for u, role in SUMMARY_OWNERS.items()])
+        raw = client.mget([k.summary(Caller(u, role)) for u, role in SUMMARY_OWNERS.items()])
     return {u: orjson.loads(v) for u, v in zip(SUMMARY_OWNERS, raw, strict=True) if v}
 
 
@@ -355,7 +356,7 @@ class TestTwoGatewaysTwoWorkers:
     ) -> None:
         interval = small.interval_s
         k = keys()
-        summary_keys = {u: k.summary(u, role) for u, role in SUMMARY_OWNERS.items()}
+        summary_keys = {u: k.summary(Caller(u, role)) for u, role in SUMMARY_OWNERS.items()}
         with RedisMonitor(small.redis_server.port, small.db) as monitor:
             # Ticks after both workers poll (each has planned its next cron run by then).
             since = max(monitor.started_at, *(w.ready_at for w in small_workers))

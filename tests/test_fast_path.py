@@ -7,17 +7,17 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from gateway.http.fastpath import parse_persisted_get
-from gateway.documents.persisted import dashboard_operations
-from gateway.refresh.cycle import prewarm_responses
-from gateway.cache.answers import variables_digest
+from gateway.cache.answers import AnswerId, variables_digest
+from gateway.documents.dashboard import dashboard_operations
+from gateway.http.fastpath import answer_id_of
+from gateway.refresh.answers import prewarm_answers
 from loaders.engines import make_engine
 from loaders.programs import cohorts
-from resolvers.subtrees import Caller
+from resolvers.caller import Caller
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, gateway_client
-from tests.test_cache import StatementCounter, services_of, settings_for
+from tests.test_cache import StatementCounter, refresh_all, services_of, settings_for
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -53,7 +53,7 @@ def hits() -> float:
 
 
 async def test_prewarmed_answer_is_served_without_execution(fast: GatewayClient) -> None:
-    report = await prewarm_responses(services_of(fast))
+    report = await prewarm_answers(services_of(fast))
     # 3 directors + 1 admin, two pages each; Nora's empty list has no computedAt to bound
     # its lifetime, so it is executed each time rather than stored.
     assert (report.callers, report.stored) == (4, 7)
@@ -71,7 +71,7 @@ async def test_prewarmed_answer_is_served_without_execution(fast: GatewayClient)
 async def test_fast_answer_equals_executed_answer_byte_for_byte(
     dataset_url: str, redis_url: str, manifest: str, fast: GatewayClient
 ) -> None:
-    await prewarm_responses(services_of(fast))
+    await prewarm_answers(services_of(fast))
     cached = await get(fast, LIST_OP, DANA)
     settings = settings_for(
         dataset_url, redis_url, persisted_manifest=manifest, response_cache_enabled=False
@@ -104,7 +104,7 @@ async def test_miss_executes_once_then_hits(fast: GatewayClient) -> None:
 
 
 async def test_answers_never_cross_callers(fast: GatewayClient) -> None:
-    await prewarm_responses(services_of(fast))
+    await prewarm_answers(services_of(fast))
     answers = {}
     for user, role in ((DANA, "director"), (DREW, "director"), (ADMIN, "admin")):
         response = await get(fast, LIST_OP, user, role)
@@ -139,7 +139,7 @@ async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
     dataset_url: str, fast: GatewayClient
 ) -> None:
     services = services_of(fast)
-    await prewarm_responses(services)
+    await prewarm_answers(services)
     old = await get(fast, SUMMARY_OP, DREW)
     assert old.json()["data"]["me"]["summary"]["seats"]["total"] == 10
     await set_capacity(dataset_url, 102, 20)
@@ -147,7 +147,7 @@ async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
         # Until a refresh, the stored answer stands (that is what a cache is).
         assert (await get(fast, SUMMARY_OP, DREW)).content == old.content
         fast.clock.advance(60)
-        assert await services.refresh.refresh_cohort(102) == [DANA, DREW]
+        assert await services.refresh.refresh_cohort(102, services.clock()) == [DANA, DREW]
         with StatementCounter(fast) as counter:
             new = await get(fast, SUMMARY_OP, DREW)
         assert counter.count == 0  # rebuilt from the refreshed subtrees, not from upstream
@@ -160,15 +160,12 @@ async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
 
 
 async def test_stored_answer_expires_when_its_subtrees_turn_stale(fast: GatewayClient) -> None:
-    await prewarm_responses(services_of(fast))
+    await prewarm_answers(services_of(fast))
     fast.clock.advance(120)
     response = await get(fast, SUMMARY_OP, DANA)
     assert response.headers["cache-control"] == "private, max-age=180"
-    key = services_of(fast).responses.key(
-        Caller(DANA, "director"),
-        SUMMARY_OP.sha256,
-        SUMMARY_OP.name,
-        b"{}",
+    key = services_of(fast).answers.key(
+        Caller(DANA, "director"), AnswerId.of(SUMMARY_OP.sha256, SUMMARY_OP.name, None)
     )
     ttl_ms = await services_of(fast).kv.client.pttl(key)
     assert 0 < ttl_ms <= 300_000  # stored with the wall clock: at most one interval
@@ -189,7 +186,7 @@ async def test_hits_are_answered_in_front_of_routing_with_the_endpoints_headers(
         dataset_url, redis_url, persisted_manifest=manifest, cors_origins=["https://dash.test"]
     )
     async with gateway_client(settings, fast.clock) as api:
-        await prewarm_responses(services_of(api))
+        await prewarm_answers(services_of(api))
         before = hits()
         response = await get(
             api, SUMMARY_OP, DANA, **{"Origin": "https://dash.test", "X-Request-Id": "r-42"}
@@ -217,13 +214,17 @@ PERSISTED = {"extensions": json.dumps({"persistedQuery": {"version": 1, "sha256H
     [
         (
             {**PERSISTED, "operationName": "CohortDetail", "variables": '{"id": 101}'},
-            ("a" * 64, "CohortDetail", variables_digest("CohortDetail", b'{"id":101}')),
+            AnswerId("a" * 64, "CohortDetail", variables_digest("CohortDetail", b'{"id":101}')),
         ),
-        ({**PERSISTED, "operationName": ""}, ("a" * 64, None, variables_digest(None, b"{}"))),
+        (
+            {**PERSISTED, "operationName": ""},
+            AnswerId("a" * 64, None, variables_digest(None, b"{}")),
+        ),
+        # An empty `query` is no query, for the endpoint as for the fast path.
+        ({**PERSISTED, "query": ""}, AnswerId("a" * 64, None, variables_digest(None, b"{}"))),
         # Each of these goes on to the endpoint, which answers or refuses it itself.
         ({}, None),
         ({"query": "{ me { id } }"}, None),
-        ({**PERSISTED, "query": ""}, None),
         ({"extensions": '{"persistedQuery": {"version": 2}}'}, None),
         ({"extensions": "not-json"}, None),
         ({**PERSISTED, "variables": "[1]"}, None),
@@ -231,7 +232,7 @@ PERSISTED = {"extensions": json.dumps({"persistedQuery": {"version": 1, "sha256H
     ],
 )
 def test_persisted_get_parsing(params: dict[str, str], expected, backend) -> None:
-    assert parse_persisted_get(urlencode(params).encode()) == expected
+    assert answer_id_of(urlencode(params).encode()) == expected
 
 
 async def test_answers_live_as_long_as_their_subtrees_are_fresh(
@@ -243,10 +244,10 @@ async def test_answers_live_as_long_as_their_subtrees_are_fresh(
     settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest, refresh_grace_s=60)
     async with gateway_client(settings, clock) as api:
         services = services_of(api)
-        await services.refresh.refresh_all()
-        await prewarm_responses(services)
-        key = services.responses.key(
-            Caller(DANA, "director"), SUMMARY_OP.sha256, SUMMARY_OP.name, b"{}"
+        await refresh_all(services)
+        await prewarm_answers(services)
+        key = services.answers.key(
+            Caller(DANA, "director"), AnswerId.of(SUMMARY_OP.sha256, SUMMARY_OP.name, None)
         )
         assert 300_000 < await services.kv.client.pttl(key) <= 360_000
         clock.advance(330)  # past the interval, within the grace
@@ -260,7 +261,7 @@ async def test_answers_live_as_long_as_their_subtrees_are_fresh(
 
 async def test_repeated_headers_are_read_as_the_endpoint_reads_them(fast: GatewayClient) -> None:
     """The first of repeated headers counts, on a hit as on a miss (Starlette's rule)."""
-    await prewarm_responses(services_of(fast))
+    await prewarm_answers(services_of(fast))
     valid = fast.auth(DANA)["Authorization"]
     headers = [("Authorization", "Bearer garbage"), ("Authorization", valid)]
     response = await fast.http.get("/graphql", params=params(SUMMARY_OP), headers=headers)
@@ -278,10 +279,8 @@ async def test_undeclared_variables_are_answered_but_not_stored(fast: GatewayCli
     second = await get(fast, DETAIL_OP, DANA, variables=variables)
     assert first.json()["data"]["cohort"]["id"] == 101
     assert second.content == first.content
-    key = services_of(fast).responses.key(
+    key = services_of(fast).answers.key(
         Caller(DANA, "director"),
-        DETAIL_OP.sha256,
-        DETAIL_OP.name,
-        b'{"id":101,"junk":1}',
+        AnswerId.of(DETAIL_OP.sha256, DETAIL_OP.name, {"id": 101, "junk": 1}),
     )
     assert await services_of(fast).kv.client.exists(key) == 0

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.documents.persisted import dashboard_operations
+from gateway.documents.dashboard import dashboard_operations
 from gateway.settings import Settings
 from tests.dataset import ADMIN, DANA, NOW
 from tests.gateway_client import GatewayClient, fixed_clock, gateway_client

@@ -11,15 +11,11 @@ from unittest.mock import ANY
 import httpx
 import pytest
 
+from gateway.cache.answers import etag_for
 from gateway.cli import main as gateway_cli
-from gateway.http.endpoint import etag_for, seconds_until_refresh
-from gateway.documents.persisted import (
-    APQ_KEY_PREFIX,
-    ManifestError,
-    dashboard_operations,
-    load_manifest,
-    sha256_hex,
-)
+from gateway.documents.dashboard import dashboard_operations
+from gateway.documents.persisted import APQ_KEY_PREFIX, ManifestError, load_manifest, sha256_hex
+from gateway.http.responses import seconds_until_refresh
 from gateway.settings import Settings
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, fixed_clock, gateway_client

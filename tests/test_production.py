@@ -44,8 +44,8 @@ def explode_on_user(api: GatewayClient, monkeypatch: pytest.MonkeyPatch) -> None
     services = api.http._transport.app.state.services  # type: ignore[attr-defined]
     make_context = services.make_context
 
-    def exploding(caller: Any, request_id: str) -> Any:
-        context = make_context(caller, request_id)
+    def exploding(caller: Any, request_id: str, now: Any) -> Any:
+        context = make_context(caller, request_id, now)
         context.source = ExplodingSource(context.source)
         return context
 

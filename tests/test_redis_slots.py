@@ -12,12 +12,12 @@ from redis.asyncio.client import Pipeline, Redis
 from redis.crc import key_slot
 
 from gateway.cache.keys import QUEUE_NAME
-from gateway.documents.persisted import dashboard_operations
-from gateway.refresh.cycle import prewarm_responses
+from gateway.documents.dashboard import dashboard_operations
+from gateway.refresh.answers import prewarm_answers
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import gateway_client
-from tests.test_cache import WEBHOOK_SECRET, services_of, settings_for
+from tests.test_cache import WEBHOOK_SECRET, refresh_all, services_of, settings_for
 from tests.test_dashboard_api import COHORT_DETAIL
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -80,8 +80,8 @@ async def test_no_command_spans_two_slots(dataset_url: str, redis_url: str, monk
 
     async with gateway_client(settings_for(dataset_url, redis_url), MovableClock(NOW)) as api:
         services = services_of(api)
-        await services.refresh.refresh_all()
-        await prewarm_responses(services)
+        await refresh_all(services)
+        await prewarm_answers(services)
         summary = dashboard_operations()["DirectorSummary"]
         params = {
             "extensions": json.dumps(

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from sqlalchemy import and_, func, or_, select
 
-from loaders.demo import SeedReport, checksum, seed
 from loaders import MODULES
 from loaders import billing as bil
 from loaders import mentorship as men
@@ -24,6 +23,7 @@ from loaders import missions as mis
 from loaders import portfolio as por
 from loaders import programs as prg
 from loaders import talentscope as tal
+from loaders.demo import SeedReport, checksum, seed
 from loaders.engines import make_engine
 
 TODAY = date(2026, 11, 24)

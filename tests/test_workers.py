@@ -18,7 +18,7 @@ from tests import dataset
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NORA, NOW
 from tests.gateway_client import gateway_client
-from tests.test_cache import StatementCounter, services_of, settings_for
+from tests.test_cache import StatementCounter, refresh_all, services_of, settings_for
 from tests.test_dashboard_api import COHORT_DETAIL, SUMMARY
 from workers.worker import cron_fields
 
@@ -100,7 +100,7 @@ async def test_worker_killed_mid_cycle_leaves_no_partial_entry(
     # The killed job itself stays claimed until its arq in-progress key expires.
     settings = settings_for(many_cohorts_url, redis_url)
     async with gateway_client(settings, None) as api:
-        await services_of(api).refresh.refresh_all()
+        await refresh_all(services_of(api))
     after = await entries(redis_url)
     stamp = next(v for k, v in after.items() if k.endswith(":refresh:last"))
     assert (stamp["cohorts"], stamp["directors"], stamp["incomplete_cohorts"]) == (3004, 3, 0)

@@ -1,12 +1,16 @@
-"""arq jobs: thin wrappers around gateway.refresh.service, one Services per worker process."""
+"""arq jobs: thin wrappers around gateway/refresh, one Services per worker process.
+
+Each job reads the clock once and computes everything as of that instant."""
 
 import logging
 from dataclasses import asdict
 from typing import Any
 
 from gateway.refresh.cycle import refresh_cycle
+from gateway.refresh.service import RefreshService
 from gateway.services import Services
 from gateway.settings import Settings
+from resolvers.caller import DIRECTOR, Caller
 
 log = logging.getLogger("workers.jobs")
 
@@ -19,21 +23,26 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["services"].close()
 
 
-def _refresh(ctx: dict[str, Any]) -> Any:
+def _services(ctx: dict[str, Any]) -> Services:
     services: Services = ctx["services"]
-    assert services.refresh is not None
-    return services.refresh
+    return services
+
+
+def _refresh(ctx: dict[str, Any]) -> RefreshService:
+    refresh = _services(ctx).refresh
+    assert refresh is not None
+    return refresh
 
 
 async def refresh_all(ctx: dict[str, Any]) -> dict[str, Any]:
     """Every subtree, then the answers built from them (stored or replaced)."""
-    cycle, prewarm = await refresh_cycle(ctx["services"])
-    return {**asdict(cycle), "prewarm": asdict(prewarm)}
+    cycle, answers = await refresh_cycle(_services(ctx))
+    return {**asdict(cycle), "prewarm": asdict(answers)}
 
 
-async def refresh_director(ctx: dict[str, Any], user_id: int, role: str = "director") -> None:
-    await _refresh(ctx).refresh_director(user_id, role)
+async def refresh_director(ctx: dict[str, Any], user_id: int, role: str = DIRECTOR) -> None:
+    await _refresh(ctx).refresh_director(Caller(user_id, role), _services(ctx).clock())
 
 
 async def refresh_cohort(ctx: dict[str, Any], cohort_id: int) -> list[int]:
-    return await _refresh(ctx).refresh_cohort(cohort_id)
+    return await _refresh(ctx).refresh_cohort(cohort_id, _services(ctx).clock())

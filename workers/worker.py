@@ -6,7 +6,14 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
-from gateway.cache.keys import QUEUE_NAME
+from gateway.cache.keys import (
+    CRON_REFRESH_ALL,
+    JOB_REFRESH_ALL,
+    JOB_REFRESH_COHORT,
+    JOB_REFRESH_DIRECTOR,
+    QUEUE_NAME,
+)
+from gateway.refresh.cycle import cron_fields
 from gateway.settings import Settings
 from workers import jobs
 
@@ -17,31 +24,19 @@ JOB_TIMEOUT_S = 600
 JOB_COMPLETION_WAIT_S = 20
 
 
-def cron_fields(interval_s: float) -> dict[str, Any]:
-    """arq cron fields for "every interval_s seconds", aligned on the clock."""
-    seconds = int(interval_s)
-    if seconds != interval_s or seconds <= 0:
-        raise ValueError("the refresh interval must be a whole number of seconds")
-    if seconds < 60 and 60 % seconds == 0:
-        return {"second": set(range(0, 60, seconds))}
-    if seconds % 60 == 0 and 3600 % seconds == 0:
-        return {"minute": set(range(0, 60, seconds // 60)), "second": 0}
-    raise ValueError("the refresh interval must divide a minute or an hour (e.g. 30, 60, 300)")
-
-
 def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any]:
     if not settings.redis_url:
         raise ValueError("the worker needs GATEWAY_REDIS_URL (embedded mode refreshes in-process)")
     return {
         "functions": [
-            func(jobs.refresh_director, name="refresh_director", keep_result=0),
-            func(jobs.refresh_cohort, name="refresh_cohort", keep_result=0),
-            func(jobs.refresh_all, name="refresh_all", keep_result=0, timeout=JOB_TIMEOUT_S),
+            func(jobs.refresh_director, name=JOB_REFRESH_DIRECTOR, keep_result=0),
+            func(jobs.refresh_cohort, name=JOB_REFRESH_COHORT, keep_result=0),
+            func(jobs.refresh_all, name=JOB_REFRESH_ALL, keep_result=0, timeout=JOB_TIMEOUT_S),
         ],
         "cron_jobs": [
             cron(
                 jobs.refresh_all,
-                name="cron:refresh_all",
+                name=CRON_REFRESH_ALL,
                 timeout=JOB_TIMEOUT_S,
                 run_at_startup=False,
                 **cron_fields(settings.refresh_interval_s),

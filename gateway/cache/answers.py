@@ -26,7 +26,34 @@ import orjson
 from gateway import metrics
 from gateway.cache.keys import Keys
 from gateway.cache.kv import KV, CacheUnavailable
-from resolvers.subtrees import Caller
+from resolvers.caller import Caller
+
+
+def canonical_variables(variables: Mapping[str, Any] | None) -> bytes:
+    """Variables as canonical JSON (sorted keys; none = `{}`), for answer keys."""
+    return orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+
+
+def variables_digest(operation_name: str | None, variables: bytes) -> str:
+    """The part of an answer's key naming the operation and its canonical variables."""
+    return hashlib.sha256((operation_name or "").encode() + b"\0" + variables).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AnswerId:
+    """What names a stored answer besides its caller: the document, the operation and the
+    variables. Built only by `of`, from whatever the request was parsed from."""
+
+    sha256: str
+    operation_name: str | None
+    variables_digest: str
+
+    @classmethod
+    def of(
+        cls, sha256: str, operation_name: str | None, variables: Mapping[str, Any] | None
+    ) -> "AnswerId":
+        digest = variables_digest(operation_name, canonical_variables(variables))
+        return cls(sha256, operation_name, digest)
 
 
 @dataclass(frozen=True)
@@ -44,10 +71,9 @@ class AnswerRequest:
     def caller(self) -> Caller:
         return Caller(self.user_id, self.role)
 
-    @staticmethod
-    def canonical_variables(variables: dict[str, Any] | None) -> bytes:
-        """Variables as canonical JSON (sorted keys; none = `{}`), for cache keys."""
-        return orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+    @property
+    def answer_id(self) -> AnswerId:
+        return AnswerId.of(self.sha256, self.operation_name, self.variables)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -98,20 +124,14 @@ _MISS = metrics.CACHE_REQUESTS.labels("response", "miss")
 _ERROR = metrics.CACHE_REQUESTS.labels("response", "error")
 
 
-def variables_digest(operation_name: str | None, variables: bytes) -> str:
-    """The part of an answer's key naming the operation and its canonical variables."""
-    return hashlib.sha256((operation_name or "").encode() + b"\0" + variables).hexdigest()[:16]
-
-
-class ResponseCache:
+class AnswerStore:
     def __init__(self, kv: KV, keys: Keys) -> None:
         self.kv = kv
         self.keys = keys
 
-    def key(self, caller: Caller, sha256: str, operation_name: str | None, variables: bytes) -> str:
-        return self.keys.response(
-            caller.role, caller.user_id, sha256, variables_digest(operation_name, variables)
-        )
+    def key(self, caller: Caller, answer: AnswerId) -> str:
+        """The one place an answer's key is made (fast path, endpoint and refresh cycle)."""
+        return self.keys.answer(caller, answer.sha256, answer.variables_digest)
 
     async def get(self, key: str) -> StoredResponse | None:
         try:

@@ -6,6 +6,8 @@ changes either never reads an entry of the old shape.
 
 import hashlib
 
+from resolvers.caller import Caller
+
 # Bump when the shape or meaning of a cached subtree changes without a schema change.
 SUBTREE_FORMAT = "2026-11-25.2"
 PREFIX = "ddg"
@@ -23,18 +25,19 @@ class Keys:
     def cohort(self, cohort_id: int) -> str:
         return f"{self.base}:cohort:{cohort_id}"
 
-    def summary(self, user_id: int, role: str) -> str:
-        # Every admin has the same scope, hence the same summary.
-        return f"{self.base}:summary:admin" if role == "admin" else f"{self.base}:summary:{user_id}"
+    def summary(self, caller: Caller) -> str:
+        return f"{self.base}:summary:{caller.scope_id}"
 
-    def scope(self, user_id: int, role: str) -> str:
-        return f"{self.base}:scope:admin" if role == "admin" else f"{self.base}:scope:{user_id}"
+    def scope(self, caller: Caller) -> str:
+        return f"{self.base}:scope:{caller.scope_id}"
 
     def user(self, user_id: int) -> str:
         return f"{self.base}:user:{user_id}"
 
-    def response(self, role: str, user_id: int, sha256: str, variables_digest: str) -> str:
-        return f"{self.base}:response:{role}:{user_id}:{sha256}:{variables_digest}"
+    def answer(self, caller: Caller, sha256: str, variables_digest: str) -> str:
+        """A stored answer: one caller's (never shared, even between admins), one document,
+        one operation name and canonical variables (`variables_digest`)."""
+        return f"{self.base}:response:{caller.role}:{caller.user_id}:{sha256}:{variables_digest}"
 
     @staticmethod
     def tag(subtree_key: str) -> str:
@@ -59,11 +62,14 @@ class Keys:
 JOB_REFRESH_ALL = "refresh_all"
 JOB_REFRESH_DIRECTOR = "refresh_director"
 JOB_REFRESH_COHORT = "refresh_cohort"
+# The cron's job: arq names its runs cron:<name>:<unix ms>.
+CRON_REFRESH_ALL = "cron:refresh_all"
 QUEUE_NAME = "ddg:queue"
 
 
-def director_job_id(user_id: int, role: str) -> str:
-    return f"{JOB_REFRESH_DIRECTOR}:{role}:{user_id}"
+def director_job_id(caller: Caller) -> str:
+    # Per user, admins too: the job also rewrites that user's own profile entry.
+    return f"{JOB_REFRESH_DIRECTOR}:{caller.role}:{caller.user_id}"
 
 
 def cohort_job_id(cohort_id: int) -> str:

@@ -25,7 +25,8 @@ from gateway.cache.keys import Keys
 from gateway.cache.kv import KV, CacheUnavailable
 from loaders.base import as_dict
 from loaders.engines import UpstreamUnavailable
-from resolvers.figures import Thresholds
+from resolvers.caller import Caller
+from resolvers.figures import Thresholds, iso_instant
 from resolvers.subtrees import LiveSource, build_summary, finish_cohort
 
 log = logging.getLogger("gateway.cache.subtrees")
@@ -47,7 +48,7 @@ class Refresher(Protocol):
 
     async def refresh_cohorts(self, cohort_ids: Sequence[int]) -> None: ...
 
-    async def refresh_director(self, user_id: int, role: str) -> None: ...
+    async def refresh_director(self, caller: Caller) -> None: ...
 
 
 def encode(subtree: Subtree) -> bytes:
@@ -66,14 +67,12 @@ class SubtreeCache:
         kv: KV,
         keys: Keys,
         policy: CachePolicy,
-        clock: Callable[[], datetime],
         *,
         distributed: bool,
     ) -> None:
         self.kv = kv
         self.keys = keys
         self.policy = policy
-        self.clock = clock
         self.distributed = distributed
         self.refresher: Refresher | None = None
         self._flights: dict[str, asyncio.Future[Subtree | None]] = {}
@@ -128,6 +127,7 @@ class SubtreeCache:
         self,
         keys: Sequence[str],
         compute: Callable[[list[str]], Awaitable[dict[str, Subtree]]],
+        now: datetime,
     ) -> dict[str, Subtree | None]:
         """Compute missing keys once, however many callers ask at the same time."""
         loop = asyncio.get_running_loop()
@@ -144,7 +144,7 @@ class SubtreeCache:
         results: dict[str, Subtree | None] = {}
         if mine:
             try:
-                computed = await self._compute_locked(list(mine), compute)
+                computed = await self._compute_locked(list(mine), compute, now)
             except BaseException as exc:
                 for flight in mine.values():
                     if isinstance(exc, asyncio.CancelledError):
@@ -168,11 +168,14 @@ class SubtreeCache:
                 if task is not None and task.cancelling():
                     raise  # this waiter itself is being cancelled
                 # The owner was cancelled with its own request: compute it here instead.
-                results.update(await self.shared([key], compute))
+                results.update(await self.shared([key], compute, now))
         return results
 
     async def _compute_locked(
-        self, keys: list[str], compute: Callable[[list[str]], Awaitable[dict[str, Subtree]]]
+        self,
+        keys: list[str],
+        compute: Callable[[list[str]], Awaitable[dict[str, Subtree]]],
+        now: datetime,
     ) -> dict[str, Subtree]:
         """Across processes: a Redis lock per key; keys locked elsewhere are awaited."""
         if not self.distributed:
@@ -189,7 +192,6 @@ class SubtreeCache:
         try:
             if owned:
                 # Another process may have written a key between our read and our lock.
-                now = self.clock()
                 for key, value in (await self.read(owned, "lock")).items():
                     if age_s(value, now) <= self.policy.fresh_s:
                         results[key] = value
@@ -200,11 +202,14 @@ class SubtreeCache:
             with contextlib.suppress(CacheUnavailable):
                 await self.kv.delete(*[self.keys.lock(k) for k in owned])
         if elsewhere:
-            results.update(await self._await_others(elsewhere, compute))
+            results.update(await self._await_others(elsewhere, compute, now))
         return results
 
     async def _await_others(
-        self, keys: list[str], compute: Callable[[list[str]], Awaitable[dict[str, Subtree]]]
+        self,
+        keys: list[str],
+        compute: Callable[[list[str]], Awaitable[dict[str, Subtree]]],
+        now: datetime,
     ) -> dict[str, Subtree]:
         deadline = asyncio.get_running_loop().time() + self.policy.lock_s
         pending = list(keys)
@@ -218,7 +223,6 @@ class SubtreeCache:
             except CacheUnavailable:
                 locks = [None] * len(pending)
             found = await self.read(pending, "lock")
-            now = self.clock()
             for key, value in found.items():
                 if age_s(value, now) <= self.policy.fresh_s:
                     results[key] = value
@@ -230,7 +234,7 @@ class SubtreeCache:
             pending = [k for k in pending if k not in results and k not in released]
             if released:
                 # The owner gave up without writing: take the lock and compute ourselves.
-                results.update(await self._compute_locked(released, compute))
+                results.update(await self._compute_locked(released, compute, now))
         if pending:
             results.update(await compute(pending))
         return results
@@ -247,14 +251,15 @@ class CachedSource:
         *,
         enqueue_refreshes: bool = True,
     ) -> None:
+        """Reads as of `live.now`, the request's (or job's) one instant."""
         self.cache = cache
         # The prewarm reads what its own cycle just wrote: it never asks for more refreshes.
         self.refresher = cache.refresher if enqueue_refreshes else None
         self.live = live
         self.keys = cache.keys
         self.thresholds = thresholds
-        self.now = cache.clock()
-        self._scopes: dict[tuple[int, str], asyncio.Task[list[int]]] = {}
+        self.now = live.now
+        self._scopes: dict[Caller, asyncio.Task[list[int]]] = {}
         # What this request's answer was built from (key → computedAt), for the response
         # cache; an answer built from anything stale or partial is not stored.
         self.dependencies: dict[str, str] = {}
@@ -291,12 +296,12 @@ class CachedSource:
             row = await self.live.user(user_id)
             entry = {
                 "user": as_dict(row) if row is not None else None,
-                "computed_at": _iso(self.now),
+                "computed_at": iso_instant(self.now),
             }
             await self.cache.write({key: entry})
             return {key: entry}
 
-        entry = (await self.cache.shared([key], compute))[key]
+        entry = (await self.cache.shared([key], compute, self.now))[key]
         assert entry is not None
         self._used(key, entry)
         return _Row(entry["user"]) if entry["user"] else None
@@ -305,7 +310,7 @@ class CachedSource:
         return await self.live.director_ids(after, limit)
 
     async def _director_entry(
-        self, key: str, kind: str, user_id: int, role: str
+        self, key: str, kind: str, caller: Caller
     ) -> tuple[Subtree | None, bool]:
         """A director's cached entry and whether it may be served as is (a stale one
         queues that director's refresh; an expired one is only a fallback)."""
@@ -316,30 +321,29 @@ class CachedSource:
         if state == "expired":
             return found, False
         if state == "stale" and self.refresher is not None:
-            self._refresh_later(self.refresher.refresh_director(user_id, role))
+            self._refresh_later(self.refresher.refresh_director(caller))
         self._used(key, found, state)
         return found, True
 
-    async def scope(self, user_id: int, role: str) -> list[int]:
-        key = (user_id, role)
-        if key not in self._scopes:
-            self._scopes[key] = asyncio.ensure_future(self._scope(user_id, role))
+    async def scope(self, caller: Caller) -> list[int]:
+        if caller not in self._scopes:
+            self._scopes[caller] = asyncio.ensure_future(self._scope(caller))
         # Shielded: sibling fields share it, and one cancelled must not cancel the others'.
-        return await asyncio.shield(self._scopes[key])
+        return await asyncio.shield(self._scopes[caller])
 
-    async def _scope(self, user_id: int, role: str) -> list[int]:
-        key = self.keys.scope(user_id, role)
-        found, servable = await self._director_entry(key, "scope", user_id, role)
+    async def _scope(self, caller: Caller) -> list[int]:
+        key = self.keys.scope(caller)
+        found, servable = await self._director_entry(key, "scope", caller)
         if found is not None and servable:
             return list(found["cohort_ids"])
 
         async def compute(keys: list[str]) -> dict[str, Subtree]:
-            ids = await self.live.scope(user_id, role)
-            entry = {"cohort_ids": ids, "computed_at": _iso(self.now)}
+            ids = await self.live.scope(caller)
+            entry = {"cohort_ids": ids, "computed_at": iso_instant(self.now)}
             await self.cache.write({key: entry})
             return {key: entry}
 
-        entry = (await self.cache.shared([key], compute))[key]
+        entry = (await self.cache.shared([key], compute, self.now))[key]
         assert entry is not None
         self._used(key, entry)
         return list(entry["cohort_ids"])
@@ -375,7 +379,7 @@ class CachedSource:
                 await self.cache.write(complete)
                 return {keys[i]: s for i, s in built.items()}
 
-            computed = await self.cache.shared([keys[i] for i in need], compute)
+            computed = await self.cache.shared([keys[i] for i in need], compute, self.now)
             for i in need:
                 subtree = computed.get(keys[i])
                 if subtree is None:
@@ -399,20 +403,20 @@ class CachedSource:
             merged["alerts"], merged["flags"] = [], []
         return merged
 
-    async def summary(self, user_id: int, role: str) -> Subtree:
-        key = self.keys.summary(user_id, role)
-        found, servable = await self._director_entry(key, "summary", user_id, role)
+    async def summary(self, caller: Caller) -> Subtree:
+        key = self.keys.summary(caller)
+        found, servable = await self._director_entry(key, "summary", caller)
         if found is not None and servable:
             return found
 
         async def compute(keys: list[str]) -> dict[str, Subtree]:
-            cohorts = await self.cohorts(await self.scope(user_id, role))
+            cohorts = await self.cohorts(await self.scope(caller))
             summary = summary_of(list(cohorts.values()), self.now)
             if "unavailable" not in summary:
                 await self.cache.write({key: summary})
             return {key: summary}
 
-        summary = (await self.cache.shared([key], compute))[key]
+        summary = (await self.cache.shared([key], compute, self.now))[key]
         assert summary is not None
         self._used(key, summary)
         if "unavailable" in summary:
@@ -434,7 +438,7 @@ def summary_of(cohorts: list[Subtree], now: datetime) -> Subtree:
         if c.get(section) is None
     }
     if missing:
-        return {"unavailable": missing, "computed_at": _iso(now)}
+        return {"unavailable": missing, "computed_at": iso_instant(now)}
     summary = build_summary(cohorts, now)
     stamps = [c["computed_at"] for c in cohorts]
     if stamps:
@@ -458,12 +462,6 @@ class _Row:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.__dict__.update(data)
-
-
-def _iso(now: datetime) -> str:
-    from resolvers.figures import iso_instant
-
-    return iso_instant(now)
 
 
 _background: set[asyncio.Future[None]] = set()

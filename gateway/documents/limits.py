@@ -39,11 +39,7 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from gateway.settings import Settings
-
-TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
-QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
-TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
-QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+from resolvers.errors import QUERY_TOO_COSTLY, QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS
 
 PREPARED_DOCUMENTS_MAX = 1_000
 PAGE_SIZE_ARGUMENT = "first"

@@ -1,4 +1,4 @@
-"""Persisted queries: Apollo APQ, the trusted-documents manifest, the dashboard's operations.
+"""Persisted queries: Apollo APQ and the trusted-documents manifest.
 
 A document is known by the sha256 hex digest of its exact text. APQ documents live in
 Redis with a TTL behind an in-process LRU (memory only in embedded mode); manifest
@@ -9,31 +9,17 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    NameNode,
-    Node,
-    OperationDefinitionNode,
-    SelectionSetNode,
-    Visitor,
-    parse,
-    print_ast,
-    visit,
-)
 from redis.exceptions import RedisError
 
 log = logging.getLogger("gateway.documents.persisted")
 
 APQ_KEY_PREFIX = "gateway:apq:"
 MANIFEST_FORMAT = "apollo-persisted-query-manifest"
-OPERATIONS_DIR = Path(__file__).parent / "operations"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -154,61 +140,3 @@ def load_manifest(path: Path) -> dict[str, str]:
             raise ManifestError(f"{path}: {sha256} is not the sha256 of its body")
         documents[sha256] = body
     return documents
-
-
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    type: Literal["query", "mutation", "subscription"]
-    body: str
-    sha256: str
-
-
-class _AddTypename(Visitor):
-    """Apollo Client's addTypenameToDocument: `__typename` last in every selection set below
-    the operation's own, unless the set already selects a `__` field."""
-
-    typename = FieldNode(
-        name=NameNode(value="__typename"), arguments=(), directives=(), selection_set=None
-    )
-
-    def enter_selection_set(
-        self, node: SelectionSetNode, key: Any, parent: Node | None, *_: Any
-    ) -> SelectionSetNode | None:
-        if isinstance(parent, OperationDefinitionNode):
-            return None
-        if any(isinstance(s, FieldNode) and s.name.value.startswith("__") for s in node.selections):
-            return None
-        return SelectionSetNode(selections=(*node.selections, self.typename))
-
-
-def add_typename(document: DocumentNode) -> DocumentNode:
-    return visit(document, _AddTypename())  # type: ignore[no-any-return]
-
-
-def load_operation(path: Path) -> Operation:
-    """One named operation, exactly as Apollo Client sends it: `__typename` added, printed in
-    graphql-js's canonical form, so its hash is the one the client computes."""
-    document = parse(path.read_text())
-    [definition] = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if definition.name is None or definition.name.value != path.stem:
-        raise ValueError(f"{path}: the operation must be named {path.stem}")
-    body = print_ast(add_typename(document))
-    return Operation(path.stem, definition.operation.value, body, sha256_hex(body))  # type: ignore[arg-type]
-
-
-def dashboard_operations(directory: Path = OPERATIONS_DIR) -> dict[str, Operation]:
-    """The web and mobile clients' operations, by name."""
-    operations = (load_operation(p) for p in sorted(directory.glob("*.graphql")))
-    return {op.name: op for op in operations}
-
-
-def build_manifest(operations: dict[str, Operation]) -> dict[str, Any]:
-    return {
-        "format": MANIFEST_FORMAT,
-        "version": 1,
-        "operations": [
-            {"id": op.sha256, "name": op.name, "type": op.type, "body": op.body}
-            for op in operations.values()
-        ],
-    }

@@ -2,208 +2,75 @@
 
 Written on `schema.execute` rather than Strawberry's view so that every refusal is a
 JSON body with a stable code (the view answers some of them in plain text), and so that
-persisted queries, limits and cached responses sit in front of execution:
+persisted queries, limits and stored answers sit in front of execution:
 
-    parse request → authenticate → resolve document → limits → execute → respond
+    parse request → authenticate → stored answer? → resolve document → limits → execute
+    → respond (→ store the answer of a persisted GET)
+
+One instant (`now`) is read per request and used for everything the answer says about
+time: the subtrees' freshness, `stale`, max-age.
 """
 
 import logging
-import math
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import Response
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway import metrics
 from gateway.auth import AuthError
-from gateway.http.errors import BAD_REQUEST, error_body, format_error
+from gateway.cache.answers import AnswerRequest, StoredResponse, etag_for, expires_at
+from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.limits import LimitExceeded, PreparedDocument, prepared_schema
-from gateway.logs import new_request_id, request_id_var
 from gateway.documents.persisted import (
     DocumentStore,
-    dashboard_operations,
-    is_sha256_hex,
     load_manifest,
     make_apq_store,
     sha256_hex,
 )
-from gateway.cache.answers import AnswerRequest, StoredResponse, etag_for, expires_at
+from gateway.http.errors import error_body, format_error
+from gateway.http.graphiql import GraphiQL
+from gateway.http.request import (
+    GRAPHIQL_ASSET_PARAM,
+    GraphQLRequest,
+    RequestError,
+    inbound_request_id,
+    parse_get,
+    parse_post,
+    persisted_hash,
+    wants_graphiql,
+)
+from gateway.http.responses import (
+    JSON,
+    NO_STORE,
+    cache_headers,
+    etag_matches,
+    json_response,
+    seconds_until_refresh,
+)
+from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
+from resolvers.caller import Caller
 from resolvers.context import Context
-from resolvers.errors import UNAUTHENTICATED
-from resolvers.subtrees import Caller
+from resolvers.errors import (
+    BAD_REQUEST,
+    PERSISTED_QUERY_NOT_FOUND,
+    PERSISTED_QUERY_NOT_IN_LIST,
+    PERSISTED_QUERY_NOT_SUPPORTED,
+    UNAUTHENTICATED,
+)
 
 log = logging.getLogger("gateway.http")
 
-JSON = "application/json"
-PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
-PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
-PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
-REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
-BATCHING_DISABLED = "BATCHING_DISABLED"
-NOT_FOUND = "NOT_FOUND"
-
-STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
-# GraphiQL's files are served from /graphql itself (`?graphiql-asset=NAME`), so the page
-# needs no route of its own and no CDN.
-GRAPHIQL_ASSET_PARAM = "graphiql-asset"
-GRAPHIQL_ASSETS = {
-    "graphiql.min.js": "text/javascript",
-    "graphiql.min.css": "text/css",
-    "react.production.min.js": "text/javascript",
-    "react-dom.production.min.js": "text/javascript",
-}
-ASSET_MAX_AGE_S = 86_400
-NO_STORE = {"Cache-Control": "no-store"}
 _SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
-
-Source = Literal["document", "apq", "manifest"]
-
-
-class RequestError(Exception):
-    """A request refused before execution: HTTP status, code, message."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-@dataclass
-class GraphQLRequest:
-    query: str | None
-    variables: dict[str, Any] | None
-    operation_name: str | None
-    extensions: dict[str, Any] | None
-    method: str
-    # Set by `resolve_document`: the text to run, its sha256, and how it was found.
-    document: str = ""
-    sha256: str = ""
-    source: Source = "document"
-    persisted: bool = False
-    # Set by the fast path on a miss: where the executed answer is stored.
-    response_key: str | None = None
-    # Set by `limit`: the variables the operation declares.
-    declared_variables: frozenset[str] = frozenset()
-
-    @property
-    def normalized_variables(self) -> bytes:
-        """Variables as canonical JSON (sorted keys; none = `{}`), for cache keys."""
-        return AnswerRequest.canonical_variables(self.variables)
-
-    @property
-    def cacheable(self) -> bool:
-        """A persisted GET: its answer carries an ETag and a max-age."""
-        return self.method == "GET" and self.persisted
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
-
-
-def cache_headers(max_age_s: int) -> dict[str, str]:
-    # private: the answer is one caller's; Vary: a shared cache must key on the token.
-    return {"Cache-Control": f"private, max-age={max_age_s}", "Vary": "Authorization"}
-
-
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """Weak comparison, as RFC 9110 prescribes for If-None-Match."""
-    if not if_none_match:
-        return False
-    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    return "*" in tags or etag in tags
-
-
-def seconds_until_refresh(data: Any, refresh_interval_s: float, now: datetime) -> int:
-    """Until the oldest `computedAt` in the answer is refreshed; 0 when there is none.
-
-    The same arithmetic as a stored answer's max-age, so both paths send equal headers."""
-    until = expires_at(data, refresh_interval_s)
-    return 0 if until is None else max(0, math.floor(until - now.timestamp()))
-
-
-def _loads_param(raw: str | None, name: str) -> Any:
-    if raw is None or raw == "":
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise RequestError(400, BAD_REQUEST, f"`{name}` is not valid JSON.") from None
-
-
-def _check_shape(data: Any, method: str) -> GraphQLRequest:
-    if isinstance(data, list):
-        raise RequestError(400, BATCHING_DISABLED, "Batched operations are not accepted.")
-    if not isinstance(data, dict):
-        raise RequestError(400, BAD_REQUEST, "The body must be a JSON object.")
-    query, variables = data.get("query"), data.get("variables")
-    operation_name, extensions = data.get("operationName"), data.get("extensions")
-    if query is not None and not isinstance(query, str):
-        raise RequestError(400, BAD_REQUEST, "`query` must be a string.")
-    if variables is not None and not isinstance(variables, dict):
-        raise RequestError(400, BAD_REQUEST, "`variables` must be an object.")
-    if operation_name is not None and not isinstance(operation_name, str):
-        raise RequestError(400, BAD_REQUEST, "`operationName` must be a string.")
-    if extensions is not None and not isinstance(extensions, dict):
-        raise RequestError(400, BAD_REQUEST, "`extensions` must be an object.")
-    return GraphQLRequest(query or None, variables, operation_name, extensions, method)
-
-
-async def parse_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
-    if request.method == "GET":
-        params = request.query_params
-        return _check_shape(
-            {
-                "query": params.get("query"),
-                "variables": _loads_param(params.get("variables"), "variables"),
-                "operationName": params.get("operationName") or None,
-                "extensions": _loads_param(params.get("extensions"), "extensions"),
-            },
-            "GET",
-        )
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in (JSON, "application/graphql+json"):
-        raise RequestError(415, BAD_REQUEST, "POST bodies must be application/json.")
-    too_large = RequestError(
-        413, REQUEST_TOO_LARGE, f"Request body exceeds {max_body_bytes} bytes."
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body_bytes:
-            raise too_large
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise RequestError(400, BAD_REQUEST, "The body is not valid JSON.") from None
-    return _check_shape(data, "POST")
-
-
-def wants_graphiql(request: Request) -> bool:
-    return (
-        request.method == "GET"
-        and "query" not in request.query_params
-        and "extensions" not in request.query_params
-        and "text/html" in request.headers.get("accept", "")
-    )
-
 
 # ASGI scope key: the answer key gateway.http.fastpath looked up and did not find.
 FAST_PATH_MISSED_KEY = "gateway.fast_path_missed_key"
@@ -216,27 +83,6 @@ KNOWN_OPERATIONS = frozenset(dashboard_operations())
 def observe(request: Request, gql: GraphQLRequest, outcome: str) -> None:
     name = gql.operation_name if gql.operation_name in KNOWN_OPERATIONS else "other"
     request.scope[OBSERVED] = (name, outcome)
-
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def inbound_request_id(value: str | None) -> str | None:
-    """A caller's X-Request-Id, kept only when it is short and plain (it goes into logs)."""
-    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
-
-
-def persisted_hash(extensions: dict[str, Any] | None) -> str | None:
-    """The sha256 of `extensions.persistedQuery`, or None when the request has none."""
-    persisted = (extensions or {}).get("persistedQuery")
-    if persisted is None:
-        return None
-    if not isinstance(persisted, dict) or persisted.get("version") != 1:
-        raise RequestError(400, BAD_REQUEST, "Unsupported persistedQuery; use version 1.")
-    sha256 = persisted.get("sha256Hash")
-    if not is_sha256_hex(sha256):
-        raise RequestError(400, BAD_REQUEST, "persistedQuery.sha256Hash must be sha256 hex.")
-    return str(sha256)
 
 
 class GraphQLEndpoint:
@@ -253,7 +99,7 @@ class GraphQLEndpoint:
             services.redis, ttl_s=settings.apq_ttl_s, memory_entries=settings.apq_memory_entries
         )
         self.preparer, self.schema = prepared_schema(services.schema, settings)
-        self.graphiql_html = (STATIC_DIR / "index.html").read_text()
+        self.graphiql = GraphiQL(settings.graphiql_enabled)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -272,63 +118,74 @@ class GraphQLEndpoint:
                 error_body("Use GET or POST.", BAD_REQUEST), 405, {**headers, "Allow": "GET, POST"}
             )
         if request.method == "GET" and GRAPHIQL_ASSET_PARAM in request.query_params:
-            return self.graphiql_asset(request.query_params[GRAPHIQL_ASSET_PARAM], headers)
+            return self.graphiql.asset(request.query_params[GRAPHIQL_ASSET_PARAM], headers)
         if wants_graphiql(request):
-            if self.settings.graphiql_enabled:
-                return HTMLResponse(self.graphiql_html, headers=headers)
-            return json_response(error_body("GraphiQL is disabled.", NOT_FOUND), 404, headers)
+            return self.graphiql.page(headers)
+        now = self.services.clock()
         try:
             caller = self.authenticate(request)
-            gql = await parse_request(request, self.settings.max_body_bytes)
-            cached = await self.fast_path(gql, caller, request, headers)
-            if cached is not None:
+            if request.method == "GET":
+                gql = parse_get(request.scope["query_string"])
+            else:
+                gql = await parse_post(request, self.settings.max_body_bytes)
+            stored = await self.stored_answer(gql, caller, request, headers, now)
+            if stored is not None:
                 observe(request, gql, "fast")
-                return cached
+                return stored
             await self.resolve_document(gql)
             prepared = self.limit(gql)
             if prepared.errors:
                 observe(request, gql, "invalid")
-                return self.respond(gql, request, prepared.errors, None, headers)[0]
-            context = self.services.make_context(caller, request_id)
+                return self.respond(gql, request, prepared.errors, None, headers, now)[0]
+            context = self.services.make_context(caller, request_id, now)
             result = await self.execute(gql, context)
         except RequestError as exc:
             body = error_body(exc.message, exc.code, requestId=request_id)
             request.scope[OBSERVED] = ("other", f"refused_{exc.status}")
             return json_response(body, exc.status, {**headers, **exc.headers})
         observe(request, gql, "error" if result.errors else "ok")
-        response, raw = self.respond(gql, request, result.errors, result.data, headers)
-        if gql.response_key is not None and not result.errors:
-            await self.store(gql, raw, result.data, context, caller)
+        response, raw = self.respond(gql, request, result.errors, result.data, headers, now)
+        if gql.answer_key is not None and not result.errors:
+            await self.store(gql, raw, result.data, context, caller, now)
         return response
 
-    async def fast_path(
-        self, gql: GraphQLRequest, caller: Caller, request: Request, headers: dict[str, str]
+    async def stored_answer(
+        self,
+        gql: GraphQLRequest,
+        caller: Caller,
+        request: Request,
+        headers: dict[str, str],
+        now: datetime,
     ) -> Response | None:
         """A persisted GET answered from stored bytes: no parsing, validation or execution.
 
         On a miss, remembers the key so the executed answer can be stored under it."""
-        responses = self.services.responses
-        if responses is None or gql.method != "GET" or gql.query is not None:
+        answers = self.services.answers
+        answer_id = gql.answer_id if answers is not None else None
+        if answers is None or answer_id is None:
             return None
-        sha256 = persisted_hash(gql.extensions)
-        if sha256 is None:
-            return None
-        key = responses.key(caller, sha256, gql.operation_name, gql.normalized_variables)
+        key = answers.key(caller, answer_id)
         if request.scope.get(FAST_PATH_MISSED_KEY) == key:  # looked up in front already
-            gql.response_key = key
+            gql.answer_key = key
             return None
-        stored = await responses.get(key)
+        stored = await answers.get(key)
         if stored is None:
-            gql.response_key = key
+            gql.answer_key = key
             return None
-        max_age_s = stored.max_age_s(self.services.clock().timestamp())
+        max_age_s = stored.max_age_s(now.timestamp())
         headers = {**headers, **cache_headers(max_age_s), "ETag": stored.etag}
         if etag_matches(request.headers.get("if-none-match"), stored.etag):
             return Response(status_code=304, headers=headers)
         return Response(stored.body, 200, headers, JSON)
 
     async def store(
-        self, gql: GraphQLRequest, raw: bytes, data: Any, context: Context, caller: Caller
+        self,
+        gql: GraphQLRequest,
+        raw: bytes,
+        data: Any,
+        context: Context,
+        caller: Caller,
+        now: datetime,
     ) -> None:
         """Keeps an executed answer for the fast path, with the request it answers."""
         source = context.source
@@ -337,14 +194,13 @@ class GraphQLEndpoint:
             return
         # max-age runs to the next refresh; the entry lives until its inputs turn stale.
         until = expires_at(data, self.settings.refresh_interval_s)
-        if until is None or gql.response_key is None:
+        if until is None or gql.answer_key is None:
             return
         # Variables the operation does not declare change nothing in the answer but would
         # make a new key (and a new answer to rebuild every cycle) per value: not stored.
         if not set(gql.variables or ()) <= gql.declared_variables:
             return
-        assert self.services.responses is not None
-        now = self.services.clock()
+        assert self.services.answers is not None
         request = AnswerRequest(
             caller.user_id,
             caller.role,
@@ -353,8 +209,8 @@ class GraphQLEndpoint:
             gql.variables or {},
             now.timestamp(),
         )
-        await self.services.responses.put(
-            gql.response_key,
+        await self.services.answers.put(
+            gql.answer_key,
             StoredResponse(etag_for(raw), until, raw, request.encode()),
             dependencies,
             self.settings.fresh_s,
@@ -476,6 +332,7 @@ class GraphQLEndpoint:
         errors: list[GraphQLError] | None,
         data: dict[str, Any] | None,
         headers: dict[str, str],
+        now: datetime,
     ) -> tuple[Response, bytes]:
         """The response and the exact body bytes it carries (or would, for a 304)."""
         body: dict[str, Any] = {}
@@ -487,8 +344,7 @@ class GraphQLEndpoint:
             return Response(raw, 200, headers, JSON), raw
         if errors:
             return Response(raw, 200, {**headers, **NO_STORE, "Vary": "Authorization"}, JSON), raw
-        settings = self.settings
-        max_age_s = seconds_until_refresh(data, settings.refresh_interval_s, self.services.clock())
+        max_age_s = seconds_until_refresh(data, self.settings.refresh_interval_s, now)
         etag = etag_for(raw)
         headers = {**headers, **cache_headers(max_age_s), "ETag": etag}
         if etag_matches(request.headers.get("if-none-match"), etag):
@@ -500,12 +356,3 @@ class GraphQLEndpoint:
         if not self.settings.field_suggestions_enabled:
             formatted["message"] = _SUGGESTION.sub("", formatted["message"])
         return formatted
-
-    def graphiql_asset(self, name: str, headers: dict[str, str]) -> Response:
-        if not self.settings.graphiql_enabled or name not in GRAPHIQL_ASSETS:
-            return json_response(error_body("No such asset.", NOT_FOUND), 404, headers)
-        return FileResponse(
-            STATIC_DIR / name,
-            media_type=GRAPHIQL_ASSETS[name],
-            headers={**headers, "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}"},
-        )

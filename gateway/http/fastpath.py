@@ -19,80 +19,51 @@ own: tests/test_fast_path.py compares both paths byte for byte.
 
 import time
 from typing import Any
-from urllib.parse import parse_qsl
-
-import orjson
 
 from gateway import metrics
 from gateway.auth import AuthError
-from gateway.http.endpoint import (
-    FAST_PATH_MISSED_KEY,
-    GRAPHIQL_ASSET_PARAM,
-    KNOWN_OPERATIONS,
-    etag_matches,
-    inbound_request_id,
-)
+from gateway.cache.answers import AnswerId
+from gateway.http.endpoint import FAST_PATH_MISSED_KEY, KNOWN_OPERATIONS
+from gateway.http.request import RequestError, inbound_request_id, parse_get
+from gateway.http.responses import etag_matches
 from gateway.logs import new_request_id, request_id_var
-from gateway.documents.persisted import is_sha256_hex
-from gateway.cache.answers import AnswerRequest, variables_digest
 from gateway.services import Services
 
 GRAPHQL_PATH = "/graphql"
 MEMO_ENTRIES = 4_096
 MEMO_MAX_BYTES = 1_024
 
-# sha256, operation name, digest of the operation name and canonical variables
-Parsed = tuple[str, str | None, str]
 
-
-def parse_persisted_get(query_string: bytes) -> Parsed | None:
-    """(sha256, operationName, variables digest) of a well-formed persisted GET with no
-    `query`; None for anything the endpoint must look at itself."""
-    params = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
-    if "query" in params or GRAPHIQL_ASSET_PARAM in params:
-        return None
+def answer_id_of(query_string: bytes) -> AnswerId | None:
+    """What names the stored answer of a well-formed persisted GET with no `query`; None
+    for anything the endpoint must look at itself (it then parses the same way)."""
     try:
-        extensions = orjson.loads(params.get("extensions") or "null")
-        variables = orjson.loads(params["variables"]) if params.get("variables") else None
-    except orjson.JSONDecodeError:
+        return parse_get(query_string).answer_id
+    except RequestError:
         return None
-    if not isinstance(extensions, dict) or (
-        variables is not None and not isinstance(variables, dict)
-    ):
-        return None
-    persisted = extensions.get("persistedQuery")
-    if not isinstance(persisted, dict) or persisted.get("version") != 1:
-        return None
-    sha256 = persisted.get("sha256Hash")
-    if not is_sha256_hex(sha256):
-        return None
-    operation = params.get("operationName") or None
-    canonical = AnswerRequest.canonical_variables(variables)
-    return str(sha256), operation, variables_digest(operation, canonical)
 
 
 class FastPathMiddleware:
     def __init__(self, app: Any, services: Services) -> None:
         self.app = app
         self.services = services
-        self.responses = services.responses
-        self.keys = services.responses.keys if services.responses is not None else None
+        self.answers = services.answers
         self.verifier = services.verifier
         self.clock = services.clock
-        self._parsed: dict[bytes, Parsed | None] = {}
+        self._parsed: dict[bytes, AnswerId | None] = {}
         self._latency = {
             name: metrics.REQUEST_LATENCY.labels(name, "fast")
             for name in (*KNOWN_OPERATIONS, "other")
         }
 
-    def parsed(self, query_string: bytes) -> Parsed | None:
+    def parsed(self, query_string: bytes) -> AnswerId | None:
         """Parsed once per distinct query string; the memo holds at most MEMO_ENTRIES of
         at most MEMO_MAX_BYTES each (called only for authenticated callers)."""
         try:
             return self._parsed[query_string]
         except KeyError:
             pass
-        parsed = parse_persisted_get(query_string)
+        parsed = answer_id_of(query_string)
         if len(query_string) <= MEMO_MAX_BYTES:
             if len(self._parsed) >= MEMO_ENTRIES:
                 self._parsed.clear()
@@ -101,7 +72,7 @@ class FastPathMiddleware:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if (
-            self.responses is None
+            self.answers is None
             or scope["type"] != "http"
             or scope["method"] != "GET"
             or scope["path"] != GRAPHQL_PATH
@@ -121,12 +92,11 @@ class FastPathMiddleware:
             caller = self.verifier.verify(authorization)
         except AuthError:
             return await self.app(scope, receive, send)  # the endpoint answers the 401
-        parsed = self.parsed(scope["query_string"])
-        if parsed is None:
+        answer_id = self.parsed(scope["query_string"])
+        if answer_id is None:
             return await self.app(scope, receive, send)
-        sha256, operation, digest = parsed
-        key = self.keys.response(caller.role, caller.user_id, sha256, digest)  # type: ignore[union-attr]
-        stored = await self.responses.get(key)
+        key = self.answers.key(caller, answer_id)
+        stored = await self.answers.get(key)
         if stored is None:
             scope[FAST_PATH_MISSED_KEY] = key
             return await self.app(scope, receive, send)
@@ -146,5 +116,5 @@ class FastPathMiddleware:
             headers.append((b"content-type", b"application/json"))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": stored.body})
-        latency = self._latency.get(operation or "other") or self._latency["other"]
+        latency = self._latency.get(answer_id.operation_name or "other") or self._latency["other"]
         latency.observe(time.perf_counter() - started)

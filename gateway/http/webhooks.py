@@ -10,10 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import metrics
-from gateway.http.endpoint import json_response
 from gateway.cache.kv import CacheUnavailable
+from gateway.http.responses import json_response
 from gateway.services import Services
 from loaders import MODULES
+from resolvers.caller import DIRECTOR, Caller
+from resolvers.errors import BAD_REQUEST, BAD_SIGNATURE, PAYLOAD_TOO_LARGE, UNAVAILABLE
 
 log = logging.getLogger("gateway.http.webhooks")
 
@@ -48,22 +50,20 @@ async def upstream_event(request: Request) -> Response:
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            return _error(413, "PAYLOAD_TOO_LARGE", f"Body exceeds {limit} bytes.", "bad_request")
+            return _error(413, PAYLOAD_TOO_LARGE, f"Body exceeds {limit} bytes.", "bad_request")
     # Signature first, over the raw bytes, in constant time: nothing unsigned is parsed.
     given = request.headers.get(SIGNATURE_HEADER, "")
     expected = signature(settings.webhook_secret.get_secret_value().encode(), bytes(body))
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-        return _error(401, "BAD_SIGNATURE", "Missing or bad X-Signature.", "bad_signature")
+        return _error(401, BAD_SIGNATURE, "Missing or bad X-Signature.", "bad_signature")
     try:
         event = ChangeEvent.model_validate_json(bytes(body))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        return _error(
-            400, "BAD_REQUEST", f"Malformed event: {where}: {first['msg']}", "bad_request"
-        )
+        return _error(400, BAD_REQUEST, f"Malformed event: {where}: {first['msg']}", "bad_request")
     if event.module not in MODULES:
-        return _error(400, "BAD_REQUEST", f"Unknown module {event.module!r}.", "bad_request")
+        return _error(400, BAD_REQUEST, f"Unknown module {event.module!r}.", "bad_request")
 
     try:
         first_time = await services.kv.set_nx(
@@ -72,9 +72,7 @@ async def upstream_event(request: Request) -> Response:
             settings.event_dedupe_ttl_s,
         )
     except CacheUnavailable:
-        return _error(
-            503, "UNAVAILABLE", "Cannot record the event now; retry later.", "unavailable"
-        )
+        return _error(503, UNAVAILABLE, "Cannot record the event now; retry later.", "unavailable")
     if not first_time:
         metrics.WEBHOOK_EVENTS.labels("duplicate").inc()
         return json_response({"status": "duplicate", "id": event.id}, 202)
@@ -86,16 +84,14 @@ async def upstream_event(request: Request) -> Response:
         if event.cohort_ids:
             await refresher.refresh_cohorts(sorted(set(event.cohort_ids)))
         for director_id in sorted(set(event.director_ids)):
-            await refresher.refresh_director(director_id, "director")
+            await refresher.refresh_director(Caller(director_id, DIRECTOR))
     except Exception:
         # Forget the id so the sender's retry is processed.
         await services.kv.delete(
             services.cache.keys.event(event.id) if services.cache else event.id
         )
         log.exception("could not enqueue refreshes for event %s", event.id)
-        return _error(
-            503, "UNAVAILABLE", "Cannot enqueue refreshes now; retry later.", "unavailable"
-        )
+        return _error(503, UNAVAILABLE, "Cannot enqueue refreshes now; retry later.", "unavailable")
     metrics.WEBHOOK_EVENTS.labels("accepted").inc()
     log.info(
         "upstream event accepted",

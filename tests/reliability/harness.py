@@ -28,7 +28,8 @@ import httpx
 import orjson
 
 from gateway.auth import mint_token
-from gateway.documents.persisted import Operation, build_manifest, dashboard_operations, sha256_hex
+from gateway.documents.dashboard import Operation, build_manifest, dashboard_operations
+from gateway.documents.persisted import sha256_hex
 from gateway.settings import Settings
 from tests.servers import HOST, START_TIMEOUT_S, ServerError, free_port
 

@@ -21,8 +21,8 @@ import jwt.warnings
 import pytest
 import redis.asyncio as aioredis
 
-from loaders.demo import checksum
 from loaders import MODULES
+from loaders.demo import checksum
 from tests.reliability.fuzz import generate_parallel
 from tests.reliability.harness import (
     DOCUMENTED_CODES,

@@ -18,9 +18,9 @@ import pytest
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 
+from gateway.cache.answers import AnswerRequest, decode_stored
 from gateway.cache.keys import JOB_REFRESH_ALL, QUEUE_NAME, Keys
 from gateway.refresh.requests import QueueRefresher
-from gateway.cache.answers import AnswerRequest, decode_stored
 from tests.reliability.harness import (
     CacheCounters,
     GatewayProcess,

@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.cache.answers import AnswerId
 from gateway.services import Services
-from resolvers.subtrees import Caller as ServiceCaller
+from resolvers.caller import Caller as ServiceCaller
 from tests.reliability.harness import (
     MISSING_COHORT,
     Caller,
@@ -183,12 +183,10 @@ async def drop_answers_of(redis_url: str, caller: Caller) -> int:
 
 async def answer_ttl_s(services: Services, redis_url: str, caller: Caller, probe: Probe) -> float:
     """Seconds the stored answer of this page has left in the fast path."""
-    assert services.responses is not None
-    key = services.responses.key(
+    assert services.answers is not None
+    key = services.answers.key(
         ServiceCaller(caller.user_id, caller.role),
-        probe.operation.sha256,
-        probe.op,
-        orjson.dumps(probe.variables or {}, option=orjson.OPT_SORT_KEYS),
+        AnswerId.of(probe.operation.sha256, probe.op, probe.variables),
     )
     client = aioredis.Redis.from_url(redis_url)
     try:
@@ -478,7 +476,9 @@ async def test_scope_change_racing_requests_leaves_no_stale_answer(
                 async def refresh() -> None:
                     await asyncio.sleep(rng.uniform(0.0, 0.03))
                     assert services.refresh is not None
-                    await services.refresh.refresh_director(giver, "director")
+                    await services.refresh.refresh_director(
+                        ServiceCaller(giver, "director"), services.clock()
+                    )
 
                 await asyncio.gather(load(), refresh())
                 checker = IsolationChecker(current)

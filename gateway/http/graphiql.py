@@ -1,0 +1,39 @@
+"""GraphiQL, vendored (gateway/http/static/graphiql): the page and its files, served from
+/graphql itself (`?graphiql-asset=NAME`), so it needs no route of its own and no CDN."""
+
+from pathlib import Path
+
+from starlette.responses import FileResponse, HTMLResponse, Response
+
+from gateway.http.errors import error_body
+from gateway.http.responses import json_response
+from resolvers.errors import NOT_FOUND
+
+STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
+ASSETS = {
+    "graphiql.min.js": "text/javascript",
+    "graphiql.min.css": "text/css",
+    "react.production.min.js": "text/javascript",
+    "react-dom.production.min.js": "text/javascript",
+}
+ASSET_MAX_AGE_S = 86_400
+
+
+class GraphiQL:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.html = (STATIC_DIR / "index.html").read_text()
+
+    def page(self, headers: dict[str, str]) -> Response:
+        if self.enabled:
+            return HTMLResponse(self.html, headers=headers)
+        return json_response(error_body("GraphiQL is disabled.", NOT_FOUND), 404, headers)
+
+    def asset(self, name: str, headers: dict[str, str]) -> Response:
+        if not self.enabled or name not in ASSETS:
+            return json_response(error_body("No such asset.", NOT_FOUND), 404, headers)
+        return FileResponse(
+            STATIC_DIR / name,
+            media_type=ASSETS[name],
+            headers={**headers, "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}"},
+        )

@@ -1,0 +1,167 @@
+"""GraphQL over HTTP requests: the one parser of each wire format.
+
+`parse_get` reads a raw query string; the fast path (gateway/http/fastpath.py) and the
+endpoint both call it, so a persisted GET means the same to both. `parse_post` reads a
+JSON body within a size bound.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+
+from gateway.cache.answers import AnswerId
+from gateway.documents.persisted import is_sha256_hex
+from gateway.http.responses import JSON
+from resolvers.errors import BAD_REQUEST, BATCHING_DISABLED, REQUEST_TOO_LARGE
+
+GRAPHIQL_ASSET_PARAM = "graphiql-asset"
+
+Source = Literal["document", "apq", "manifest"]
+
+
+class RequestError(Exception):
+    """A request refused before execution: HTTP status, code, message."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class GraphQLRequest:
+    query: str | None
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+    method: str
+    # GET only: the GraphiQL file asked for (`?graphiql-asset=NAME`), served instead.
+    graphiql_asset: str | None = None
+    # Set by the endpoint's `resolve_document`: the text to run, its sha256, how it was found.
+    document: str = ""
+    sha256: str = ""
+    source: Source = "document"
+    persisted: bool = False
+    # Set on a persisted GET that missed the stored answers: where to store the answer.
+    answer_key: str | None = None
+    # Set by `limit`: the variables the operation declares.
+    declared_variables: frozenset[str] = frozenset()
+
+    @property
+    def cacheable(self) -> bool:
+        """A persisted GET: its answer carries an ETag and a max-age."""
+        return self.method == "GET" and self.persisted
+
+    @property
+    def answer_id(self) -> AnswerId | None:
+        """What names this request's stored answer: a persisted GET with no `query` only."""
+        if self.method != "GET" or self.query is not None or self.graphiql_asset is not None:
+            return None
+        sha256 = persisted_hash(self.extensions)
+        if sha256 is None:
+            return None
+        return AnswerId.of(sha256, self.operation_name, self.variables)
+
+
+def _loads_param(raw: str | None, name: str) -> Any:
+    if raw is None or raw == "":
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise RequestError(400, BAD_REQUEST, f"`{name}` is not valid JSON.") from None
+
+
+def _check_shape(data: Any, method: str) -> GraphQLRequest:
+    if isinstance(data, list):
+        raise RequestError(400, BATCHING_DISABLED, "Batched operations are not accepted.")
+    if not isinstance(data, dict):
+        raise RequestError(400, BAD_REQUEST, "The body must be a JSON object.")
+    query, variables = data.get("query"), data.get("variables")
+    operation_name, extensions = data.get("operationName"), data.get("extensions")
+    if query is not None and not isinstance(query, str):
+        raise RequestError(400, BAD_REQUEST, "`query` must be a string.")
+    if variables is not None and not isinstance(variables, dict):
+        raise RequestError(400, BAD_REQUEST, "`variables` must be an object.")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise RequestError(400, BAD_REQUEST, "`operationName` must be a string.")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise RequestError(400, BAD_REQUEST, "`extensions` must be an object.")
+    return GraphQLRequest(query or None, variables, operation_name, extensions, method)
+
+
+def parse_get(query_string: bytes) -> GraphQLRequest:
+    """A GET's parameters. A repeated parameter counts once, its last value (as Starlette's
+    query_params reads it)."""
+    params = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    gql = _check_shape(
+        {
+            "query": params.get("query"),
+            "variables": _loads_param(params.get("variables"), "variables"),
+            "operationName": params.get("operationName") or None,
+            "extensions": _loads_param(params.get("extensions"), "extensions"),
+        },
+        "GET",
+    )
+    gql.graphiql_asset = params.get(GRAPHIQL_ASSET_PARAM)
+    return gql
+
+
+async def parse_post(request: Request, max_body_bytes: int) -> GraphQLRequest:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in (JSON, "application/graphql+json"):
+        raise RequestError(415, BAD_REQUEST, "POST bodies must be application/json.")
+    too_large = RequestError(
+        413, REQUEST_TOO_LARGE, f"Request body exceeds {max_body_bytes} bytes."
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body_bytes:
+            raise too_large
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError(400, BAD_REQUEST, "The body is not valid JSON.") from None
+    return _check_shape(data, "POST")
+
+
+def persisted_hash(extensions: dict[str, Any] | None) -> str | None:
+    """The sha256 of `extensions.persistedQuery`, or None when the request has none."""
+    persisted = (extensions or {}).get("persistedQuery")
+    if persisted is None:
+        return None
+    if not isinstance(persisted, dict) or persisted.get("version") != 1:
+        raise RequestError(400, BAD_REQUEST, "Unsupported persistedQuery; use version 1.")
+    sha256 = persisted.get("sha256Hash")
+    if not is_sha256_hex(sha256):
+        raise RequestError(400, BAD_REQUEST, "persistedQuery.sha256Hash must be sha256 hex.")
+    return str(sha256)
+
+
+def wants_graphiql(request: Request) -> bool:
+    return (
+        request.method == "GET"
+        and "query" not in request.query_params
+        and "extensions" not in request.query_params
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def inbound_request_id(value: str | None) -> str | None:
+    """A caller's X-Request-Id, kept only when it is short and plain (it goes into logs)."""
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None

@@ -1,0 +1,184 @@
+"""The answer phase of a refresh cycle: stored answers prewarmed, and replaced rather
+than dropped.
+
+After the subtrees of a full cycle are written:
+1. the dashboard's own pages opened without arguments (DirectorSummary, CohortList) are
+   built for every director and admin and stored, whether or not they were asked for;
+2. every other stored answer built from a rewritten subtree is rebuilt in place, for the
+   same caller, document and variables, read from the request stored with it: so a
+   cohort detail a director opened stays a hit across cycles. An answer is rebuilt only
+   while its first request is younger than `answer_rebuild_window_s`, and only when its
+   document is one of the dashboard's operations or in the persisted-query manifest;
+   the others are dropped, to be executed again on their next request.
+"""
+
+import logging
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphql import OperationType, get_operation_ast
+from strawberry.types.graphql import OperationType as StrawberryOperationType
+
+from gateway.cache.answers import (
+    AnswerId,
+    AnswerRequest,
+    StoredResponse,
+    encode_answer,
+    etag_for,
+    expires_at,
+)
+from gateway.documents.dashboard import dashboard_operations
+from gateway.documents.limits import LimitExceeded, prepared_schema
+from gateway.documents.persisted import load_manifest
+from loaders import programs
+from resolvers.caller import Caller
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+log = logging.getLogger("gateway.refresh.answers")
+
+# The pages opened without arguments; a cohort detail needs an id and is stored on first use.
+PREWARM_OPERATIONS = ("DirectorSummary", "CohortList")
+READ_BATCH = 500
+
+
+@dataclass
+class AnswerReport:
+    callers: int
+    stored: int
+    seconds: float
+    rebuilt: int = 0  # other answers built from rewritten subtrees, rebuilt in place
+    dropped: int = 0  # answers built from rewritten subtrees that could not be rebuilt
+
+
+class AnswerBuilder:
+    """Executes stored operations outside a request, as the endpoint does for one."""
+
+    def __init__(self, services: "Services") -> None:
+        settings = services.settings
+        assert services.answers is not None
+        self.services = services
+        self.answers = services.answers
+        self.settings = settings
+        self.operations = dashboard_operations()
+        self.documents = {op.sha256: op.body for op in self.operations.values()}
+        if settings.persisted_manifest:
+            self.documents.update(load_manifest(settings.persisted_manifest))
+        # Each document parsed and validated once, not once per caller.
+        self.preparer, self.schema = prepared_schema(services.schema, settings)
+
+    async def build(self, key: str, request: AnswerRequest) -> bool:
+        """Executes `request` as its caller and stores the answer under `key`."""
+        document = self.documents.get(request.sha256)
+        if document is None:
+            return False
+        try:  # the endpoint's checks: limits, and queries only (these are GETs)
+            prepared = self.preparer.prepare(document)
+            if prepared.document is None or prepared.errors:
+                return False
+            operation = get_operation_ast(prepared.document, request.operation_name)
+            if operation is None or operation.operation != OperationType.QUERY:
+                return False
+            self.preparer.check(prepared.document, operation, request.variables)
+        except LimitExceeded:
+            return False
+        now = self.services.clock()  # this answer's one instant
+        context = self.services.make_context(
+            request.caller, "prewarm", now, enqueue_refreshes=False
+        )
+        result = await self.schema.execute(
+            document,
+            variable_values=request.variables,
+            context_value=context,
+            operation_name=request.operation_name,
+            allowed_operation_types={StrawberryOperationType.QUERY},
+        )
+        source: Any = context.source
+        until = expires_at(result.data, self.settings.refresh_interval_s)
+        if result.errors or until is None or not getattr(source, "answer_cacheable", False):
+            return False
+        raw = encode_answer(result.data)
+        return await self.answers.put(
+            key,
+            StoredResponse(etag_for(raw), until, raw, request.encode()),
+            source.dependencies,
+            self.settings.fresh_s,
+            now,
+            source.dependency_versions,
+        )
+
+    async def dashboards(self) -> tuple[int, int, set[str]]:
+        """Every director's and admin's argument-less pages: (callers, stored, keys)."""
+        people = await programs.dashboard_users(self.services.upstream)
+        now_s = self.services.clock().timestamp()
+        written: set[str] = set()
+        for person in people:
+            caller = Caller(person.id, person.role)
+            for name in PREWARM_OPERATIONS:
+                sha256 = self.operations[name].sha256
+                key = self.answers.key(caller, AnswerId.of(sha256, name, None))
+                request = AnswerRequest(caller.user_id, caller.role, sha256, name, {}, now_s)
+                if await self.build(key, request):
+                    written.add(key)
+        return len(people), len(written), written
+
+    async def replace(self, tags: Collection[str], done: set[str]) -> tuple[int, int]:
+        """Rebuilds the answers tagged with `tags` (except `done`); drops what it cannot.
+
+        Returns (rebuilt, dropped)."""
+        kv = self.services.kv
+        by_tag = await kv.members(sorted(tags))
+        pending = sorted(set().union(*by_tag.values()) - done)
+        window_s = self.settings.answer_rebuild_window_s
+        now_s = self.services.clock().timestamp()
+        rebuilt, dropped = 0, set()
+        for start in range(0, len(pending), READ_BATCH):
+            keys = pending[start : start + READ_BATCH]
+            for key, stored in zip(keys, await self.answers.get_stored(keys), strict=True):
+                if stored is None:  # expired or dropped meanwhile: nothing to replace
+                    dropped.add(key)
+                    continue
+                request = AnswerRequest.decode(stored.request)
+                if (
+                    request is not None
+                    and now_s - request.requested_at <= window_s
+                    # Never rebuilt under another key than its own caller's request makes.
+                    and self.answers.key(request.caller, request.answer_id) == key
+                    and await self.build(key, request)
+                ):
+                    rebuilt += 1
+                else:
+                    dropped.add(key)
+        if dropped:
+            # Untagged before deleted: a request storing one of these keys in between keeps
+            # its fresh tags (only its answer goes), so no stored answer is ever untagged.
+            await kv.untag({tag: found & dropped for tag, found in by_tag.items()})
+            await kv.delete(*sorted(dropped))
+        return rebuilt, len(dropped)
+
+
+async def prewarm_answers(services: "Services", rewritten: Collection[str] = ()) -> AnswerReport:
+    """Stores every director's dashboard pages, then replaces the answers tagged `rewritten`.
+
+    Raises on failure; the cycle then drops the answers tagged `rewritten`."""
+    started = time.perf_counter()
+    if services.answers is None:
+        return AnswerReport(0, 0, 0.0)
+    builder = AnswerBuilder(services)
+    callers, stored, written = await builder.dashboards()
+    rebuilt, dropped = await builder.replace(rewritten, written) if rewritten else (0, 0)
+    report = AnswerReport(callers, stored, time.perf_counter() - started, rebuilt, dropped)
+    log.info(
+        "prewarmed responses",
+        extra={
+            "callers": report.callers,
+            "stored": report.stored,
+            "rebuilt": report.rebuilt,
+            "dropped": report.dropped,
+            "duration_s": round(report.seconds, 3),
+        },
+    )
+    return report
