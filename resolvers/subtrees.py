@@ -108,7 +108,7 @@ async def build_cohorts(
                 unavailable[name] = part.module
                 subtree[name] = None
             else:
-                subtree[name] = SECTION_BUILDERS[name](rows, part, now, thresholds)
+                subtree[name] = SECTION_BUILDERS[name](rows, part, now, today, thresholds)
         if unavailable:
             subtree["unavailable"] = unavailable
         else:
@@ -125,14 +125,14 @@ def _program(row: Any) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "status": row.status}
 
 
-# Section → figure of (enrollment rows, that section's rows, now, thresholds).
+# Section → figure of (enrollment rows, that section's rows, now, today, thresholds).
 SECTION_BUILDERS: dict[str, Any] = {
-    "mentorship": lambda e, p, now, t: figures.mentorship(e, p[0], p[1], p[2], now),
-    "readiness": lambda e, p, now, t: figures.readiness(e, p, t.ready_score),
-    "competencies": lambda e, p, now, t: figures.competency_heatmap(e, p),
-    "mission_funnel": lambda e, p, now, t: figures.mission_funnel(p[0], p[1]),
-    "portfolio": lambda e, p, now, t: figures.portfolio(e, p),
-    "payments": lambda e, p, now, t: figures.payments(p[0], p[1], now.astimezone(UTC).date()),
+    "mentorship": lambda e, p, now, today, t: figures.mentorship(e, p[0], p[1], p[2], now),
+    "readiness": lambda e, p, now, today, t: figures.readiness(e, p, t.ready_score),
+    "competencies": lambda e, p, now, today, t: figures.competency_heatmap(e, p),
+    "mission_funnel": lambda e, p, now, today, t: figures.mission_funnel(p[0], p[1]),
+    "portfolio": lambda e, p, now, today, t: figures.portfolio(e, p),
+    "payments": lambda e, p, now, today, t: figures.payments(p[0], p[1], today),
 }
 
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def api(fast: GatewayClient) -> GatewayClient:
     """test_fast_path's gateway (subtrees refreshed) with its answers prewarmed, as after
     a first full cycle."""
-    await prewarm_answers(services_of(fast))
+    await prewarm_answers(services_of(fast), services_of(fast).clock())
     return fast
 
 
@@ -110,7 +110,7 @@ async def test_answers_are_served_while_the_cycle_runs_and_replaced_at_its_end(
             during = await get(api, SUMMARY_OP, DREW)
         assert counter.count == 0
         assert during.content == old.content
-        report = await prewarm_answers(services, rewritten)
+        report = await prewarm_answers(services, services.clock(), rewritten)
         assert (report.rebuilt, report.dropped) == (0, 0)  # the dashboards were all rebuilt
         with StatementCounter(api) as counter:
             new = await get(api, SUMMARY_OP, DREW)

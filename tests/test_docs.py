@@ -1,4 +1,5 @@
-"""The settings reference in docs/operations.md and .env.example is generated from the code."""
+"""Generated and checked references: the settings (docs/operations.md, .env.example) and
+the error codes (README.md), each equal to what the code defines."""
 
 from pathlib import Path
 
@@ -15,3 +16,13 @@ def test_operations_settings_table_matches_the_code() -> None:
 
 def test_env_example_matches_the_code() -> None:
     assert (ROOT / ".env.example").read_text() == render_env_example(), "run `gateway settings-doc`"
+
+
+def test_readme_lists_every_error_code_of_the_catalog() -> None:
+    from resolvers.errors import CATALOG
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Errors\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {row.split("`")[1]: row.split(" | ", 1)[1].rstrip(" |") for row in rows}
+    assert documented == CATALOG

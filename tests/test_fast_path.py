@@ -53,7 +53,7 @@ def hits() -> float:
 
 
 async def test_prewarmed_answer_is_served_without_execution(fast: GatewayClient) -> None:
-    report = await prewarm_answers(services_of(fast))
+    report = await prewarm_answers(services_of(fast), services_of(fast).clock())
     # 3 directors + 1 admin, two pages each; Nora's empty list has no computedAt to bound
     # its lifetime, so it is executed each time rather than stored.
     assert (report.callers, report.stored) == (4, 7)
@@ -71,7 +71,7 @@ async def test_prewarmed_answer_is_served_without_execution(fast: GatewayClient)
 async def test_fast_answer_equals_executed_answer_byte_for_byte(
     dataset_url: str, redis_url: str, manifest: str, fast: GatewayClient
 ) -> None:
-    await prewarm_answers(services_of(fast))
+    await prewarm_answers(services_of(fast), services_of(fast).clock())
     cached = await get(fast, LIST_OP, DANA)
     settings = settings_for(
         dataset_url, redis_url, persisted_manifest=manifest, response_cache_enabled=False
@@ -104,7 +104,7 @@ async def test_miss_executes_once_then_hits(fast: GatewayClient) -> None:
 
 
 async def test_answers_never_cross_callers(fast: GatewayClient) -> None:
-    await prewarm_answers(services_of(fast))
+    await prewarm_answers(services_of(fast), services_of(fast).clock())
     answers = {}
     for user, role in ((DANA, "director"), (DREW, "director"), (ADMIN, "admin")):
         response = await get(fast, LIST_OP, user, role)
@@ -139,7 +139,7 @@ async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
     dataset_url: str, fast: GatewayClient
 ) -> None:
     services = services_of(fast)
-    await prewarm_answers(services)
+    await prewarm_answers(services, services.clock())
     old = await get(fast, SUMMARY_OP, DREW)
     assert old.json()["data"]["me"]["summary"]["seats"]["total"] == 10
     await set_capacity(dataset_url, 102, 20)
@@ -160,7 +160,7 @@ async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
 
 
 async def test_stored_answer_expires_when_its_subtrees_turn_stale(fast: GatewayClient) -> None:
-    await prewarm_answers(services_of(fast))
+    await prewarm_answers(services_of(fast), services_of(fast).clock())
     fast.clock.advance(120)
     response = await get(fast, SUMMARY_OP, DANA)
     assert response.headers["cache-control"] == "private, max-age=180"
@@ -186,7 +186,7 @@ async def test_hits_are_answered_in_front_of_routing_with_the_endpoints_headers(
         dataset_url, redis_url, persisted_manifest=manifest, cors_origins=["https://dash.test"]
     )
     async with gateway_client(settings, fast.clock) as api:
-        await prewarm_answers(services_of(api))
+        await prewarm_answers(services_of(api), services_of(api).clock())
         before = hits()
         response = await get(
             api, SUMMARY_OP, DANA, **{"Origin": "https://dash.test", "X-Request-Id": "r-42"}
@@ -245,7 +245,7 @@ async def test_answers_live_as_long_as_their_subtrees_are_fresh(
     async with gateway_client(settings, clock) as api:
         services = services_of(api)
         await refresh_all(services)
-        await prewarm_answers(services)
+        await prewarm_answers(services, services.clock())
         key = services.answers.key(
             Caller(DANA, "director"), AnswerId.of(SUMMARY_OP.sha256, SUMMARY_OP.name, None)
         )
@@ -261,7 +261,7 @@ async def test_answers_live_as_long_as_their_subtrees_are_fresh(
 
 async def test_repeated_headers_are_read_as_the_endpoint_reads_them(fast: GatewayClient) -> None:
     """The first of repeated headers counts, on a hit as on a miss (Starlette's rule)."""
-    await prewarm_answers(services_of(fast))
+    await prewarm_answers(services_of(fast), services_of(fast).clock())
     valid = fast.auth(DANA)["Authorization"]
     headers = [("Authorization", "Bearer garbage"), ("Authorization", valid)]
     response = await fast.http.get("/graphql", params=params(SUMMARY_OP), headers=headers)

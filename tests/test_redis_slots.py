@@ -81,7 +81,7 @@ async def test_no_command_spans_two_slots(dataset_url: str, redis_url: str, monk
     async with gateway_client(settings_for(dataset_url, redis_url), MovableClock(NOW)) as api:
         services = services_of(api)
         await refresh_all(services)
-        await prewarm_answers(services)
+        await prewarm_answers(services, services.clock())
         summary = dashboard_operations()["DirectorSummary"]
         params = {
             "extensions": json.dumps(

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from graphql import OperationType, get_operation_ast
@@ -85,7 +86,8 @@ class AnswerBuilder:
             self.preparer.check(prepared.document, operation, request.variables)
         except LimitExceeded:
             return False
-        now = self.services.clock()  # this answer's one instant
+        # The answer's own instant: its lifetime is counted from when it is stored.
+        now = self.services.clock()
         context = self.services.make_context(
             request.caller, "prewarm", now, enqueue_refreshes=False
         )
@@ -110,10 +112,10 @@ class AnswerBuilder:
             source.dependency_versions,
         )
 
-    async def dashboards(self) -> tuple[int, int, set[str]]:
+    async def dashboards(self, now: datetime) -> tuple[int, int, set[str]]:
         """Every director's and admin's argument-less pages: (callers, stored, keys)."""
         people = await programs.dashboard_users(self.services.upstream)
-        now_s = self.services.clock().timestamp()
+        now_s = now.timestamp()
         written: set[str] = set()
         for person in people:
             caller = Caller(person.id, person.role)
@@ -125,7 +127,9 @@ class AnswerBuilder:
                     written.add(key)
         return len(people), len(written), written
 
-    async def replace(self, tags: Collection[str], done: set[str]) -> tuple[int, int]:
+    async def replace(
+        self, tags: Collection[str], done: set[str], now: datetime
+    ) -> tuple[int, int]:
         """Rebuilds the answers tagged with `tags` (except `done`); drops what it cannot.
 
         Returns (rebuilt, dropped)."""
@@ -133,7 +137,7 @@ class AnswerBuilder:
         by_tag = await kv.members(sorted(tags))
         pending = sorted(set().union(*by_tag.values()) - done)
         window_s = self.settings.answer_rebuild_window_s
-        now_s = self.services.clock().timestamp()
+        now_s = now.timestamp()
         rebuilt, dropped = 0, set()
         for start in range(0, len(pending), READ_BATCH):
             keys = pending[start : start + READ_BATCH]
@@ -160,7 +164,9 @@ class AnswerBuilder:
         return rebuilt, len(dropped)
 
 
-async def prewarm_answers(services: "Services", rewritten: Collection[str] = ()) -> AnswerReport:
+async def prewarm_answers(
+    services: "Services", now: datetime, rewritten: Collection[str] = ()
+) -> AnswerReport:
     """Stores every director's dashboard pages, then replaces the answers tagged `rewritten`.
 
     Raises on failure; the cycle then drops the answers tagged `rewritten`."""
@@ -168,8 +174,8 @@ async def prewarm_answers(services: "Services", rewritten: Collection[str] = ())
     if services.answers is None:
         return AnswerReport(0, 0, 0.0)
     builder = AnswerBuilder(services)
-    callers, stored, written = await builder.dashboards()
-    rebuilt, dropped = await builder.replace(rewritten, written) if rewritten else (0, 0)
+    callers, stored, written = await builder.dashboards(now)
+    rebuilt, dropped = await builder.replace(rewritten, written, now) if rewritten else (0, 0)
     report = AnswerReport(callers, stored, time.perf_counter() - started, rebuilt, dropped)
     log.info(
         "prewarmed responses",

@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway import metrics
@@ -90,7 +90,7 @@ async def refresh_subtrees(
     summaries = [entries[k]["computed_at"] for k in summary_keys if k in entries]
     seconds = time.perf_counter() - started
     directors = sum(1 for p in people if p.role == DIRECTOR)
-    finished = service.clock()
+    finished = now + timedelta(seconds=seconds)
     await service.cache.write(
         {
             service.keys.refresh_stamp(): {
@@ -150,7 +150,7 @@ async def refresh_cycle(
     rewritten: set[str] = set()
     try:
         report = await refresh_subtrees(services.refresh, now, progress, rewritten)
-        answers = await prewarm_answers(services, rewritten)
+        answers = await prewarm_answers(services, now, rewritten)
     except BaseException:
         # What was rewritten before the failure must not keep its old answers.
         await drop_answers(services, rewritten)
