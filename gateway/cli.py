@@ -231,8 +231,11 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
             scope = await scope_cohort_ids(Loaders(services.upstream), caller)
             directors, cohorts = 1, len(scope)
         else:
-            directors = len(await refresh.refresh_cohort(args.cohort_id, services.clock()))
-            cohorts = 1
+            now = services.clock()
+            done = await refresh.refresh_cohort(args.cohort_id, now)
+            for caller in done.later:
+                await refresh.refresh_director(caller, now)
+            directors, cohorts = len(done.directors), 1
     finally:
         await services.close()
     print(

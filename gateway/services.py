@@ -13,7 +13,8 @@ from gateway.auth import TokenVerifier
 from gateway.cache.answers import AnswerStore
 from gateway.cache.keys import QUEUE_NAME, Keys, cache_version
 from gateway.cache.kv import KV, MemoryKV, RedisKV
-from gateway.cache.subtrees import CachedSource, CachePolicy, Refresher, SubtreeCache
+from gateway.cache.source import CachedSource
+from gateway.cache.subtrees import CachePolicy, Refresher, SubtreeCache
 from gateway.refresh.requests import LocalRefresher, QueueRefresher, RateLimitedRefresh
 from gateway.refresh.service import RefreshService
 from gateway.settings import Settings

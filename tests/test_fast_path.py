@@ -147,7 +147,8 @@ async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
         # Until a refresh, the stored answer stands (that is what a cache is).
         assert (await get(fast, SUMMARY_OP, DREW)).content == old.content
         fast.clock.advance(60)
-        assert await services.refresh.refresh_cohort(102, services.clock()) == [DANA, DREW]
+        done = await services.refresh.refresh_cohort(102, services.clock())
+        assert (done.directors, done.later) == ([DANA, DREW], [Caller(ADMIN, "admin")])
         with StatementCounter(fast) as counter:
             new = await get(fast, SUMMARY_OP, DREW)
         assert counter.count == 0  # rebuilt from the refreshed subtrees, not from upstream

@@ -45,4 +45,11 @@ async def refresh_director(ctx: dict[str, Any], user_id: int, role: str = DIRECT
 
 
 async def refresh_cohort(ctx: dict[str, Any], cohort_id: int) -> list[int]:
-    return await _refresh(ctx).refresh_cohort(cohort_id, _services(ctx).clock())
+    """The cohort and its directors' scopes now; the admins' summaries as jobs of their own
+    (one queued per admin however many cohorts ask)."""
+    services = _services(ctx)
+    done = await _refresh(ctx).refresh_cohort(cohort_id, services.clock())
+    assert services.refresher is not None
+    for caller in done.later:
+        await services.refresher.refresh_director(caller)
+    return done.directors

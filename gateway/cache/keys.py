@@ -9,7 +9,7 @@ import hashlib
 from resolvers.caller import Caller
 
 # Bump when the shape or meaning of a cached subtree changes without a schema change.
-SUBTREE_FORMAT = "2026-11-25.2"
+SUBTREE_FORMAT = "2026-11-29.1"
 PREFIX = "ddg"
 
 
@@ -38,6 +38,10 @@ class Keys:
         """A stored answer: one caller's (never shared, even between admins), one document,
         one operation name and canonical variables (`variables_digest`)."""
         return f"{self.base}:response:{caller.role}:{caller.user_id}:{sha256}:{variables_digest}"
+
+    def viewers(self, cohort_id: int) -> str:
+        """The directors whose cached scope held this cohort (a set of user ids)."""
+        return f"{self.base}:cohort:{cohort_id}:viewers"
 
     @staticmethod
     def tag(subtree_key: str) -> str:

@@ -8,7 +8,7 @@ different Redis Cluster slot.
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -41,6 +41,8 @@ class KV(Protocol):
     async def invalidate(self, tag_keys: Sequence[str]) -> int: ...
 
     async def members(self, tag_keys: Sequence[str]) -> dict[str, set[str]]: ...
+
+    async def add_members(self, sets: Mapping[str, Collection[str]], ttl_s: float) -> None: ...
 
     async def untag(self, removals: Mapping[str, set[str]]) -> None: ...
 
@@ -100,6 +102,10 @@ class MemoryKV:
 
     async def members(self, tag_keys: Sequence[str]) -> dict[str, set[str]]:
         return {tag: set(self._tags.get(tag, ())) for tag in tag_keys}
+
+    async def add_members(self, sets: Mapping[str, Collection[str]], ttl_s: float) -> None:
+        for key, members in sets.items():
+            self._tags.setdefault(key, set()).update(members)
 
     async def untag(self, removals: Mapping[str, set[str]]) -> None:
         for tag, gone in removals.items():
@@ -206,6 +212,19 @@ class RedisKV:
                 # A tag lives as long as its longest-lived member: extend, never shorten.
                 pipe.expire(tag, ttl, gt=True)
                 pipe.expire(tag, ttl, nx=True)
+            await pipe.execute()
+
+    async def add_members(self, sets: Mapping[str, Collection[str]], ttl_s: float) -> None:
+        """Adds members to sets (one SADD per set, pipelined); a set lives `ttl_s` after
+        its last addition."""
+        sets = {key: members for key, members in sets.items() if members}
+        if not sets:
+            return
+        ttl = max(int(ttl_s), 1)
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for key, members in sets.items():
+                pipe.sadd(key, *members)
+                pipe.expire(key, ttl)
             await pipe.execute()
 
     async def members(self, tag_keys: Sequence[str]) -> dict[str, set[str]]:

@@ -1,19 +1,14 @@
-"""The subtree cache: cohort subtrees, director summaries, scopes and user profiles.
-
-Freshness, by age = now − computedAt:
-- age ≤ fresh_s (the refresh interval): served as is;
-- fresh_s < age ≤ serve_stale_s: served, marked stale, a refresh is enqueued
-  (stale-while-revalidate);
-- older, or missing: computed now (single-flight), stored, served. If the upstream
-  module needed is unavailable, the old entry (kept for retention_s) is served for the
-  affected sections, marked stale, with an UPSTREAM_UNAVAILABLE error on their path.
-"""
+"""The subtree cache: cohort subtrees, director summaries, scopes and user profiles,
+written whole, read in batches, computed once however many ask (single-flight within a
+process and, with Redis, across processes). Requests read it through
+gateway/cache/source.py; the refresh writes it (gateway/refresh/)."""
 
 import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,11 +18,9 @@ import orjson
 from gateway import metrics
 from gateway.cache.keys import Keys
 from gateway.cache.kv import KV, CacheUnavailable
-from loaders.base import as_dict
-from loaders.engines import UpstreamUnavailable
 from resolvers.caller import Caller
-from resolvers.figures import Thresholds, iso_instant
-from resolvers.subtrees import LiveSource, build_summary, finish_cohort
+from resolvers.figures import iso_instant
+from resolvers.subtrees import build_summary
 
 log = logging.getLogger("gateway.cache.subtrees")
 
@@ -91,7 +84,7 @@ class SubtreeCache:
 
         The answers built from the old entries are dropped now; or, with `defer_into`, the
         tags naming them are added to it, for a refresh cycle to replace them at its end
-        (gateway/prewarm.py) rather than drop them batch by batch."""
+        (gateway/refresh/cycle.py) rather than drop them batch by batch."""
         if not entries:
             return True
         for entry in entries.values():
@@ -109,6 +102,30 @@ class SubtreeCache:
             return True
         except CacheUnavailable:
             return False
+
+    async def drop(self, keys: Sequence[str]) -> None:
+        """Deletes entries and the answers built from them (raises CacheUnavailable)."""
+        if keys:
+            await self.kv.invalidate([self.keys.tag(k) for k in keys])
+            await self.kv.delete(*keys)
+
+    async def index_viewers(self, scopes: Mapping[Caller, Sequence[int]]) -> None:
+        """Records who may see each cohort, before their scopes are written: a change event
+        naming only a cohort re-scopes everyone recorded for it (gateway/refresh/service.py)
+        as well as whoever may see it now. Admins see every cohort and are not recorded.
+        A director who lost a cohort stays recorded until the set expires: at worst an
+        extra re-scope. Raises CacheUnavailable."""
+        sets: dict[str, set[str]] = defaultdict(set)
+        for caller, cohort_ids in scopes.items():
+            if not caller.is_admin:
+                for cohort_id in cohort_ids:
+                    sets[self.keys.viewers(cohort_id)].add(str(caller.user_id))
+        await self.kv.add_members(sets, self.policy.retention_s)
+
+    async def viewers(self, cohort_id: int) -> list[int]:
+        """Directors whose cached scope held this cohort (raises CacheUnavailable)."""
+        key = self.keys.viewers(cohort_id)
+        return sorted(int(m) for m in (await self.kv.members([key]))[key])
 
     def classify(self, subtree: Subtree, kind: str, now: datetime) -> str:
         """fresh, stale or expired; counts the look-up."""
@@ -240,195 +257,6 @@ class SubtreeCache:
         return results
 
 
-class CachedSource:
-    """Per request: reads through the cache, computing misses with a LiveSource."""
-
-    def __init__(
-        self,
-        cache: SubtreeCache,
-        live: LiveSource,
-        thresholds: Thresholds,
-        *,
-        enqueue_refreshes: bool = True,
-    ) -> None:
-        """Reads as of `live.now`, the request's (or job's) one instant."""
-        self.cache = cache
-        # The prewarm reads what its own cycle just wrote: it never asks for more refreshes.
-        self.refresher = cache.refresher if enqueue_refreshes else None
-        self.live = live
-        self.keys = cache.keys
-        self.thresholds = thresholds
-        self.now = live.now
-        self._scopes: dict[Caller, asyncio.Task[list[int]]] = {}
-        # What this request's answer was built from (key → computedAt), for the response
-        # cache; an answer built from anything stale or partial is not stored.
-        self.dependencies: dict[str, str] = {}
-        self.dependency_versions: dict[str, str | None] = {}
-        self.answer_cacheable = True
-
-    def _used(self, key: str, entry: Subtree, state: str = "fresh") -> None:
-        self.dependencies[key] = entry["computed_at"]
-        self.dependency_versions[key] = entry.get("version")
-        if state != "fresh" or entry.get("stale_forced") or entry.get("unavailable"):
-            self.answer_cacheable = False
-
-    def _refresh_later(self, coro: Awaitable[None]) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except Exception:  # a failed enqueue must not fail the answer
-                log.warning("could not enqueue a refresh", exc_info=True)
-
-        task = asyncio.ensure_future(guarded())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-    async def user(self, user_id: int) -> Any:
-        key = self.keys.user(user_id)
-        found = (await self.cache.read([key], "user")).get(key)
-        if found is not None:
-            state = self.cache.classify(found, "user", self.now)
-            if state != "expired":
-                self._used(key, found, state)
-                return _Row(found["user"]) if found["user"] else None
-
-        async def compute(keys: list[str]) -> dict[str, Subtree]:
-            row = await self.live.user(user_id)
-            entry = {
-                "user": as_dict(row) if row is not None else None,
-                "computed_at": iso_instant(self.now),
-            }
-            await self.cache.write({key: entry})
-            return {key: entry}
-
-        entry = (await self.cache.shared([key], compute, self.now))[key]
-        assert entry is not None
-        self._used(key, entry)
-        return _Row(entry["user"]) if entry["user"] else None
-
-    async def director_ids(self, after: int, limit: int) -> list[int]:
-        return await self.live.director_ids(after, limit)
-
-    async def _director_entry(
-        self, key: str, kind: str, caller: Caller
-    ) -> tuple[Subtree | None, bool]:
-        """A director's cached entry and whether it may be served as is (a stale one
-        queues that director's refresh; an expired one is only a fallback)."""
-        found = (await self.cache.read([key], kind)).get(key)
-        if found is None:
-            return None, False
-        state = self.cache.classify(found, kind, self.now)
-        if state == "expired":
-            return found, False
-        if state == "stale" and self.refresher is not None:
-            self._refresh_later(self.refresher.refresh_director(caller))
-        self._used(key, found, state)
-        return found, True
-
-    async def scope(self, caller: Caller) -> list[int]:
-        if caller not in self._scopes:
-            self._scopes[caller] = asyncio.ensure_future(self._scope(caller))
-        # Shielded: sibling fields share it, and one cancelled must not cancel the others'.
-        return await asyncio.shield(self._scopes[caller])
-
-    async def _scope(self, caller: Caller) -> list[int]:
-        key = self.keys.scope(caller)
-        found, servable = await self._director_entry(key, "scope", caller)
-        if found is not None and servable:
-            return list(found["cohort_ids"])
-
-        async def compute(keys: list[str]) -> dict[str, Subtree]:
-            ids = await self.live.scope(caller)
-            entry = {"cohort_ids": ids, "computed_at": iso_instant(self.now)}
-            await self.cache.write({key: entry})
-            return {key: entry}
-
-        entry = (await self.cache.shared([key], compute, self.now))[key]
-        assert entry is not None
-        self._used(key, entry)
-        return list(entry["cohort_ids"])
-
-    async def cohorts(self, cohort_ids: list[int]) -> dict[int, Subtree]:
-        keys = {i: self.keys.cohort(i) for i in cohort_ids}
-        found = await self.cache.read(list(keys.values()), "cohort")
-        out: dict[int, Subtree] = {}
-        stale: list[int] = []
-        need: list[int] = []
-        for i in cohort_ids:
-            subtree = found.get(keys[i])
-            state = (
-                "missing" if subtree is None else self.cache.classify(subtree, "cohort", self.now)
-            )
-            if state in ("fresh", "stale"):
-                out[i] = subtree  # type: ignore[assignment]
-                self._used(keys[i], subtree, state)  # type: ignore[arg-type]
-                if state == "stale":
-                    stale.append(i)
-            else:
-                if subtree is None:
-                    metrics.CACHE_REQUESTS.labels("cohort", "miss").inc()
-                need.append(i)
-        if stale and self.refresher is not None:
-            self._refresh_later(self.refresher.refresh_cohorts(stale))
-        if need:
-            by_key = {keys[i]: i for i in need}
-
-            async def compute(missing: list[str]) -> dict[str, Subtree]:
-                built = await self.live.cohorts([by_key[k] for k in missing])
-                complete = {keys[i]: s for i, s in built.items() if "unavailable" not in s}
-                await self.cache.write(complete)
-                return {keys[i]: s for i, s in built.items()}
-
-            computed = await self.cache.shared([keys[i] for i in need], compute, self.now)
-            for i in need:
-                subtree = computed.get(keys[i])
-                if subtree is None:
-                    continue  # no such cohort
-                if "unavailable" in subtree:
-                    subtree = self._fill_from_cache(subtree, found.get(keys[i]))
-                self._used(keys[i], subtree)
-                out[i] = subtree
-        return {i: out[i] for i in cohort_ids if i in out}
-
-    def _fill_from_cache(self, fresh: Subtree, old: Subtree | None) -> Subtree:
-        """Sections whose module failed come from the last cached subtree, if any."""
-        merged = dict(fresh)
-        for section in fresh["unavailable"]:
-            if old is not None and old.get(section) is not None:
-                merged[section] = old[section]
-                merged["stale_forced"] = True
-        if all(merged[s] is not None for s in fresh["unavailable"]):
-            finish_cohort(merged, self.thresholds)
-        else:
-            merged["alerts"], merged["flags"] = [], []
-        return merged
-
-    async def summary(self, caller: Caller) -> Subtree:
-        key = self.keys.summary(caller)
-        found, servable = await self._director_entry(key, "summary", caller)
-        if found is not None and servable:
-            return found
-
-        async def compute(keys: list[str]) -> dict[str, Subtree]:
-            cohorts = await self.cohorts(await self.scope(caller))
-            summary = summary_of(list(cohorts.values()), self.now)
-            if "unavailable" not in summary:
-                await self.cache.write({key: summary})
-            return {key: summary}
-
-        summary = (await self.cache.shared([key], compute, self.now))[key]
-        assert summary is not None
-        self._used(key, summary)
-        if "unavailable" in summary:
-            if "seats" in summary:
-                return summary  # pooled, from stale sections: served marked, not stored
-            if found is not None:
-                return {**found, "stale_forced": True, "unavailable": summary["unavailable"]}
-            module = next(iter(summary["unavailable"].values()))
-            raise UpstreamUnavailable(module)
-        return summary
-
-
 def summary_of(cohorts: list[Subtree], now: datetime) -> Subtree:
     """The summary, unless a cohort still lacks a section (then only what was missing)."""
     missing = {
@@ -455,13 +283,3 @@ def summary_of(cohorts: list[Subtree], now: datetime) -> Subtree:
         summary["stale_forced"] = True
         summary["unavailable"] = filled
     return summary
-
-
-class _Row:
-    """Attribute access over a cached row dict (what resolvers expect from loaders)."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.__dict__.update(data)
-
-
-_background: set[asyncio.Future[None]] = set()

@@ -74,6 +74,7 @@ async def refresh_subtrees(
         cohorts_by_track[cohorts[cid]["track"]["id"]].append(cid)
     people = await programs.dashboard_users(upstream)
     entries: dict[str, Subtree] = {}
+    scopes: dict[Caller, list[int]] = {}
     summary_keys: set[str] = set()
     every_cohort = sorted(cohorts)
     for person in people:
@@ -85,8 +86,9 @@ async def refresh_subtrees(
             ids = sorted({c for t in tracks for c in cohorts_by_track[t]})
         # Admins share one scope and summary (one key): the same content each time.
         entries.update(service.director_entries(caller, as_dict(person), ids, cohorts, now))
+        scopes[caller] = ids
         summary_keys.add(service.keys.summary(caller))
-    await service.write(entries, rewritten)
+    await service.write_directors(scopes, entries, rewritten)
     summaries = [entries[k]["computed_at"] for k in summary_keys if k in entries]
     seconds = time.perf_counter() - started
     directors = sum(1 for p in people if p.role == DIRECTOR)

@@ -91,7 +91,12 @@ class LocalRefresher:
 
     async def refresh_cohorts(self, cohort_ids: Sequence[int]) -> None:
         for cohort_id in cohort_ids:
-            self._start(cohort_job_id(cohort_id), partial(self.service.refresh_cohort, cohort_id))
+            self._start(cohort_job_id(cohort_id), partial(self._cohort, cohort_id))
+
+    async def _cohort(self, cohort_id: int, now: datetime) -> None:
+        done = await self.service.refresh_cohort(cohort_id, now)
+        for caller in done.later:
+            await self.refresh_director(caller)
 
     async def refresh_director(self, caller: Caller) -> None:
         self._start(director_job_id(caller), partial(self.service.refresh_director, caller))

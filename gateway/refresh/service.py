@@ -5,12 +5,15 @@ scheduler, the CLI, webhooks and the requestRefresh mutation all call. Every met
 takes the instant it computes as of (`now`), read once by its caller.
 """
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from gateway import metrics
+from gateway.cache.kv import CacheUnavailable
 from gateway.cache.subtrees import Subtree, SubtreeCache, summary_of
 from loaders import programs
 from loaders.base import as_dict
@@ -25,6 +28,12 @@ log = logging.getLogger("gateway.refresh")
 # Cohorts computed per batch: bounds memory per statement and IN-list size.
 COHORT_BATCH = 400
 WRITE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class CohortRefresh:
+    directors: list[int]  # re-scoped: who may see the cohort now, and who could before
+    later: list[Caller]  # dashboards to refresh after it (the admins' summaries)
 
 
 class RefreshService:
@@ -45,10 +54,12 @@ class RefreshService:
         return LiveSource(Loaders(self.upstream), now, self.thresholds)
 
     async def write(self, entries: dict[str, Subtree], rewritten: set[str] | None = None) -> None:
-        """In batches. `rewritten`: see SubtreeCache.write."""
+        """In batches. `rewritten`: see SubtreeCache.write. A refresh that cannot write
+        fails (raises CacheUnavailable) rather than report done."""
         items = list(entries.items())
         for start in range(0, len(items), WRITE_BATCH):
-            await self.cache.write(dict(items[start : start + WRITE_BATCH]), rewritten)
+            if not await self.cache.write(dict(items[start : start + WRITE_BATCH]), rewritten):
+                raise CacheUnavailable("the cache refused a refresh's write")
 
     async def refresh_cohorts(
         self, cohort_ids: Sequence[int], now: datetime, rewritten: set[str] | None = None
@@ -84,15 +95,30 @@ class RefreshService:
             entries[self.keys.summary(person)] = summary
         return entries
 
+    async def write_directors(
+        self,
+        scopes: dict[Caller, list[int]],
+        entries: dict[str, Subtree],
+        rewritten: set[str] | None = None,
+    ) -> None:
+        """Scopes are indexed (who may see each cohort) before they are written."""
+        await self.cache.index_viewers(scopes)
+        await self.write(entries, rewritten)
+
     async def refresh_director(self, caller: Caller, now: datetime) -> None:
-        """Scope, profile and summary of one director (or of every admin)."""
+        """Scope, profile and summary of one director (or of every admin).
+
+        A director's stale cohorts are recomputed first (a handful); an admin's summary
+        pools the cached cohorts as they are (recomputing only missing or expired ones):
+        every cohort is the cycle's work, never one refresh's."""
         started = time.perf_counter()
         live = self.live(now)
         ids = await live.scope(caller)
         user = await live.user(caller.user_id)
-        cohorts = await self._cohorts_for_summary(ids, now)
+        cohorts = await self.cached_cohorts(ids, now, recompute_stale=not caller.is_admin)
         profile = as_dict(user) if user is not None else None
-        await self.write(self.director_entries(caller, profile, ids, cohorts, now))
+        entries = self.director_entries(caller, profile, ids, cohorts, now)
+        await self.write_directors({caller: ids}, entries)
         metrics.REFRESH_DURATION.labels("director").observe(time.perf_counter() - started)
         log.info(
             "refreshed director",
@@ -104,33 +130,75 @@ class RefreshService:
             },
         )
 
-    async def _cohorts_for_summary(self, ids: list[int], now: datetime) -> dict[int, Subtree]:
-        """Cohort subtrees from the cache when fresh, else recomputed (and stored)."""
-        keys = [self.keys.cohort(i) for i in ids]
-        found = await self.cache.read(keys, "refresh")
+    async def cached_cohorts(
+        self, ids: Collection[int], now: datetime, *, recompute_stale: bool
+    ) -> dict[int, Subtree]:
+        """Cohort subtrees from the cache; missing and expired ones (and, with
+        `recompute_stale`, stale ones) are recomputed and stored."""
+        keys = {i: self.keys.cohort(i) for i in ids}
+        found = await self.cache.read(list(keys.values()), "refresh")
         out: dict[int, Subtree] = {}
         missing = []
-        for i, key in zip(ids, keys, strict=True):
+        for i, key in keys.items():
             subtree = found.get(key)
-            if subtree is not None and self.cache.classify(subtree, "refresh", now) == "fresh":
-                out[i] = subtree
-            else:
+            state = "expired" if subtree is None else self.cache.classify(subtree, "refresh", now)
+            if state == "expired" or (recompute_stale and state == "stale"):
                 missing.append(i)
+            else:
+                out[i] = subtree
         if missing:
             out.update(await self.refresh_cohorts(missing, now))
         return out
 
-    async def refresh_cohort(self, cohort_id: int, now: datetime) -> list[int]:
-        """One cohort, then the summaries of every director whose scope holds it (and admins').
+    async def refresh_cohort(self, cohort_id: int, now: datetime) -> "CohortRefresh":
+        """One cohort, and the scope and summary of every director who may see it now or
+        whose cached scope held it: a cohort that moved to another track, or whose track
+        changed hands, is revoked from its former directors in the same refresh, before
+        its new figures are written. Other cohorts are not recomputed here (summaries pool
+        the cached ones, recomputing only missing or expired ones).
 
-        Returns the director ids refreshed."""
+        Leaves the admins' summaries (they pool every cohort) to be refreshed later; their
+        scope is rewritten here."""
         started = time.perf_counter()
-        await self.refresh_cohorts([cohort_id], now)
-        directors = await cohort_director_ids(Loaders(self.upstream), [cohort_id])
-        for director_id in directors:
-            await self.refresh_director(Caller(director_id, DIRECTOR), now)
+        live = self.live(now)
+        built = await live.cohorts([cohort_id])
+        had = await self.cache.viewers(cohort_id)
+        has = await cohort_director_ids(live.loaders, [cohort_id])
+        directors = [Caller(d, DIRECTOR) for d in sorted({*had, *has})]
+        scopes = dict(
+            zip(directors, await asyncio.gather(*(live.scope(d) for d in directors)), strict=True)
+        )
+        pooled = await self.cached_cohorts(
+            {c for ids in scopes.values() for c in ids} - set(built), now, recompute_stale=False
+        )
+        pooled.update(built)
+        entries: dict[str, Subtree] = {}
+        unpooled: list[str] = []
+        stamp = iso_instant(now)
+        for director, ids in scopes.items():
+            entries[self.keys.scope(director)] = {"cohort_ids": ids, "computed_at": stamp}
+            summary = summary_of([pooled[i] for i in ids if i in pooled], now)
+            if "unavailable" in summary:
+                # Its old summary may name a cohort it lost: dropped rather than kept.
+                unpooled.append(self.keys.summary(director))
+            else:
+                entries[self.keys.summary(director)] = summary
         admin = await programs.first_admin_id(self.upstream)
-        if admin is not None:
-            await self.refresh_director(Caller(admin, ADMIN), now)
+        admins = [Caller(admin, ADMIN)] if admin is not None else []
+        for caller in admins:
+            every = await live.scope(caller)
+            entries[self.keys.scope(caller)] = {"cohort_ids": every, "computed_at": stamp}
+        await self.write_directors(scopes, entries)
+        await self.cache.drop(unpooled)
+        complete = {self.keys.cohort(i): s for i, s in built.items() if "unavailable" not in s}
+        await self.write(complete)
         metrics.REFRESH_DURATION.labels("cohort").observe(time.perf_counter() - started)
-        return directors
+        log.info(
+            "refreshed cohort",
+            extra={
+                "cohort": cohort_id,
+                "directors": [d.user_id for d in directors],
+                "duration_s": round(time.perf_counter() - started, 4),
+            },
+        )
+        return CohortRefresh([d.user_id for d in directors], admins)
