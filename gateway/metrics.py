@@ -62,6 +62,18 @@ REFRESH_LAG = Gauge(
     "now − oldest computedAt among warm director summaries, measured after each cycle.",
     multiprocess_mode="mostrecent",
 )
+REFRESHES_RUNNING = Gauge(
+    "gateway_refreshes_running",
+    "Refreshes asked for by reads, webhooks or requestRefresh running in this process "
+    "(embedded mode; workers bound theirs with their job slots).",
+    multiprocess_mode="livesum",
+)
+REFRESH_REQUESTS = Counter(
+    "gateway_refresh_requests_total",
+    "Refresh requests by result: started, duplicate (that target is already pending), "
+    "dropped (the pending queue is full; the next read that finds it stale asks again).",
+    ["result"],
+)
 WEBHOOK_EVENTS = Counter(
     "gateway_webhook_events_total",
     "Upstream change events by result (accepted, duplicate, bad_signature, bad_request).",

@@ -72,7 +72,13 @@ class Services:
         )
         refresh = RefreshService(upstream, cache, thresholds, clock)
         refresher: Refresher = (
-            QueueRefresher(redis) if redis is not None else LocalRefresher(refresh)
+            QueueRefresher(redis)
+            if redis is not None
+            else LocalRefresher(
+                refresh,
+                concurrency=settings.refresh_concurrency,
+                max_pending=settings.refresh_queue_max,
+            )
         )
         cache.refresher = refresher
         return cls(
@@ -127,6 +133,8 @@ class Services:
         )
 
     async def close(self) -> None:
+        if isinstance(self.refresher, LocalRefresher):
+            await self.refresher.close()
         await self.upstream.dispose()
         if self.redis is not None:
             await self.redis.aclose(close_connection_pool=True)

@@ -108,6 +108,19 @@ class Settings(BaseSettings):
     embedded_scheduler: bool = Field(
         True, description="Embedded mode: refresh every interval inside the gateway process."
     )
+    refresh_concurrency: int = Field(
+        2,
+        gt=0,
+        description="Embedded mode: refreshes asked for by reads and webhooks running at once.",
+    )
+    refresh_queue_max: int = Field(
+        10_000,
+        gt=0,
+        description=(
+            "Embedded mode: refreshes waiting at most; more are turned away (a stale read asks "
+            "again)."
+        ),
+    )
     refresh_rate_limit: int = Field(
         6, description="requestRefresh calls allowed per caller per minute."
     )

@@ -12,10 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from gateway import metrics
 from gateway.cache.keys import (
     JOB_REFRESH_ALL,
     JOB_REFRESH_COHORT,
@@ -64,25 +66,52 @@ class QueueRefresher:
 
 
 class LocalRefresher:
-    """Embedded mode: refreshes run as tasks of this process, one per target at a time."""
+    """Embedded mode: refreshes run as tasks of this process, one per target at a time,
+    at most `concurrency` at once, at most `max_pending` waiting. A stale read asks again
+    the next time it finds its entry stale, so a request turned away is not lost work."""
 
-    def __init__(self, service: RefreshService) -> None:
+    def __init__(self, service: RefreshService, *, concurrency: int, max_pending: int) -> None:
         self.service = service
-        self._running: set[str] = set()
+        self.max_pending = max_pending
+        self._slots = asyncio.Semaphore(concurrency)
+        self._pending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running_tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self.running = 0
+        self.peak = 0  # most refreshes ever running at once (reported by the reliability suite)
 
     def _start(self, name: str, run_at: Callable[[datetime], Awaitable[object]]) -> bool:
-        if name in self._running:
+        if self._closed:
             return False
-        self._running.add(name)
+        if name in self._pending:
+            metrics.REFRESH_REQUESTS.labels("duplicate").inc()
+            return False
+        if len(self._pending) >= self.max_pending:
+            metrics.REFRESH_REQUESTS.labels("dropped").inc()
+            return False
+        metrics.REFRESH_REQUESTS.labels("started").inc()
+        self._pending.add(name)
 
         async def run() -> None:
             try:
-                await run_at(self.service.clock())
+                async with self._slots:
+                    task = asyncio.current_task()
+                    assert task is not None
+                    self._running_tasks.add(task)
+                    self.running += 1
+                    self.peak = max(self.peak, self.running)
+                    metrics.REFRESHES_RUNNING.inc()
+                    try:
+                        await run_at(self.service.clock())  # as of when it runs
+                    finally:
+                        self._running_tasks.discard(task)
+                        self.running -= 1
+                        metrics.REFRESHES_RUNNING.dec()
             except Exception:
                 log.exception("refresh %s failed", name)
             finally:
-                self._running.discard(name)
+                self._pending.discard(name)
 
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
@@ -102,9 +131,18 @@ class LocalRefresher:
         self._start(director_job_id(caller), partial(self.service.refresh_director, caller))
 
     async def wait(self) -> None:
-        """Tests and shutdown: until every started refresh is done."""
+        """Until every started refresh is done."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Shutdown: no new refresh starts, those waiting are cancelled (the next start's
+        cycle covers them), those running finish (at most `concurrency`, each bounded by
+        the statement timeout): none outlives the engines and stores it writes with."""
+        self._closed = True
+        for task in self._tasks - self._running_tasks:
+            task.cancel()
+        await self.wait()
 
 
 class RateLimitedRefresh:

@@ -141,7 +141,10 @@ class RefreshService:
         missing = []
         for i, key in keys.items():
             subtree = found.get(key)
-            state = "expired" if subtree is None else self.cache.classify(subtree, "refresh", now)
+            if subtree is None:
+                missing.append(i)
+                continue
+            state = self.cache.classify(subtree, "refresh", now)
             if state == "expired" or (recompute_stale and state == "stale"):
                 missing.append(i)
             else:
