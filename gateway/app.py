@@ -63,16 +63,20 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        scheduler = None
+        background = []
         if services.redis is None and settings.embedded_scheduler and services.refresh:
-            scheduler = asyncio.create_task(embedded_scheduler(services))
+            background.append(asyncio.create_task(embedded_scheduler(services)))
+        if services.answers is not None:
+            background.append(asyncio.create_task(flush_answer_usage(services)))
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await scheduler
+                    await task
+            if services.answers is not None:
+                await services.answers.usage.flush()
             await services.close()
 
     middleware = []
@@ -103,6 +107,14 @@ def create_app(
     )
     app.state.services = services
     return app
+
+
+async def flush_answer_usage(services: Services) -> None:
+    """Writes when stored answers were asked for, every GATEWAY_ANSWER_USAGE_FLUSH_S."""
+    assert services.answers is not None
+    while True:
+        await asyncio.sleep(services.settings.answer_usage_flush_s)
+        await services.answers.usage.flush()
 
 
 async def _observe_refresh_stamp(services: Services) -> None:

@@ -74,6 +74,18 @@ REFRESH_REQUESTS = Counter(
     "dropped (the pending queue is full; the next read that finds it stale asks again).",
     ["result"],
 )
+ANSWERS_EVICTED = Counter(
+    "gateway_answers_evicted_total",
+    "Stored answers dropped because their caller stored more than "
+    "GATEWAY_ANSWER_MAX_PER_CALLER (least recently used first).",
+)
+ANSWER_REBUILDS = Counter(
+    "gateway_answer_rebuilds_total",
+    "Stored answers a refresh cycle found built from what it rewrote, by outcome: rebuilt, "
+    "unused (not asked for within the window), over_cap (past GATEWAY_ANSWER_REBUILD_MAX), "
+    "over_budget (past the cycle's share), failed (could not be rebuilt), gone (expired).",
+    ["outcome"],
+)
 WEBHOOK_EVENTS = Counter(
     "gateway_webhook_events_total",
     "Upstream change events by result (accepted, duplicate, bad_signature, bad_request).",

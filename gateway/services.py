@@ -94,7 +94,12 @@ class Services:
             refresh=refresh,
             refresher=refresher,
             answers=(
-                AnswerStore(kv, cache.keys)
+                AnswerStore(
+                    kv,
+                    cache.keys,
+                    max_per_caller=settings.answer_max_per_caller,
+                    index_ttl_s=settings.answer_rebuild_window_s,
+                )
                 if settings.cache_enabled and settings.response_cache_enabled
                 else None
             ),

@@ -100,10 +100,40 @@ class Settings(BaseSettings):
     )
     answer_rebuild_window_s: float = Field(
         86_400.0,
+        gt=0,
         description=(
-            "A refresh cycle rebuilds a stored answer (e.g. a cohort detail) while its first "
-            "request is younger than this, seconds; older ones are dropped."
+            "A refresh cycle rebuilds a stored answer (e.g. a cohort detail) while it was "
+            "last asked for within this many seconds; others are dropped."
         ),
+    )
+    answer_max_per_caller: int = Field(
+        50,
+        gt=0,
+        description=(
+            "Stored answers kept per caller; storing one more drops their least recently used."
+        ),
+    )
+    answer_rebuild_max: int = Field(
+        5_000,
+        ge=0,
+        description=(
+            "Most stored answers (besides every dashboard's own pages) a refresh cycle "
+            "rebuilds, most recently used first; the others are dropped."
+        ),
+    )
+    answer_rebuild_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description=(
+            "Share of the refresh interval a cycle may spend rebuilding stored answers; "
+            "what is left when it runs out is dropped."
+        ),
+    )
+    answer_usage_flush_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often each process writes when stored answers were asked for, s.",
     )
     embedded_scheduler: bool = Field(
         True, description="Embedded mode: refresh every interval inside the gateway process."

@@ -14,9 +14,11 @@ made, the stored bytes go out with their ETag and Cache-Control. Correctness res
   variables), so that a refresh cycle can rebuild it for the same caller and key.
 """
 
+import contextlib
 import hashlib
 import math
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,12 +124,54 @@ def encode_answer(data: Any) -> bytes:
 _HIT = metrics.CACHE_REQUESTS.labels("response", "hit")
 _MISS = metrics.CACHE_REQUESTS.labels("response", "miss")
 _ERROR = metrics.CACHE_REQUESTS.labels("response", "error")
+_EVICTED = metrics.ANSWERS_EVICTED
 
 
-class AnswerStore:
+class AnswerUsage:
+    """When each stored answer was last asked for, per caller: each caller's index (a
+    sorted set of their answer keys by last use) is what a refresh cycle ranks answers
+    by. A hit is remembered in this process (a dict assignment, no Redis command on the
+    fast path) and written with the others every few seconds (`flush`); at most
+    MAX_PENDING hits wait, later ones are not counted until the next flush."""
+
+    MAX_PENDING = 100_000
+
     def __init__(self, kv: KV, keys: Keys) -> None:
         self.kv = kv
         self.keys = keys
+        self._pending: dict[Caller, dict[str, float]] = {}
+        self._count = 0
+
+    def touch(self, caller: Caller, key: str, now_s: float) -> None:
+        members = self._pending.get(caller)
+        if members is None or key not in members:
+            if self._count >= self.MAX_PENDING:
+                return
+            self._count += 1
+            if members is None:
+                members = self._pending[caller] = {}
+        members[key] = now_s
+
+    async def flush(self) -> None:
+        pending, self._pending, self._count = self._pending, {}, 0
+        # Should Redis be down, these uses are lost: those answers rank lower, nothing more.
+        with contextlib.suppress(CacheUnavailable):
+            await self.kv.rank_touch(
+                {self.keys.answer_index(caller): keys for caller, keys in pending.items()}
+            )
+
+
+class AnswerStore:
+    """Stored answers, at most `max_per_caller` per caller: storing one more drops the
+    caller's least recently used (so a flood of distinct variables evicts the flooder's
+    own answers, and what a cycle rebuilds per caller stays bounded)."""
+
+    def __init__(self, kv: KV, keys: Keys, *, max_per_caller: int, index_ttl_s: float) -> None:
+        self.kv = kv
+        self.keys = keys
+        self.max_per_caller = max_per_caller
+        self.index_ttl_s = index_ttl_s
+        self.usage = AnswerUsage(kv, keys)
 
     def key(self, caller: Caller, answer: AnswerId) -> str:
         """The one place an answer's key is made (fast path, endpoint and refresh cycle)."""
@@ -150,6 +194,22 @@ class AnswerStore:
         found = await self.kv.get_many(keys)
         return [None if raw is None else decode_stored(raw) for raw in found]
 
+    async def last_used(self, keys: Sequence[str]) -> dict[str, float]:
+        """When each of these answers was last asked for (stored, served or rebuilt);
+        answers no longer in their caller's index are left out."""
+        owned = [(k, owner) for k in keys if (owner := self.keys.answer_owner(k)) is not None]
+        scores = await self.kv.rank_scores([(self.keys.answer_index(o), k) for k, o in owned])
+        return {k: s for (k, _), s in zip(owned, scores, strict=True) if s is not None}
+
+    async def forget(self, keys: Collection[str]) -> None:
+        """Takes dropped answers out of their callers' indexes."""
+        removals: dict[str, set[str]] = defaultdict(set)
+        for key in keys:
+            owner = self.keys.answer_owner(key)
+            if owner is not None:
+                removals[self.keys.answer_index(owner)].add(key)
+        await self.kv.rank_remove(removals)
+
     async def put(
         self,
         key: str,
@@ -158,10 +218,12 @@ class AnswerStore:
         fresh_s: float,
         now: datetime,
         versions: Mapping[str, str | None] | None = None,
+        used_at: float | None = None,
     ) -> bool:
         """Stores until the oldest dependency turns stale (older than `fresh_s`); returns
-        False when not stored."""
-        if not dependencies:
+        False when not stored. `used_at`: when it was last asked for (default: now)."""
+        owner = self.keys.answer_owner(key)
+        if not dependencies or owner is None:
             return False
         oldest = min(datetime.fromisoformat(stamp) for stamp in dependencies.values())
         ttl_s = (oldest - now).total_seconds() + fresh_s
@@ -187,6 +249,17 @@ class AnswerStore:
                 ):
                     await self.kv.delete(key)
                     return False
+            evicted = await self.kv.rank_add(
+                self.keys.answer_index(owner),
+                key,
+                now.timestamp() if used_at is None else used_at,
+                self.index_ttl_s,
+                self.max_per_caller,
+            )
+            if evicted:
+                # Tags still name them: a cycle finds them gone and untags them.
+                await self.kv.delete(*evicted)
+                _EVICTED.inc(len(evicted))
         except CacheUnavailable:
             return False
         return True

@@ -43,6 +43,18 @@ class Keys:
         """The directors whose cached scope held this cohort (a set of user ids)."""
         return f"{self.base}:cohort:{cohort_id}:viewers"
 
+    def answer_index(self, caller: Caller) -> str:
+        """A caller's stored answers by last use (a sorted set of answer keys)."""
+        return f"{self.base}:answers:{caller.role}:{caller.user_id}"
+
+    def answer_owner(self, answer_key: str) -> Caller | None:
+        """The caller whose answer this key names (None for any other key)."""
+        prefix = f"{self.base}:response:"
+        if not answer_key.startswith(prefix):
+            return None
+        role, user_id, _ = answer_key[len(prefix) :].split(":", 2)
+        return Caller(int(user_id), role)
+
     @staticmethod
     def tag(subtree_key: str) -> str:
         """The set of response keys built from one subtree."""

@@ -46,6 +46,16 @@ class KV(Protocol):
 
     async def untag(self, removals: Mapping[str, set[str]]) -> None: ...
 
+    async def rank_add(
+        self, key: str, member: str, score: float, ttl_s: float, keep: int
+    ) -> list[str]: ...
+
+    async def rank_touch(self, scores: Mapping[str, Mapping[str, float]]) -> None: ...
+
+    async def rank_scores(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]: ...
+
+    async def rank_remove(self, removals: Mapping[str, Collection[str]]) -> None: ...
+
     async def ping(self) -> None: ...
 
 
@@ -55,6 +65,7 @@ class MemoryKV:
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, float]] = {}
         self._tags: dict[str, set[str]] = {}
+        self._ranks: dict[str, dict[str, float]] = {}
 
     def _get(self, key: str) -> bytes | None:
         item = self._data.get(key)
@@ -110,6 +121,31 @@ class MemoryKV:
     async def untag(self, removals: Mapping[str, set[str]]) -> None:
         for tag, gone in removals.items():
             self._tags.get(tag, set()).difference_update(gone)
+
+    async def rank_add(
+        self, key: str, member: str, score: float, ttl_s: float, keep: int
+    ) -> list[str]:
+        ranks = self._ranks.setdefault(key, {})
+        ranks[member] = score
+        excess = sorted(ranks, key=lambda m: (ranks[m], m))[: max(len(ranks) - keep, 0)]
+        for gone in excess:
+            del ranks[gone]
+        return excess
+
+    async def rank_touch(self, scores: Mapping[str, Mapping[str, float]]) -> None:
+        for key, members in scores.items():
+            ranks = self._ranks.get(key, {})
+            for member, score in members.items():
+                if member in ranks:
+                    ranks[member] = max(ranks[member], score)
+
+    async def rank_scores(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        return [self._ranks.get(key, {}).get(member) for key, member in pairs]
+
+    async def rank_remove(self, removals: Mapping[str, Collection[str]]) -> None:
+        for key, gone in removals.items():
+            for member in gone:
+                self._ranks.get(key, {}).pop(member, None)
 
     async def invalidate(self, tag_keys: Sequence[str]) -> int:
         members = set().union(*(self._tags.pop(tag, set()) for tag in tag_keys))
@@ -248,6 +284,51 @@ class RedisKV:
         async with self._guard(), self.client.pipeline(transaction=False) as pipe:
             for tag, gone in removals.items():
                 pipe.srem(tag, *gone)
+            await pipe.execute()
+
+    async def rank_add(
+        self, key: str, member: str, score: float, ttl_s: float, keep: int
+    ) -> list[str]:
+        """Adds `member` to the sorted set `key` and keeps its `keep` highest scores:
+        returns the members taken out (lowest scores first)."""
+        async with self._guard():
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zadd(key, {member: score})
+                pipe.expire(key, max(int(ttl_s), 1))
+                pipe.zcard(key)
+                _, _, size = await pipe.execute()
+            excess = int(size) - keep
+            if excess <= 0:
+                return []
+            popped = await self.client.zpopmin(key, excess)
+        return [m.decode() if isinstance(m, bytes) else m for m, _ in popped]
+
+    async def rank_touch(self, scores: Mapping[str, Mapping[str, float]]) -> None:
+        """Raises the scores of members still in their sets (never adds one back)."""
+        scores = {key: members for key, members in scores.items() if members}
+        if not scores:
+            return
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for key, members in scores.items():
+                pipe.zadd(key, dict(members), xx=True, gt=True)
+            await pipe.execute()
+
+    async def rank_scores(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        if not pairs:
+            return []
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for key, member in pairs:
+                pipe.zscore(key, member)
+            found = await pipe.execute()
+        return [None if score is None else float(score) for score in found]
+
+    async def rank_remove(self, removals: Mapping[str, Collection[str]]) -> None:
+        removals = {key: gone for key, gone in removals.items() if gone}
+        if not removals:
+            return
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
+            for key, gone in removals.items():
+                pipe.zrem(key, *gone)
             await pipe.execute()
 
     async def invalidate(self, tag_keys: Sequence[str]) -> int:

@@ -172,6 +172,7 @@ class GraphQLEndpoint:
         if stored is None:
             gql.answer_key = key
             return None
+        answers.usage.touch(caller, key, now.timestamp())
         max_age_s = stored.max_age_s(now.timestamp())
         headers = {**headers, **cache_headers(max_age_s), "ETag": stored.etag}
         if etag_matches(request.headers.get("if-none-match"), stored.etag):

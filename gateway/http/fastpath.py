@@ -102,9 +102,11 @@ class FastPathMiddleware:
             return await self.app(scope, receive, send)
         request_id = inbound_request_id(request_id) or new_request_id()
         request_id_var.set(request_id)
+        now_s = self.clock().timestamp()
+        self.answers.usage.touch(caller, key, now_s)
         headers = [
             (b"x-request-id", request_id.encode()),
-            (b"cache-control", b"private, max-age=%d" % stored.max_age_s(self.clock().timestamp())),
+            (b"cache-control", b"private, max-age=%d" % stored.max_age_s(now_s)),
             (b"vary", b"Authorization"),
             (b"etag", stored.etag.encode()),
         ]

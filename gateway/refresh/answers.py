@@ -15,13 +15,14 @@ After the subtrees of a full cycle are written:
 import logging
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from graphql import OperationType, get_operation_ast
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
+from gateway import metrics
 from gateway.cache.answers import (
     AnswerId,
     AnswerRequest,
@@ -47,12 +48,36 @@ READ_BATCH = 500
 
 
 @dataclass
+class Replaced:
+    """What became of the stored answers built from what a cycle rewrote."""
+
+    rebuilt: int = 0  # rebuilt in place, for the same caller and key
+    unused: int = 0  # dropped: not asked for within the window (or evicted already)
+    over_cap: int = 0  # dropped: past GATEWAY_ANSWER_REBUILD_MAX, least recently used
+    over_budget: int = 0  # dropped: the cycle's share of the interval ran out
+    failed: int = 0  # dropped: could not be rebuilt (an error, a lost scope, a limit)
+    gone: int = 0  # expired or evicted while the cycle ran
+    seconds: float = 0.0  # spent on them (bounded by the share)
+
+    @property
+    def dropped(self) -> int:
+        return self.unused + self.over_cap + self.over_budget + self.failed + self.gone
+
+
+@dataclass
 class AnswerReport:
     callers: int
     stored: int
     seconds: float
-    rebuilt: int = 0  # other answers built from rewritten subtrees, rebuilt in place
-    dropped: int = 0  # answers built from rewritten subtrees that could not be rebuilt
+    replaced: Replaced = field(default_factory=Replaced)
+
+    @property
+    def rebuilt(self) -> int:
+        return self.replaced.rebuilt
+
+    @property
+    def dropped(self) -> int:
+        return self.replaced.dropped
 
 
 class AnswerBuilder:
@@ -71,7 +96,7 @@ class AnswerBuilder:
         # Each document parsed and validated once, not once per caller.
         self.preparer, self.schema = prepared_schema(services.schema, settings)
 
-    async def build(self, key: str, request: AnswerRequest) -> bool:
+    async def build(self, key: str, request: AnswerRequest, used_at: float | None = None) -> bool:
         """Executes `request` as its caller and stores the answer under `key`."""
         document = self.documents.get(request.sha256)
         if document is None:
@@ -110,6 +135,7 @@ class AnswerBuilder:
             self.settings.fresh_s,
             now,
             source.dependency_versions,
+            used_at,  # a rebuild is not a use: the answer ages out of the window unasked
         )
 
     async def dashboards(self, now: datetime) -> tuple[int, int, set[str]]:
@@ -127,41 +153,63 @@ class AnswerBuilder:
                     written.add(key)
         return len(people), len(written), written
 
-    async def replace(
-        self, tags: Collection[str], done: set[str], now: datetime
-    ) -> tuple[int, int]:
-        """Rebuilds the answers tagged with `tags` (except `done`); drops what it cannot.
-
-        Returns (rebuilt, dropped)."""
+    async def replace(self, tags: Collection[str], done: set[str], now: datetime) -> Replaced:
+        """Rebuilds the answers tagged with `tags` (except `done`) that were asked for
+        within the window, most recently used first, up to GATEWAY_ANSWER_REBUILD_MAX and
+        within the cycle's share of the interval; drops every other one."""
+        started = time.perf_counter()
+        settings = self.settings
+        budget_s = settings.answer_rebuild_share * settings.refresh_interval_s
         kv = self.services.kv
         by_tag = await kv.members(sorted(tags))
         pending = sorted(set().union(*by_tag.values()) - done)
-        window_s = self.settings.answer_rebuild_window_s
-        now_s = now.timestamp()
-        rebuilt, dropped = 0, set()
+        used: dict[str, float] = {}
         for start in range(0, len(pending), READ_BATCH):
-            keys = pending[start : start + READ_BATCH]
+            used.update(await self.answers.last_used(pending[start : start + READ_BATCH]))
+        now_s = now.timestamp()
+        recent = sorted(
+            (k for k, at in used.items() if now_s - at <= settings.answer_rebuild_window_s),
+            key=lambda k: (-used[k], k),
+        )
+        chosen = recent[: settings.answer_rebuild_max]
+        outcome = Replaced(unused=len(pending) - len(recent), over_cap=len(recent) - len(chosen))
+        dropped = set(pending) - set(chosen)
+        for start in range(0, len(chosen), READ_BATCH):
+            keys = chosen[start : start + READ_BATCH]
+            if time.perf_counter() - started > budget_s:
+                outcome.over_budget += len(keys)
+                dropped.update(keys)
+                continue
             for key, stored in zip(keys, await self.answers.get_stored(keys), strict=True):
-                if stored is None:  # expired or dropped meanwhile: nothing to replace
+                if stored is None:  # expired or evicted meanwhile: nothing to replace
+                    outcome.gone += 1
+                    dropped.add(key)
+                    continue
+                if time.perf_counter() - started > budget_s:
+                    outcome.over_budget += 1
                     dropped.add(key)
                     continue
                 request = AnswerRequest.decode(stored.request)
                 if (
                     request is not None
-                    and now_s - request.requested_at <= window_s
                     # Never rebuilt under another key than its own caller's request makes.
                     and self.answers.key(request.caller, request.answer_id) == key
-                    and await self.build(key, request)
+                    and await self.build(key, request, used_at=used[key])
                 ):
-                    rebuilt += 1
+                    outcome.rebuilt += 1
                 else:
+                    outcome.failed += 1
                     dropped.add(key)
         if dropped:
             # Untagged before deleted: a request storing one of these keys in between keeps
             # its fresh tags (only its answer goes), so no stored answer is ever untagged.
             await kv.untag({tag: found & dropped for tag, found in by_tag.items()})
             await kv.delete(*sorted(dropped))
-        return rebuilt, len(dropped)
+            await self.answers.forget(dropped)
+        outcome.seconds = time.perf_counter() - started
+        for name in ("rebuilt", "unused", "over_cap", "over_budget", "failed", "gone"):
+            metrics.ANSWER_REBUILDS.labels(name).inc(getattr(outcome, name))
+        return outcome
 
 
 async def prewarm_answers(
@@ -175,8 +223,8 @@ async def prewarm_answers(
         return AnswerReport(0, 0, 0.0)
     builder = AnswerBuilder(services)
     callers, stored, written = await builder.dashboards(now)
-    rebuilt, dropped = await builder.replace(rewritten, written, now) if rewritten else (0, 0)
-    report = AnswerReport(callers, stored, time.perf_counter() - started, rebuilt, dropped)
+    replaced = await builder.replace(rewritten, written, now) if rewritten else Replaced()
+    report = AnswerReport(callers, stored, time.perf_counter() - started, replaced)
     log.info(
         "prewarmed responses",
         extra={
@@ -184,6 +232,7 @@ async def prewarm_answers(
             "stored": report.stored,
             "rebuilt": report.rebuilt,
             "dropped": report.dropped,
+            "remembered_s": round(replaced.seconds, 3),
             "duration_s": round(report.seconds, 3),
         },
     )
