@@ -34,7 +34,13 @@ FIRST_KEY = {
     "PTTL",
     "SADD",
     "SMEMBERS",
+    "SREM",
     "EXISTS",
+    "ZADD",
+    "ZCARD",
+    "ZPOPMIN",
+    "ZSCORE",
+    "ZREM",
 }
 ALL_KEYS = {"DEL", "MGET", "UNLINK"}
 KEYLESS = {"PING", "FLUSHALL", "MULTI", "EXEC", "INFO"}
