@@ -8,8 +8,8 @@ from unittest.mock import ANY
 
 import orjson
 import pytest
-from prometheus_client import REGISTRY
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from gateway.cache.keys import QUEUE_NAME
