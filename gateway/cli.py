@@ -223,7 +223,7 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
             print(
                 f"prewarmed {answers.stored} answers for {answers.callers} callers "
                 f"in {answers.seconds:.2f} s; rebuilt {answers.rebuilt} other answers, "
-                f"dropped {answers.dropped}"
+                f"dropped {answers.dropped} ({answers.replaced.seconds:.2f} s on them)"
             )
         elif args.director_id is not None:
             caller = Caller(args.director_id, args.role)

@@ -68,6 +68,11 @@ REFRESHES_RUNNING = Gauge(
     "(embedded mode; workers bound theirs with their job slots).",
     multiprocess_mode="livesum",
 )
+REFRESHES_RUNNING_PEAK = Gauge(
+    "gateway_refreshes_running_peak",
+    "Most refreshes ever running at once in this process (embedded mode).",
+    multiprocess_mode="max",
+)
 REFRESH_REQUESTS = Counter(
     "gateway_refresh_requests_total",
     "Refresh requests by result: started, duplicate (that target is already pending), "
