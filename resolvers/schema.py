@@ -118,7 +118,7 @@ class GatewaySchema(strawberry.Schema):
             code = (error.extensions or {}).get("code")
             if code == UPSTREAM_UNAVAILABLE:  # an outage: worth a line, not a traceback
                 log.warning("graphql error: %s", error.message)
-            elif code in EXPECTED_CODES or error.original_error is None:
+            elif code in EXPECTED_CODES or isinstance(error.original_error, GraphQLError | None):
                 log.debug("graphql error: %s", error.message)
             else:
                 StrawberryLogger.error(error, execution_context)

@@ -83,7 +83,7 @@ async def test_fast_answer_equals_executed_answer_byte_for_byte(
         h: executed.headers[h] for h in CACHE_HEADERS
     }
     assert cached.headers["cache-control"] == "private, max-age=300"
-    assert cached.headers["vary"] == "Authorization"
+    assert cached.headers["vary"] == "Authorization, Accept"
 
 
 async def test_miss_executes_once_then_hits(fast: GatewayClient) -> None:

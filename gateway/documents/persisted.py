@@ -1,8 +1,9 @@
 """Persisted queries: Apollo APQ and the trusted-documents manifest.
 
-A document is known by the sha256 hex digest of its exact text. APQ documents live in
-Redis with a TTL behind an in-process LRU (memory only in embedded mode); manifest
-documents are loaded at start-up and never expire.
+A document is known by the sha256 hex digest of its exact text (`sha256:<hex>` in the
+GraphQL-over-HTTP persisted-documents form, which manifests may use as keys). APQ
+documents live in Redis with a TTL behind an in-process LRU (memory only in embedded
+mode); manifest documents are loaded at start-up and never expire.
 """
 
 import hashlib
@@ -20,6 +21,7 @@ log = logging.getLogger("gateway.documents.persisted")
 
 APQ_KEY_PREFIX = "gateway:apq:"
 MANIFEST_FORMAT = "apollo-persisted-query-manifest"
+SHA256_PREFIX = "sha256:"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -29,6 +31,14 @@ def sha256_hex(document: str) -> str:
 
 def is_sha256_hex(value: object) -> bool:
     return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
+
+
+def document_sha256(document_id: object) -> str | None:
+    """The hex digest a document id names (`sha256:<hex>` or `<hex>`); None for any other."""
+    if not isinstance(document_id, str):
+        return None
+    sha256 = document_id.removeprefix(SHA256_PREFIX)
+    return sha256 if is_sha256_hex(sha256) else None
 
 
 class DocumentStore(Protocol):
@@ -114,7 +124,8 @@ class ManifestError(ValueError):
 
 
 def load_manifest(path: Path) -> dict[str, str]:
-    """hash → document from an apollo-persisted-query-manifest or a plain {hash: document} map."""
+    """hash → document from an apollo-persisted-query-manifest or a plain {hash: document} map
+    (graphql-codegen's persisted-documents.json); ids with or without `sha256:`."""
     try:
         data = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
@@ -133,10 +144,11 @@ def load_manifest(path: Path) -> dict[str, str]:
     else:
         raise ManifestError(f"{path}: expected an object")
     documents: dict[str, str] = {}
-    for sha256, body in pairs:
-        if not is_sha256_hex(sha256) or not isinstance(body, str):
-            raise ManifestError(f"{path}: {sha256!r} is not a sha256 hex id with a body")
+    for document_id, body in pairs:
+        sha256 = document_sha256(document_id)
+        if sha256 is None or not isinstance(body, str):
+            raise ManifestError(f"{path}: {document_id!r} is not a sha256 hex id with a body")
         if sha256_hex(body) != sha256:
-            raise ManifestError(f"{path}: {sha256} is not the sha256 of its body")
+            raise ManifestError(f"{path}: {document_id} is not the sha256 of its body")
         documents[sha256] = body
     return documents

@@ -38,6 +38,7 @@ from gateway.documents.persisted import (
 )
 from gateway.http.errors import error_body, format_error
 from gateway.http.graphiql import GraphiQL
+from gateway.http.media import GRAPHQL_RESPONSE, JSON, LEGACY, Media, negotiate
 from gateway.http.request import (
     GRAPHIQL_ASSET_PARAM,
     GraphQLRequest,
@@ -45,15 +46,14 @@ from gateway.http.request import (
     inbound_request_id,
     parse_get,
     parse_post,
-    persisted_hash,
     wants_graphiql,
 )
 from gateway.http.responses import (
-    JSON,
     NO_STORE,
+    VARY,
     cache_headers,
     etag_matches,
-    json_response,
+    media_response,
     seconds_until_refresh,
 )
 from gateway.logs import new_request_id, request_id_var
@@ -113,14 +113,20 @@ class GraphQLEndpoint:
         request_id = inbound_request_id(request.headers.get("x-request-id")) or new_request_id()
         request_id_var.set(request_id)
         headers = {"X-Request-Id": request_id}
+        media = negotiate(request.headers.get("accept"))
         if request.method not in ("GET", "POST"):
-            return json_response(
-                error_body("Use GET or POST.", BAD_REQUEST), 405, {**headers, "Allow": "GET, POST"}
-            )
+            request.scope[OBSERVED] = ("other", "refused_405")
+            body = error_body("Use GET or POST.", BAD_REQUEST, requestId=request_id)
+            return media_response(body, 405, {**headers, "Allow": "GET, POST"}, media or LEGACY)
         if request.method == "GET" and GRAPHIQL_ASSET_PARAM in request.query_params:
             return self.graphiql.asset(request.query_params[GRAPHIQL_ASSET_PARAM], headers)
         if wants_graphiql(request):
             return self.graphiql.page(headers)
+        if media is None:
+            request.scope[OBSERVED] = ("other", "refused_406")
+            message = f"Accept must allow {GRAPHQL_RESPONSE} or {JSON}."
+            body = error_body(message, BAD_REQUEST, requestId=request_id)
+            return media_response(body, 406, headers, LEGACY)
         now = self.services.clock()
         try:
             caller = self.authenticate(request)
@@ -128,7 +134,7 @@ class GraphQLEndpoint:
                 gql = parse_get(request.scope["query_string"])
             else:
                 gql = await parse_post(request, self.settings.max_body_bytes)
-            stored = await self.stored_answer(gql, caller, request, headers, now)
+            stored = await self.stored_answer(gql, caller, request, headers, now, media)
             if stored is not None:
                 observe(request, gql, "fast")
                 return stored
@@ -136,15 +142,16 @@ class GraphQLEndpoint:
             prepared = self.limit(gql)
             if prepared.errors:
                 observe(request, gql, "invalid")
-                return self.respond(gql, request, prepared.errors, None, headers, now)[0]
+                return self.respond(gql, request, prepared.errors, None, headers, now, media)[0]
             context = self.services.make_context(caller, request_id, now)
             result = await self.execute(gql, context)
         except RequestError as exc:
             body = error_body(exc.message, exc.code, requestId=request_id)
-            request.scope[OBSERVED] = ("other", f"refused_{exc.status}")
-            return json_response(body, exc.status, {**headers, **exc.headers})
+            status = exc.spec_status if media.spec_status else exc.status
+            request.scope[OBSERVED] = ("other", f"refused_{status}")
+            return media_response(body, status, {**headers, **exc.headers}, media)
         observe(request, gql, "error" if result.errors else "ok")
-        response, raw = self.respond(gql, request, result.errors, result.data, headers, now)
+        response, raw = self.respond(gql, request, result.errors, result.data, headers, now, media)
         if gql.answer_key is not None and not result.errors:
             await self.store(gql, raw, result.data, context, caller, now)
         return response
@@ -156,6 +163,7 @@ class GraphQLEndpoint:
         request: Request,
         headers: dict[str, str],
         now: datetime,
+        media: Media,
     ) -> Response | None:
         """A persisted GET answered from stored bytes: no parsing, validation or execution.
 
@@ -174,10 +182,11 @@ class GraphQLEndpoint:
             return None
         answers.usage.touch(caller, key, now.timestamp())
         max_age_s = stored.max_age_s(now.timestamp())
-        headers = {**headers, **cache_headers(max_age_s), "ETag": stored.etag}
-        if etag_matches(request.headers.get("if-none-match"), stored.etag):
+        etag = media.etag(stored.etag)
+        headers = {**headers, **cache_headers(max_age_s), "ETag": etag}
+        if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        return Response(stored.body, 200, headers, JSON)
+        return Response(stored.body, 200, headers, media.content_type)
 
     async def store(
         self,
@@ -229,7 +238,7 @@ class GraphQLEndpoint:
 
     async def resolve_document(self, gql: GraphQLRequest) -> None:
         """Sets the document to run from the query, the APQ store or the manifest."""
-        sha256 = persisted_hash(gql.extensions)
+        sha256 = gql.persisted_sha256()
         if sha256 is None:
             if not gql.query:
                 raise RequestError(400, BAD_REQUEST, "No query in the request.")
@@ -248,7 +257,11 @@ class GraphQLEndpoint:
         if not self.settings.apq_enabled:
             if gql.query is None:
                 raise RequestError(
-                    200, PERSISTED_QUERY_NOT_SUPPORTED, "PersistedQueryNotSupported", NO_STORE
+                    200,
+                    PERSISTED_QUERY_NOT_SUPPORTED,
+                    "PersistedQueryNotSupported",
+                    NO_STORE,
+                    spec_status=400,
                 )
             gql.document, gql.source, gql.persisted = gql.query, "document", False
             return
@@ -258,7 +271,9 @@ class GraphQLEndpoint:
             return
         document = await self.apq.get(sha256)
         if document is None:
-            raise RequestError(200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE)
+            raise RequestError(
+                200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE, spec_status=404
+            )
         gql.document = document
 
     def enforce_persisted_only(self, gql: GraphQLRequest) -> None:
@@ -334,23 +349,33 @@ class GraphQLEndpoint:
         data: dict[str, Any] | None,
         headers: dict[str, str],
         now: datetime,
+        media: Media,
     ) -> tuple[Response, bytes]:
         """The response and the exact body bytes it carries (or would, for a 304)."""
         body: dict[str, Any] = {}
         if errors:
             body["errors"] = [self.format_error(e, headers["X-Request-Id"]) for e in errors]
-        body["data"] = data
+        # Execution did not start (a parse, validation or variable error: none has a path):
+        # under the spec's media type that is a 400 with no `data` at all.
+        refused = bool(errors) and data is None and all(e.path is None for e in errors or ())
+        status = 200
+        if refused and media.spec_status:
+            status = 400
+        else:
+            body["data"] = data
         raw = orjson.dumps(body)
+        content_type = media.content_type
         if not gql.cacheable:
-            return Response(raw, 200, headers, JSON), raw
+            return Response(raw, status, headers, content_type), raw
         if errors:
-            return Response(raw, 200, {**headers, **NO_STORE, "Vary": "Authorization"}, JSON), raw
+            no_store = {**headers, **NO_STORE, "Vary": VARY}
+            return Response(raw, status, no_store, content_type), raw
         max_age_s = seconds_until_refresh(data, self.settings.refresh_interval_s, now)
-        etag = etag_for(raw)
+        etag = media.etag(etag_for(raw))
         headers = {**headers, **cache_headers(max_age_s), "ETag": etag}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers), raw
-        return Response(raw, 200, headers, JSON), raw
+        return Response(raw, 200, headers, content_type), raw
 
     def format_error(self, error: GraphQLError, request_id: str) -> dict[str, Any]:
         formatted = format_error(error, mask=self.settings.is_production, request_id=request_id)

@@ -23,6 +23,7 @@ _INPUT_PHRASES = (
     "Expected value of type",
     "of required type",
     "was not provided",
+    "to be provided",
 )
 
 

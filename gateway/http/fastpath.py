@@ -7,6 +7,9 @@ so cross-origin answers keep their headers), answers a hit with:
 
 - the raw query string, parsed once and memoised (the same few thousand strings recur
   for every caller; the memo is bounded);
+- the Accept header, classified once per distinct value (gateway/http/media.py): the
+  stored bytes go out as application/graphql-response+json or application/json, with
+  that representation's ETag; an Accept allowing neither goes on to the endpoint (406);
 - the caller from the verifier (verified tokens are remembered until they expire);
 - one Redis GET; headers written as bytes.
 
@@ -24,14 +27,16 @@ from gateway import metrics
 from gateway.auth import AuthError
 from gateway.cache.answers import AnswerId
 from gateway.http.endpoint import FAST_PATH_MISSED_KEY, KNOWN_OPERATIONS
+from gateway.http.media import AcceptMemo
 from gateway.http.request import RequestError, inbound_request_id, parse_get
-from gateway.http.responses import etag_matches
+from gateway.http.responses import VARY, etag_matches
 from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
 
 GRAPHQL_PATH = "/graphql"
 MEMO_ENTRIES = 4_096
 MEMO_MAX_BYTES = 1_024
+_VARY = VARY.encode()
 
 
 def answer_id_of(query_string: bytes) -> AnswerId | None:
@@ -51,6 +56,7 @@ class FastPathMiddleware:
         self.verifier = services.verifier
         self.clock = services.clock
         self._parsed: dict[bytes, AnswerId | None] = {}
+        self.media = AcceptMemo()
         self._latency = {
             name: metrics.REQUEST_LATENCY.labels(name, "fast")
             for name in (*KNOWN_OPERATIONS, "other")
@@ -80,14 +86,19 @@ class FastPathMiddleware:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         # The first of repeated headers, as the endpoint (Starlette's Headers.get) reads them.
-        authorization = if_none_match = request_id = None
+        authorization = if_none_match = request_id = accept = None
         for name, value in scope["headers"]:
             if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
+            elif name == b"accept" and accept is None:
+                accept = value
             elif name == b"if-none-match" and if_none_match is None:
                 if_none_match = value.decode("latin-1")
             elif name == b"x-request-id" and request_id is None:
                 request_id = value.decode("latin-1")
+        media = self.media(accept)
+        if media is None:
+            return await self.app(scope, receive, send)  # the endpoint answers the 406
         try:
             caller = self.verifier.verify(authorization)
         except AuthError:
@@ -104,18 +115,19 @@ class FastPathMiddleware:
         request_id_var.set(request_id)
         now_s = self.clock().timestamp()
         self.answers.usage.touch(caller, key, now_s)
+        etag = media.etag(stored.etag)
         headers = [
             (b"x-request-id", request_id.encode()),
             (b"cache-control", b"private, max-age=%d" % stored.max_age_s(now_s)),
-            (b"vary", b"Authorization"),
-            (b"etag", stored.etag.encode()),
+            (b"vary", _VARY),
+            (b"etag", etag.encode()),
         ]
-        if etag_matches(if_none_match, stored.etag):
+        if etag_matches(if_none_match, etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
         else:
             headers.append((b"content-length", b"%d" % len(stored.body)))
-            headers.append((b"content-type", b"application/json"))
+            headers.append((b"content-type", media.content_type_bytes))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": stored.body})
         latency = self._latency.get(answer_id.operation_name or "other") or self._latency["other"]

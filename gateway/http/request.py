@@ -3,6 +3,11 @@
 `parse_get` reads a raw query string; the fast path (gateway/http/fastpath.py) and the
 endpoint both call it, so a persisted GET means the same to both. `parse_post` reads a
 JSON body within a size bound.
+
+A persisted document is named either by Apollo's `extensions.persistedQuery.sha256Hash`
+or by `documentId` (the GraphQL-over-HTTP persisted-documents form, as Yoga, Hive and
+graphql-codegen's client preset send it: `sha256:<hex>`, or the bare hex digest); both
+name the same document, and so the same stored answer.
 """
 
 import re
@@ -14,8 +19,8 @@ import orjson
 from starlette.requests import Request
 
 from gateway.cache.answers import AnswerId
-from gateway.documents.persisted import is_sha256_hex
-from gateway.http.responses import JSON
+from gateway.documents.persisted import document_sha256, is_sha256_hex
+from gateway.http.media import JSON
 from resolvers.errors import BAD_REQUEST, BATCHING_DISABLED, REQUEST_TOO_LARGE
 
 GRAPHIQL_ASSET_PARAM = "graphiql-asset"
@@ -27,10 +32,19 @@ class RequestError(Exception):
     """A request refused before execution: HTTP status, code, message."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        spec_status: int | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = status  # under application/json
+        # Under application/graphql-response+json, when it differs: a refusal has no
+        # `data`, so the spec wants a 4xx where legacy clients expect a 200.
+        self.spec_status = spec_status or status
         self.code = code
         self.message = message
         self.headers = headers or {}
@@ -43,6 +57,8 @@ class GraphQLRequest:
     operation_name: str | None
     extensions: dict[str, Any] | None
     method: str
+    # `documentId`, as sent (checked and read by `persisted_sha256`).
+    document_id: str | None = None
     # GET only: the GraphiQL file asked for (`?graphiql-asset=NAME`), served instead.
     graphiql_asset: str | None = None
     # Set by the endpoint's `resolve_document`: the text to run, its sha256, how it was found.
@@ -65,10 +81,27 @@ class GraphQLRequest:
         """What names this request's stored answer: a persisted GET with no `query` only."""
         if self.method != "GET" or self.query is not None or self.graphiql_asset is not None:
             return None
-        sha256 = persisted_hash(self.extensions)
+        sha256 = self.persisted_sha256()
         if sha256 is None:
             return None
         return AnswerId.of(sha256, self.operation_name, self.variables)
+
+    def persisted_sha256(self) -> str | None:
+        """The sha256 hex of the persisted document named by `documentId` or
+        `extensions.persistedQuery`; None when the request names none."""
+        from_extensions = persisted_hash(self.extensions)
+        if self.document_id is None:
+            return from_extensions
+        sha256 = document_sha256(self.document_id)
+        if sha256 is None:
+            raise RequestError(
+                400, BAD_REQUEST, "documentId must be sha256:<64 hex digits> (or the digits)."
+            )
+        if from_extensions is not None and from_extensions != sha256:
+            raise RequestError(
+                400, BAD_REQUEST, "documentId and persistedQuery name different documents."
+            )
+        return sha256
 
 
 def _loads_param(raw: str | None, name: str) -> Any:
@@ -87,15 +120,20 @@ def _check_shape(data: Any, method: str) -> GraphQLRequest:
         raise RequestError(400, BAD_REQUEST, "The body must be a JSON object.")
     query, variables = data.get("query"), data.get("variables")
     operation_name, extensions = data.get("operationName"), data.get("extensions")
+    document_id = data.get("documentId")
     if query is not None and not isinstance(query, str):
         raise RequestError(400, BAD_REQUEST, "`query` must be a string.")
+    if document_id is not None and not isinstance(document_id, str):
+        raise RequestError(400, BAD_REQUEST, "`documentId` must be a string.")
     if variables is not None and not isinstance(variables, dict):
         raise RequestError(400, BAD_REQUEST, "`variables` must be an object.")
     if operation_name is not None and not isinstance(operation_name, str):
         raise RequestError(400, BAD_REQUEST, "`operationName` must be a string.")
     if extensions is not None and not isinstance(extensions, dict):
         raise RequestError(400, BAD_REQUEST, "`extensions` must be an object.")
-    return GraphQLRequest(query or None, variables, operation_name, extensions, method)
+    return GraphQLRequest(
+        query or None, variables, operation_name, extensions, method, document_id or None
+    )
 
 
 def parse_get(query_string: bytes) -> GraphQLRequest:
@@ -108,6 +146,7 @@ def parse_get(query_string: bytes) -> GraphQLRequest:
             "variables": _loads_param(params.get("variables"), "variables"),
             "operationName": params.get("operationName") or None,
             "extensions": _loads_param(params.get("extensions"), "extensions"),
+            "documentId": params.get("documentId"),
         },
         "GET",
     )
@@ -155,6 +194,7 @@ def wants_graphiql(request: Request) -> bool:
         request.method == "GET"
         and "query" not in request.query_params
         and "extensions" not in request.query_params
+        and "documentId" not in request.query_params
         and "text/html" in request.headers.get("accept", "")
     )
 

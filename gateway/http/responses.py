@@ -8,18 +8,29 @@ import orjson
 from starlette.responses import Response
 
 from gateway.cache.answers import expires_at
+from gateway.http.media import JSON, Media
 
-JSON = "application/json"
 NO_STORE = {"Cache-Control": "no-store"}
+# A cache must key an answer on the token (it is one caller's) and on the media type.
+VARY = "Authorization, Accept"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 
+def media_response(
+    body: Any, status: int, headers: dict[str, str] | None, media: Media
+) -> Response:
+    """A GraphQL response body in the negotiated media type."""
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=media.content_type, headers=headers
+    )
+
+
 def cache_headers(max_age_s: int) -> dict[str, str]:
-    # private: the answer is one caller's; Vary: a shared cache must key on the token.
-    return {"Cache-Control": f"private, max-age={max_age_s}", "Vary": "Authorization"}
+    # private: the answer is one caller's.
+    return {"Cache-Control": f"private, max-age={max_age_s}", "Vary": VARY}
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
