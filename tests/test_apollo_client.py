@@ -1,11 +1,9 @@
-"""A real Apollo Client (Node, tests/js) against the gateway under uvicorn: the
-persisted-queries link with GET for hashed queries works unmodified."""
+"""A real Apollo Client 4 (Node, tests/js) against the gateway under uvicorn: the
+persisted-queries link with GET for hashed queries works unmodified, and refusals reach it
+as GraphQL errors with their code; graphql-http's audit of the GraphQL-over-HTTP spec."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -19,11 +17,14 @@ from gateway.documents.dashboard import OPERATIONS_DIR, dashboard_operations
 from gateway.settings import Settings
 from tests.dataset import DANA
 from tests.live_gateway import access_log, live_gateway
+from tests.node import node_binary, run_node
 
-JS_DIR = Path(__file__).parent / "js"
-NODE_TIMEOUT_S = 60
 SUMMARY = dashboard_operations()["DirectorSummary"]
 DETAIL = dashboard_operations()["CohortDetail"]
+APOLLO_ACCEPT = "application/graphql-response+json,application/json;q=0.9"
+GR_TYPE = "application/graphql-response+json; charset=utf-8"
+# graphql-http 1.23.1's server audits (tests/js/package-lock.json pins it).
+AUDITS = 61
 
 
 @pytest.fixture(scope="module")
@@ -34,30 +35,18 @@ def backend() -> str:
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = shutil.which("node")
-    assert node is not None, "node is not installed (.ci/run installs nodejs)"
-    if not (JS_DIR / "node_modules").is_dir():
-        subprocess.run(["npm", "ci", "--prefix", str(JS_DIR)], check=True, timeout=300)
-    return node
+    return node_binary()
+
+
+def dana_token() -> str:
+    return mint_token(Settings(), DANA, "director", 600)
 
 
 def run_apollo(node: str, url: str, operation: str, variables: dict[str, Any]) -> dict[str, Any]:
-    token = mint_token(Settings(), DANA, "director", 600)
-    completed = subprocess.run(
-        [
-            node,
-            str(JS_DIR / "apq.mjs"),
-            str(OPERATIONS_DIR / f"{operation}.graphql"),
-            json.dumps(variables),
-        ],  # fmt: skip
-        env={**os.environ, "GATEWAY_URL": url, "GATEWAY_TOKEN": token},
-        capture_output=True,
-        text=True,
-        timeout=NODE_TIMEOUT_S,
-        check=False,
+    path = str(OPERATIONS_DIR / f"{operation}.graphql")
+    return run_node(
+        node, "apq.mjs", path, json.dumps(variables), GATEWAY_URL=url, GATEWAY_TOKEN=dana_token()
     )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)
 
 
 def hashed_get(exchange: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
@@ -88,9 +77,12 @@ async def test_apq_miss_register_hit_with_apollo_client(dataset_url: str, node: 
         log = access_log(url)
     miss, register, hit = run["exchanges"]
 
-    # 1. GET with the hash only: unknown, so PersistedQueryNotFound, never cached.
+    # 1. GET with the hash only: unknown, so PersistedQueryNotFound, never cached (404: the
+    # client asks for application/graphql-response+json, where an answer without data is
+    # a 4xx; the link reads the error from the body all the same).
     assert hashed_get(miss) == ("DirectorSummary", {}, SUMMARY.sha256)
-    assert (miss["status"], miss["headers"]["cache-control"]) == (200, "no-store")
+    assert (miss["status"], miss["headers"]["cache-control"]) == (404, "no-store")
+    assert miss["headers"]["content-type"] == GR_TYPE
     assert json.loads(miss["response"]) == {
         "errors": [
             {
@@ -119,7 +111,7 @@ async def test_apq_miss_register_hit_with_apollo_client(dataset_url: str, node: 
     check_summary(run["results"][1])
     # The gateway saw the same three requests.
     assert [" ".join(re.search(r'("\w+) [^"]*" (\d{3})', line).groups()) for line in log] == [
-        '"GET 200',
+        '"GET 404',
         '"POST 200',
         '"GET 200',
     ]
@@ -141,3 +133,47 @@ async def test_manifest_hits_without_registration_in_persisted_only_mode(
         "Analytics Nov",
         0.75,
     )
+
+
+ALIASES = "query Aliases { " + " ".join(f"a{i}: me {{ id }}" for i in range(16)) + " }"
+
+
+async def test_apollo_client_reads_refusals_as_graphql_errors(dataset_url: str, node: str) -> None:
+    """Under application/graphql-response+json (what Apollo Client 4 asks for) a 401 or 400
+    body is read as GraphQL errors, so the code is in `error.errors`, not in `bodyText`."""
+    cases = [
+        ("", "query Me { me { id } }", 401, "UNAUTHENTICATED", "Missing Authorization header."),
+        (
+            "not-a-jwt",
+            "query Me { me { id } }",
+            401,
+            "UNAUTHENTICATED",
+            "Invalid token: Not enough segments.",
+        ),
+        (
+            dana_token(),
+            ALIASES,
+            400,
+            "TOO_MANY_ALIASES",
+            "The query has 16 aliases; the limit is 15.",
+        ),
+    ]
+    with live_gateway(dataset_url) as url:
+        for token, query, status, code, message in cases:
+            run = run_node(node, "errors.mjs", query, GATEWAY_URL=url, GATEWAY_TOKEN=token)
+            assert run["exchanges"] == [
+                {"accept": APOLLO_ACCEPT, "status": status, "contentType": GR_TYPE}
+            ]
+            assert (run["data"], run["errorClass"]) == (None, "CombinedGraphQLErrors")
+            assert run["graphQLErrors"] == [
+                {"message": message, "extensions": {"code": code, "requestId": ANY}}
+            ]
+
+
+async def test_graphql_over_http_audit_passes(dataset_url: str, node: str) -> None:
+    """graphql-http's auditServer, each request with a director's token: every audit ok
+    (no error, no warning, not even a notice)."""
+    with live_gateway(dataset_url) as url:
+        results = run_node(node, "audit.mjs", GATEWAY_URL=url, GATEWAY_TOKEN=dana_token())
+    assert len(results) == AUDITS
+    assert [r for r in results if r["status"] != "ok"] == []

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 
 import { ApolloClient, HttpLink, InMemoryCache, gql } from "@apollo/client";
-import { createPersistedQueryLink } from "@apollo/client/link/persisted-queries";
+import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
 
 const [file, variablesJson = "{}"] = process.argv.slice(2);
 const { GATEWAY_URL: url, GATEWAY_TOKEN: token } = process.env;
@@ -26,7 +26,7 @@ async function recordingFetch(uri, options) {
 }
 
 const client = new ApolloClient({
-  link: createPersistedQueryLink({ sha256, useGETForHashedQueries: true }).concat(
+  link: new PersistedQueryLink({ sha256, useGETForHashedQueries: true }).concat(
     new HttpLink({
       uri: `${url}/graphql`,
       fetch: recordingFetch,
