@@ -15,12 +15,14 @@ SCALARS: dict[object, ScalarDefinition] = {
             "An instant, ISO-8601 in UTC with microseconds and a Z suffix "
             "(e.g. 2026-11-24T10:00:00.000000Z)."
         ),
+        specified_by_url="https://scalars.graphql.org/andimarek/date-time.html",
         serialize=str,
         parse_value=str,
     ),
     Date: strawberry.scalar(
         name="Date",
         description="A calendar date, ISO-8601 (YYYY-MM-DD).",
+        specified_by_url="https://scalars.graphql.org/andimarek/local-date.html",
         serialize=str,
         parse_value=str,
     ),

@@ -163,3 +163,14 @@ def test_manifests_with_prefixed_keys(tmp_path: Path, prefixed: bool) -> None:
         )
     )
     assert load_manifest(apollo) == {ME_HASH: ME}
+
+
+async def test_a_persisted_query_hash_may_carry_the_prefix(api: GatewayClient) -> None:
+    """Apollo's PersistedQueryLink sends codegen's ids (`generateHash`) as the APQ hash."""
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": f"sha256:{DETAIL.sha256}"}}
+    response = await api.http.get(
+        "/graphql",
+        params={"extensions": json.dumps(extensions), "variables": json.dumps({"id": 101})},
+        headers=api.auth(DANA),
+    )
+    assert response.json()["data"]["cohort"]["name"] == "Analytics Nov"

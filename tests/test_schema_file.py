@@ -27,3 +27,12 @@ def test_every_public_field_has_a_description() -> None:
             missing.append(name)
         missing += [f"{name}.{f}" for f, field in type_.fields.items() if not field.description]
     assert missing == []
+
+
+def test_date_scalars_name_their_specification() -> None:
+    """Clients and codegen learn the wire format of Date and DateTime from @specifiedBy."""
+    schema = build_schema()._schema
+    assert {name: schema.type_map[name].specified_by_url for name in ("Date", "DateTime")} == {
+        "Date": "https://scalars.graphql.org/andimarek/local-date.html",
+        "DateTime": "https://scalars.graphql.org/andimarek/date-time.html",
+    }

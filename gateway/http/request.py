@@ -19,7 +19,7 @@ import orjson
 from starlette.requests import Request
 
 from gateway.cache.answers import AnswerId
-from gateway.documents.persisted import document_sha256, is_sha256_hex
+from gateway.documents.persisted import document_sha256
 from gateway.http.media import JSON
 from resolvers.errors import BAD_REQUEST, BATCHING_DISABLED, REQUEST_TOO_LARGE
 
@@ -177,16 +177,18 @@ async def parse_post(request: Request, max_body_bytes: int) -> GraphQLRequest:
 
 
 def persisted_hash(extensions: dict[str, Any] | None) -> str | None:
-    """The sha256 of `extensions.persistedQuery`, or None when the request has none."""
+    """The sha256 of `extensions.persistedQuery`, or None when the request has none. The hash
+    may carry `sha256:`, as Apollo Client sends codegen's document ids through
+    PersistedQueryLink's `generateHash`."""
     persisted = (extensions or {}).get("persistedQuery")
     if persisted is None:
         return None
     if not isinstance(persisted, dict) or persisted.get("version") != 1:
         raise RequestError(400, BAD_REQUEST, "Unsupported persistedQuery; use version 1.")
-    sha256 = persisted.get("sha256Hash")
-    if not is_sha256_hex(sha256):
+    sha256 = document_sha256(persisted.get("sha256Hash"))
+    if sha256 is None:
         raise RequestError(400, BAD_REQUEST, "persistedQuery.sha256Hash must be sha256 hex.")
-    return str(sha256)
+    return sha256
 
 
 def wants_graphiql(request: Request) -> bool:
