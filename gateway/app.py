@@ -13,11 +13,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import metrics
 from gateway.cache.kv import CacheUnavailable
+from gateway.http.access import AccessLog
 from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.fastpath import FastPathMiddleware
 from gateway.http.responses import json_response
@@ -79,32 +80,36 @@ def create_app(
                 await services.answers.usage.flush()
             await services.close()
 
+    async def to_graphiql(request: Request) -> Response:
+        return RedirectResponse("/graphql")  # the browser keeps the URL's #fragment
+
     middleware = []
+    if settings.access_log:  # outermost: it sees every answer, preflights included
+        middleware.append(Middleware(AccessLog))
     if settings.cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+                allow_headers=settings.cors_allow_headers,
                 expose_headers=["ETag", "X-Request-Id"],
             )
         )
     # Innermost: persisted-GET hits leave before routing (CORS, when on, still wraps them).
     middleware.append(Middleware(FastPathMiddleware, services=services))
-    app = Starlette(
-        routes=[
-            # First: it is the route nearly every request takes. Every method reaches the
-            # endpoint, which refuses others with a JSON 405.
-            Route("/graphql", GraphQLEndpoint(services)),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
-            Route("/webhooks/upstream", upstream_event, methods=["POST"]),
-        ],
-        middleware=middleware,
-        lifespan=lifespan,
-    )
+    routes = [
+        # First: it is the route nearly every request takes. Every method reaches the
+        # endpoint, which refuses others with a JSON 405.
+        Route("/graphql", GraphQLEndpoint(services)),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        Route("/webhooks/upstream", upstream_event, methods=["POST"]),
+    ]
+    if settings.graphiql_enabled:
+        routes.append(Route("/", to_graphiql))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.services = services
     return app
 

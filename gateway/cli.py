@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway.settings import Settings
 
@@ -44,7 +45,7 @@ async def _demo_users(settings: Settings) -> tuple[int, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Development: seed the embedded database when missing, print tokens, serve."""
+    """Development: seed the embedded database when missing, print sign-in links, serve."""
     from gateway.auth import mint_token
 
     settings = Settings()
@@ -57,10 +58,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     ttl_s = 12 * 3600
     director_token = mint_token(settings, director, "director", ttl_s)
     admin_token = mint_token(settings, admin, "admin", ttl_s)
-    print(f"\nGraphiQL: http://{args.host}:{args.port}/graphql")
-    print("Paste one of these into GraphiQL's Headers tab:")
-    print(f'  director {director}: {{"Authorization": "Bearer {director_token}"}}')
-    print(f'  admin {admin}:    {{"Authorization": "Bearer {admin_token}"}}\n', flush=True)
+    base = f"http://{args.host}:{args.port}/graphql"
+    # The token rides in the fragment: the browser never sends it in a request line, so it
+    # reaches no access log; the page moves it into its Authorization header.
+    print(f"\nGraphiQL, signed in as the demo director (user {director}):")
+    print(f"  {base}#token={director_token}")
+    print(f"as the admin (user {admin}):")
+    print(f"  {base}#token={admin_token}")
+    print("Other clients send the token as `Authorization: Bearer <token>`.\n", flush=True)
     _serve(settings, args.host, args.port, 1)
     return 0
 
@@ -255,30 +260,50 @@ def cmd_settings_doc(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help, unless it has none or its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default" in (action.help or "").lower():
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsShown)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description="Director dashboard gateway.")
+    parser = _Parser(prog="gateway", description="Director dashboard gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="Serve the GraphQL API with uvicorn.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="Interface to listen on.")
+    p.add_argument("--port", type=int, default=8000, help="TCP port.")
     p.add_argument(
-        "--workers", type=int, default=None, help="Worker processes (default GATEWAY_WORKERS)."
+        "--workers",
+        type=int,
+        default=None,
+        help="Worker processes (default: GATEWAY_WORKERS, which defaults to "
+        f"{Settings.model_fields['workers'].default}).",
     )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
-        "run", help="Development: seed the demo database if missing, print tokens, serve."
+        "run",
+        help="Development: seed the demo database if missing, print a GraphiQL link, serve.",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="Interface to listen on.")
+    p.add_argument("--port", type=int, default=8000, help="TCP port.")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
         "seed", help="Write a deterministic synthetic dataset into the upstream tables."
     )
-    p.add_argument("--scale", choices=["demo", "bench"], default="demo")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--scale", choices=["demo", "bench"], default="demo", help="Dataset size.")
+    p.add_argument("--seed", type=int, default=7, help="Random seed (same seed, same rows).")
     p.add_argument(
         "--database-url", default=None, help="One URL for every module (default: settings)."
     )
@@ -301,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--all", action="store_true", help="Every cohort and director.")
     target.add_argument("--director-id", type=int)
     target.add_argument("--cohort-id", type=int)
-    p.add_argument("--role", choices=["director", "admin"], default="director")
+    p.add_argument(
+        "--role", choices=["director", "admin"], default="director", help="With --director-id."
+    )
     p.add_argument("--sync", action="store_true", help="Compute in this process and report.")
     p.set_defaults(func=cmd_refresh)
 
@@ -335,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.logs import configure
 
     settings = Settings()
-    configure(settings.effective_log_format, settings.log_level, access_log=settings.access_log)
+    configure(settings.effective_log_format, settings.log_level)
     return int(args.func(args) or 0)
 
 

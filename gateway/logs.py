@@ -89,7 +89,7 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(log_format: str, level: str = "INFO", *, access_log: bool = False) -> None:
+def configure(log_format: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
@@ -100,5 +100,5 @@ def configure(log_format: str, level: str = "INFO", *, access_log: bool = False)
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    # A line per request costs more than a cached answer: off unless asked for.
-    logging.getLogger("uvicorn.access").disabled = not access_log
+    # The access log is gateway.http.access's (structured, when GATEWAY_ACCESS_LOG is on).
+    logging.getLogger("uvicorn.access").disabled = True

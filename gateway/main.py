@@ -5,5 +5,5 @@ from gateway.logs import configure
 from gateway.settings import Settings
 
 settings = Settings()
-configure(settings.effective_log_format, settings.log_level, access_log=settings.access_log)
+configure(settings.effective_log_format, settings.log_level)
 app = create_app(settings)

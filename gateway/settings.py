@@ -1,9 +1,10 @@
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from loaders import MODULES
 from resolvers.figures import Thresholds
@@ -12,6 +13,20 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/demo.sqlite3"
 # Development defaults: fine on a laptop, refused in production.
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
 DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"
+# What browser clients send besides the CORS-safelisted headers: the token, revalidation,
+# W3C trace context, a request id, and Apollo Client's client awareness.
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-None-Match",
+    "X-Request-Id",
+    "traceparent",
+    "tracestate",
+    "apollographql-client-name",
+    "apollographql-client-version",
+]
+# A list setting: comma-separated (as .env.example shows it) or a JSON array.
+StrList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -57,8 +72,12 @@ class Settings(BaseSettings):
     introspection: bool | None = Field(
         None, description="Allow introspection; default on in development, off in production."
     )
-    cors_origins: list[str] = Field(
+    cors_origins: StrList = Field(
         default_factory=list, description="Origins allowed by CORS (never `*` in production)."
+    )
+    cors_allow_headers: StrList = Field(
+        default_factory=lambda: list(CORS_ALLOW_HEADERS),
+        description="Request headers a browser on an allowed origin may send.",
     )
 
     workers: int = Field(1, description="uvicorn worker processes of `gateway serve`.")
@@ -67,7 +86,9 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Root log level.")
     access_log: bool = Field(
-        False, description="One log line per HTTP request (uvicorn's access log)."
+        False,
+        description="One structured log record per HTTP request: method, path, status, "
+        "duration_ms, operation, request_id.",
     )
     redis_url: str | None = Field(
         None, description="Redis for the cache and the job queue; unset = embedded mode."
@@ -224,6 +245,15 @@ class Settings(BaseSettings):
     field_suggestions: bool | None = Field(
         None, description="`Did you mean` hints in errors; default on in development only."
     )
+
+    @field_validator("cors_origins", "cors_allow_headers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("cors_origins")
     @classmethod

@@ -5,6 +5,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.processes import GatewayProcess, running
 
@@ -28,10 +29,11 @@ def live_gateway(database_url: str, **settings: str) -> Iterator[str]:
                 _gateways.pop(gateway.url, None)
 
 
-def access_log(url: str) -> list[str]:
-    """uvicorn's access-log lines for /graphql so far, e.g. `"GET /graphql?… HTTP/1.1" 200`."""
+def access_log(url: str) -> list[dict[str, Any]]:
+    """The access-log records of /graphql so far (method, path, status, duration_ms,
+    operation, request_id…)."""
     return [
-        record["message"].split(" - ", 1)[1]
+        record
         for record in _gateways[url].records()
-        if record.get("logger") == "uvicorn.access" and "/graphql" in record["message"]
+        if record.get("logger") == "gateway.access" and record["path"] == "/graphql"
     ]

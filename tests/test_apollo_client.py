@@ -3,7 +3,6 @@ persisted-queries link with GET for hashed queries works unmodified, and refusal
 as GraphQL errors with their code; graphql-http's audit of the GraphQL-over-HTTP spec."""
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -109,12 +108,16 @@ async def test_apq_miss_register_hit_with_apollo_client(dataset_url: str, node: 
 
     assert run["results"][0] == run["results"][1]
     check_summary(run["results"][1])
-    # The gateway saw the same three requests.
-    assert [" ".join(re.search(r'("\w+) [^"]*" (\d{3})', line).groups()) for line in log] == [
-        '"GET 404',
-        '"POST 200',
-        '"GET 200',
+    # The gateway saw the same three requests, and logged each as separate fields.
+    assert [(r["method"], r["status"], r["operation"]) for r in log] == [
+        ("GET", 404, "DirectorSummary"),
+        ("POST", 200, "DirectorSummary"),
+        ("GET", 200, "DirectorSummary"),
     ]
+    assert [r["request_id"] for r in log] == [
+        e["headers"]["x-request-id"] for e in run["exchanges"]
+    ]
+    assert all(isinstance(r["duration_ms"], float) and r["duration_ms"] > 0 for r in log)
 
 
 async def test_manifest_hits_without_registration_in_persisted_only_mode(

@@ -36,6 +36,7 @@ from gateway.documents.persisted import (
     make_apq_store,
     sha256_hex,
 )
+from gateway.http.access import OPERATION
 from gateway.http.errors import error_body, format_error
 from gateway.http.graphiql import GraphiQL
 from gateway.http.media import GRAPHQL_RESPONSE, JSON, LEGACY, Media, negotiate
@@ -134,6 +135,7 @@ class GraphQLEndpoint:
                 gql = parse_get(request.scope["query_string"])
             else:
                 gql = await parse_post(request, self.settings.max_body_bytes)
+            request.scope[OPERATION] = gql.operation_name
             stored = await self.stored_answer(gql, caller, request, headers, now, media)
             if stored is not None:
                 observe(request, gql, "fast")
