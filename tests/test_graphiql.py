@@ -1,17 +1,25 @@
-"""GraphiQL (development profile): served offline from vendored files, and driven in
-headless Chromium (Debian's `chromium`, through Playwright) against the real gateway."""
+"""GraphiQL (development profile): served offline from vendored files, and opened in
+headless Chromium (Debian's `chromium`, through Playwright) from the link `gateway run`
+prints: signed in, the Dashboard query loaded, docs and autocomplete ready, the query run,
+no error shown at any step. Screenshots of each step land in tests/artifacts/graphiql/."""
 
 import json
+import re
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
-from playwright.async_api import async_playwright
+from playwright.async_api import Page, async_playwright
 
-from gateway.auth import mint_token
+from gateway.http.graphiql import DASHBOARD_QUERY
 from gateway.settings import Settings
-from tests.dataset import DANA
 from tests.gateway_client import GatewayClient, gateway_client
-from tests.live_gateway import live_gateway
+from tests.processes import GatewayProcess, running
+from tests.servers import HOST
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).parent / "artifacts" / "graphiql"
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -24,15 +32,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Named like the page's default query: GraphiQL updates the operation name it sends a
-# moment after an edit, so a new name could race the click on Run.
-QUERY = "query Me { me { id name summary { totalCohorts } } }"
-EXPECTED = {"data": {"me": {"id": DANA, "name": "Dana Director", "summary": {"totalCohorts": 3}}}}
-TIMEOUT_MS = 20_000
+TIMEOUT_MS = 60_000
+EDITOR_TEXT = """selector => document.querySelector(selector).CodeMirror.getValue()"""
 RESULT_TEXT_WITH = """word => {
   const value = document.querySelector(".result-window .CodeMirror").CodeMirror.getValue();
   return value.includes(word) && value;
 }"""
+QUERY_EDITOR = ".graphiql-query-editor .CodeMirror"
+RESULT_PANE = ".result-window .CodeMirror"
 
 
 @pytest.fixture(scope="module")
@@ -68,38 +75,172 @@ async def test_page_and_assets_are_served_without_a_cdn(api: GatewayClient) -> N
     assert missing.status_code == 404
 
 
+def test_the_page_opens_with_the_readme_dashboard_query() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "```graphql\n" + DASHBOARD_QUERY.read_text() + "```" in readme
+
+
+async def test_root_redirects_to_graphiql_in_development(
+    api: GatewayClient, dataset_url: str
+) -> None:
+    response = await api.http.get("/")
+    assert (response.status_code, response.headers["location"]) == (307, "/graphql")
+    production = Settings(
+        database_url=dataset_url,
+        env="production",
+        jwt_secret="a-production-secret-0123456789abcdef",
+        webhook_secret="a-production-webhook-secret",
+        cors_origins=["https://dashboard.example.test"],
+    )
+    async with gateway_client(production) as api_in_production:
+        assert (await api_in_production.http.get("/")).status_code == 404
+
+
+class RunProcess(GatewayProcess):
+    """`gateway run` (development: sign-in links, then the server) on a free port."""
+
+    def __init__(self, database_url: str, log_dir: Path) -> None:
+        super().__init__("gateway-run", database_url, log_dir)
+        self.args = ["run", "--host", HOST, "--port", str(self.port)]
+
+    def links(self) -> list[str]:
+        return re.findall(r"http://\S+/graphql#token=\S+", self.text())
+
+
+class Watch:
+    """Everything the page did that would show a person an error."""
+
+    def __init__(self, page: Page) -> None:
+        self.requests: list[str] = []
+        self.fetches: list[str] = []  # what the page's script asked for (GraphQL requests)
+        self.failures: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on(
+            "request",
+            lambda r: r.resource_type in ("fetch", "xhr") and self.fetches.append(r.url),
+        )
+        page.on(
+            "response", lambda r: r.status >= 400 and self.failures.append(f"{r.status} {r.url}")
+        )
+        page.on("requestfailed", lambda r: self.failures.append(f"failed {r.url}"))
+        page.on("pageerror", lambda e: self.failures.append(f"page error {e}"))
+        page.on(
+            "console",
+            lambda m: m.type in ("error", "warning") and self.failures.append(f"{m.type} {m.text}"),
+        )
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / f"{name}.png")
+
+
+async def result_text(page: Page) -> str:
+    return await page.evaluate(EDITOR_TEXT, RESULT_PANE)
+
+
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed")
-async def test_graphiql_runs_a_query_in_chromium(dataset_url: str) -> None:
-    token = mint_token(Settings(), DANA, "director", 600)
-    with live_gateway(dataset_url) as url:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page()
-                requested: list[str] = []
-                page.on("request", lambda request: requested.append(request.url))
-                await page.goto(f"{url}/graphql", wait_until="networkidle")
-                query_editor = page.locator(".graphiql-query-editor .CodeMirror")
-                headers_editor = page.locator(".graphiql-editor:not(.hidden) .CodeMirror").last
-                await query_editor.wait_for(timeout=TIMEOUT_MS)
-
-                await headers_editor.click()
-                await page.keyboard.press("Control+A")
-                # insert_text types without key events, so the editor does not auto-close braces.
-                await page.keyboard.insert_text(json.dumps({"Authorization": f"Bearer {token}"}))
-                await query_editor.click()
-                await page.keyboard.press("Control+A")
-                await page.keyboard.insert_text(QUERY)
-                await page.locator(".graphiql-execute-button").click()
-
-                # The result pane holds the answer once it mentions a field of this query.
-                text = await (
-                    await page.wait_for_function(
-                        RESULT_TEXT_WITH, arg="totalCohorts", timeout=TIMEOUT_MS
+async def test_the_run_link_opens_graphiql_signed_in_and_runs_the_dashboard(
+    dataset_url: str,
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="gateway-run-") as tmp:
+        run = RunProcess(dataset_url, Path(tmp))
+        with running(run):
+            director_link, admin_link = run.links()
+            token = director_link.split("#token=", 1)[1]
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                )
+                try:
+                    page = await (
+                        await browser.new_context(viewport={"width": 1400, "height": 900})
+                    ).new_page()
+                    watch = Watch(page)
+                    await page.goto(director_link, wait_until="networkidle")
+                    await page.locator(QUERY_EDITOR).wait_for(timeout=TIMEOUT_MS)
+                    # The token left the address bar; the Dashboard query and the header are in.
+                    assert page.url == f"{run.url}/graphql"
+                    assert (
+                        await page.evaluate(EDITOR_TEXT, QUERY_EDITOR)
+                        == DASHBOARD_QUERY.read_text()
                     )
-                ).json_value()
-                assert json.loads(text) == EXPECTED
-                # Everything the page loaded came from the gateway itself.
-                assert requested and all(u.startswith(f"{url}/") for u in requested), requested
-            finally:
-                await browser.close()
+                    await shot(page, "1-opened")
+
+                    # The schema loaded on opening: the docs show the root type's fields.
+                    await page.locator(
+                        ".graphiql-sidebar button[aria-label='Show Documentation Explorer']"
+                    ).click()
+                    docs = page.locator(".graphiql-doc-explorer")
+                    await docs.get_by_text("Query", exact=True).first.click(timeout=TIMEOUT_MS)
+                    await docs.get_by_text("directors", exact=True).first.wait_for(
+                        timeout=TIMEOUT_MS
+                    )
+                    await shot(page, "2-docs")
+                    assert await result_text(page) == ""  # nothing shown, no error
+
+                    await page.locator(".graphiql-execute-button").click()
+                    text = await (
+                        await page.wait_for_function(
+                            RESULT_TEXT_WITH, arg="totalCount", timeout=TIMEOUT_MS
+                        )
+                    ).json_value()
+                    await shot(page, "3-result")
+                    result = json.loads(text)
+                    assert "errors" not in result
+                    me = result["data"]["me"]
+                    assert me["name"] == "Dana Director"
+                    assert (me["summary"]["activeCohorts"], me["cohorts"]["totalCount"]) == (2, 3)
+                    # Seat utilization ascending: 0.0, 0.3, 0.75.
+                    assert [
+                        (e["node"]["id"], e["node"]["seats"]["utilization"])
+                        for e in me["cohorts"]["edges"]
+                    ] == [(104, 0.0), (102, 0.3), (101, 0.75)]
+
+                    # Autocomplete from the same schema: typing in the editor offers fields.
+                    await page.locator(QUERY_EDITOR).click()
+                    await page.keyboard.press("Control+End")
+                    await page.keyboard.type("\n{ me { na")
+                    hints = page.locator(".CodeMirror-hints .CodeMirror-hint")
+                    await hints.first.wait_for(timeout=TIMEOUT_MS)
+                    assert "name" in await hints.all_inner_texts()
+                    await shot(page, "4-autocomplete")
+
+                    assert watch.failures == []
+                    # The token went to the gateway in a header only: no URL, no log line.
+                    assert watch.requests and all(
+                        u.startswith(f"{run.url}/") for u in watch.requests
+                    )
+                    assert not [u for u in watch.requests if token in u]
+                    # Introspection and the run: both to /graphql, both answered.
+                    assert watch.fetches and set(watch.fetches) == {f"{run.url}/graphql"}
+                finally:
+                    await browser.close()
+        assert token not in run.text().split(admin_link, 1)[1]
+
+
+@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed")
+async def test_without_a_token_graphiql_says_how_to_sign_in(dataset_url: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="gateway-run-") as tmp:
+        run = RunProcess(dataset_url, Path(tmp))
+        with running(run):
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                )
+                try:
+                    page = await browser.new_page()
+                    watch = Watch(page)
+                    await page.goto(f"{run.url}/", wait_until="networkidle")  # redirected
+                    await page.locator(QUERY_EDITOR).wait_for(timeout=TIMEOUT_MS)
+                    assert page.url == f"{run.url}/graphql"
+                    query = await page.evaluate(EDITOR_TEXT, QUERY_EDITOR)
+                    assert query.startswith("# Not signed in: open the link `make run` prints,\n")
+                    assert query.endswith(DASHBOARD_QUERY.read_text())
+                    await shot(page, "0-not-signed-in")
+                    assert await result_text(page) == ""
+                    assert watch.failures == []
+                    # No introspection without a token (it could only answer 401).
+                    assert watch.fetches == []
+                finally:
+                    await browser.close()

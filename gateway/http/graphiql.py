@@ -1,6 +1,11 @@
 """GraphiQL, vendored (gateway/http/static/graphiql): the page and its files, served from
-/graphql itself (`?graphiql-asset=NAME`), so it needs no route of its own and no CDN."""
+/graphql itself (`?graphiql-asset=NAME`), so it needs no route of its own and no CDN.
 
+The page opens with the README's Dashboard query (dashboard.graphql) and signs in from the
+URL fragment (`/graphql#token=<JWT>`, the link `gateway run` prints), which no request
+carries."""
+
+import json
 from pathlib import Path
 
 from starlette.responses import FileResponse, HTMLResponse, Response
@@ -17,12 +22,15 @@ ASSETS = {
     "react-dom.production.min.js": "text/javascript",
 }
 ASSET_MAX_AGE_S = 86_400
+DASHBOARD_QUERY = STATIC_DIR / "dashboard.graphql"
 
 
 class GraphiQL:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.html = (STATIC_DIR / "index.html").read_text()
+        # `<` escaped: the query is embedded in a <script>.
+        query = json.dumps(DASHBOARD_QUERY.read_text()).replace("<", "\\u003c")
+        self.html = (STATIC_DIR / "index.html").read_text().replace("__DASHBOARD_QUERY__", query)
 
     def page(self, headers: dict[str, str]) -> Response:
         if self.enabled:
