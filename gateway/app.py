@@ -109,6 +109,8 @@ def create_app(
     ]
     if settings.graphiql_enabled:
         routes.append(Route("/", to_graphiql))
+    if services.tracing is not None:  # outermost: the request's span holds all the rest
+        middleware.insert(0, Middleware(services.tracing.asgi))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.services = services
     return app

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import strawberry
 from arq.connections import ArqRedis
@@ -26,6 +27,9 @@ from resolvers.figures import Thresholds
 from resolvers.schema import build_schema
 from resolvers.subtrees import LiveSource
 
+if TYPE_CHECKING:  # gateway.tracing is imported only when tracing is on
+    from gateway.tracing import Tracing
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -46,18 +50,34 @@ class Services:
     refresh: RefreshService | None = None
     refresher: Refresher | None = None
     answers: AnswerStore | None = None
+    tracing: "Tracing | None" = None
 
     @classmethod
-    def build(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> "Services":
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        tracing: "Tracing | None" = None,
+    ) -> "Services":
+        """`tracing`: a tracer provider of the caller's; else one from the OTEL_* variables
+        when GATEWAY_TRACING is on."""
+        if tracing is None and settings.tracing:
+            from gateway.tracing import Tracing
+
+            tracing = Tracing.from_environment()
         upstream = Upstream(
             settings.upstream_urls(),
             query_timeout_s=settings.upstream_query_timeout_s,
             pool_size=settings.upstream_pool_size,
         )
         upstream.observers.append(metrics.observe_statement)
-        schema = build_schema()
+        schema = build_schema([tracing.graphql_extension()] if tracing else None)
         redis = make_redis(settings.redis_url) if settings.redis_url else None
         kv: KV = RedisKV(redis) if redis is not None else MemoryKV()
+        if tracing is not None:
+            tracing.instrument(upstream)
+            kv = tracing.wrap(kv)
         thresholds = settings.thresholds()
         cache = SubtreeCache(
             kv,
@@ -72,7 +92,7 @@ class Services:
         )
         refresh = RefreshService(upstream, cache, thresholds, clock)
         refresher: Refresher = (
-            QueueRefresher(redis)
+            QueueRefresher(redis, trace_context=tracing.carrier if tracing else None)
             if redis is not None
             else LocalRefresher(
                 refresh,
@@ -103,6 +123,7 @@ class Services:
                 if settings.cache_enabled and settings.response_cache_enabled
                 else None
             ),
+            tracing=tracing,
         )
 
     def make_context(
@@ -143,6 +164,8 @@ class Services:
         await self.upstream.dispose()
         if self.redis is not None:
             await self.redis.aclose(close_connection_pool=True)
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
 def make_redis(url: str) -> ArqRedis:

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         description="One structured log record per HTTP request: method, path, status, "
         "duration_ms, operation, request_id.",
     )
+    tracing: bool = Field(
+        False,
+        description="OpenTelemetry traces, exported as the standard OTEL_* variables say "
+        "(OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT by default).",
+    )
     redis_url: str | None = Field(
         None, description="Redis for the cache and the job queue; unset = embedded mode."
     )

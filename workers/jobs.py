@@ -3,6 +3,8 @@
 Each job reads the clock once and computes everything as of that instant."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -16,7 +18,7 @@ log = logging.getLogger("workers.jobs")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    ctx["services"] = Services.build(ctx.get("settings") or Settings())
+    ctx["services"] = Services.build(ctx.get("settings") or Settings(), tracing=ctx.get("tracing"))
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -34,22 +36,42 @@ def _refresh(ctx: dict[str, Any]) -> RefreshService:
     return refresh
 
 
-async def refresh_all(ctx: dict[str, Any]) -> dict[str, Any]:
+@contextmanager
+def _span(
+    ctx: dict[str, Any], name: str, trace: dict[str, str] | None, **attributes: Any
+) -> Iterator[None]:
+    """The job's span when tracing is on, under the trace context it was enqueued with."""
+    tracing = _services(ctx).tracing
+    if tracing is None:
+        yield
+        return
+    with tracing.job(name, trace, job_id=ctx.get("job_id", ""), **attributes):
+        yield
+
+
+async def refresh_all(ctx: dict[str, Any], trace: dict[str, str] | None = None) -> dict[str, Any]:
     """Every subtree, then the answers built from them (stored or replaced)."""
-    cycle, answers = await refresh_cycle(_services(ctx))
+    with _span(ctx, "refresh_all", trace):
+        cycle, answers = await refresh_cycle(_services(ctx))
     return {**asdict(cycle), "prewarm": asdict(answers)}
 
 
-async def refresh_director(ctx: dict[str, Any], user_id: int, role: str = DIRECTOR) -> None:
-    await _refresh(ctx).refresh_director(Caller(user_id, role), _services(ctx).clock())
+async def refresh_director(
+    ctx: dict[str, Any], user_id: int, role: str = DIRECTOR, trace: dict[str, str] | None = None
+) -> None:
+    with _span(ctx, "refresh_director", trace, director_id=user_id):
+        await _refresh(ctx).refresh_director(Caller(user_id, role), _services(ctx).clock())
 
 
-async def refresh_cohort(ctx: dict[str, Any], cohort_id: int) -> list[int]:
+async def refresh_cohort(
+    ctx: dict[str, Any], cohort_id: int, trace: dict[str, str] | None = None
+) -> list[int]:
     """The cohort and its directors' scopes now; the admins' summaries as jobs of their own
-    (one queued per admin however many cohorts ask)."""
+    (one queued per admin however many cohorts ask, in this job's trace)."""
     services = _services(ctx)
-    done = await _refresh(ctx).refresh_cohort(cohort_id, services.clock())
-    assert services.refresher is not None
-    for caller in done.later:
-        await services.refresher.refresh_director(caller)
+    with _span(ctx, "refresh_cohort", trace, cohort_id=cohort_id):
+        done = await _refresh(ctx).refresh_cohort(cohort_id, services.clock())
+        assert services.refresher is not None
+        for caller in done.later:
+            await services.refresher.refresh_director(caller)
     return done.directors

@@ -74,6 +74,18 @@ class Keys:
         return f"{PREFIX}:event:{event_id}"
 
 
+def kind_of(key: str) -> str:
+    """What a key holds (cohort, summary, response, rate, lock, tag…), for traces."""
+    if key.endswith(":lock"):
+        return "lock"
+    if key.endswith(":responses"):
+        return "tag"
+    parts = key.split(":")
+    if len(parts) > 2 and parts[0] == PREFIX and parts[1] in ("rate", "event"):
+        return parts[1]
+    return parts[2] if len(parts) > 2 else parts[0]
+
+
 # arq job names (functions in workers/jobs.py) and their per-target job ids.
 JOB_REFRESH_ALL = "refresh_all"
 JOB_REFRESH_DIRECTOR = "refresh_director"

@@ -20,7 +20,8 @@ OPERATION = "gateway.operation"
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,99}")
 
 
-def _operation(scope: dict[str, Any]) -> str | None:
+def operation_of(scope: dict[str, Any]) -> str | None:
+    """The request's GraphQL operation name, when it named a valid one."""
     name = scope.get(OPERATION)
     if name is None and scope.get("method") == "GET" and b"operationName" in scope["query_string"]:
         # A stored answer leaves before the endpoint: read the name as the fast path did.
@@ -62,7 +63,7 @@ class AccessLog:
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "operation": _operation(scope),
+                    "operation": operation_of(scope),
                     "request_id": request_id,
                 },
             )

@@ -40,13 +40,19 @@ class QueueUnavailable(Exception):
 
 
 class QueueRefresher:
-    def __init__(self, redis: ArqRedis) -> None:
+    def __init__(
+        self, redis: ArqRedis, trace_context: Callable[[], dict[str, str]] | None = None
+    ) -> None:
         self.redis = redis
+        # With tracing on: the current trace context (W3C headers), passed to the job.
+        self.trace_context = trace_context
 
     async def _enqueue(self, function: str, *args: object, job_id: str) -> bool:
+        carrier = self.trace_context() if self.trace_context is not None else None
+        extra: dict[str, Any] = {"trace": carrier} if carrier else {}
         try:
             job = await self.redis.enqueue_job(
-                function, *args, _job_id=job_id, _queue_name=QUEUE_NAME
+                function, *args, _job_id=job_id, _queue_name=QUEUE_NAME, **extra
             )
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(str(exc)) from exc
