@@ -54,11 +54,12 @@ def test_negotiation(accept: str | None, chosen: str | None) -> None:
 def test_accept_memo_is_bounded() -> None:
     memo = AcceptMemo()
     for i in range(ACCEPT_MEMO_ENTRIES * 3):
-        assert memo(f"application/json, text/x-{i}".encode()).name == JSON
-        assert len(memo._memo) <= ACCEPT_MEMO_ENTRIES
+        assert memo[f"application/json, text/x-{i}".encode()].name == JSON
+        assert len(memo) <= ACCEPT_MEMO_ENTRIES
     long = b"application/json, " + b"x" * 1000
-    assert memo(long).name == JSON
-    assert long not in memo._memo
+    assert memo[long].name == JSON
+    assert long not in memo
+    assert memo[None].name == JSON and None in memo
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,7 @@ class FastPathMiddleware:
                 if_none_match = value.decode("latin-1")
             elif name == b"x-request-id" and request_id is None:
                 request_id = value.decode("latin-1")
-        media = self.media(accept)
+        media = self.media[accept]
         if media is None:
             return await self.app(scope, receive, send)  # the endpoint answers the 406
         try:
@@ -115,7 +115,7 @@ class FastPathMiddleware:
         request_id_var.set(request_id)
         now_s = self.clock().timestamp()
         self.answers.usage.touch(caller, key, now_s)
-        etag = media.etag(stored.etag)
+        etag = stored.etag if not media.etag_suffix else media.etag(stored.etag)
         headers = [
             (b"x-request-id", request_id.encode()),
             (b"cache-control", b"private, max-age=%d" % stored.max_age_s(now_s)),

@@ -107,21 +107,15 @@ def negotiate(accept: str | None) -> Media | None:
     return chosen
 
 
-class AcceptMemo:
+class AcceptMemo(dict[bytes | None, Media | None]):
     """negotiate() once per distinct Accept header (the same few values recur for every
-    request): at most ACCEPT_MEMO_ENTRIES of at most ACCEPT_MEMO_MAX_BYTES each."""
+    request): `memo[accept]` is a plain dict look-up once seen; at most ACCEPT_MEMO_ENTRIES
+    of at most ACCEPT_MEMO_MAX_BYTES each are kept."""
 
-    def __init__(self) -> None:
-        self._memo: dict[bytes | None, Media | None] = {}
-
-    def __call__(self, accept: bytes | None) -> Media | None:
-        try:
-            return self._memo[accept]
-        except KeyError:
-            pass
+    def __missing__(self, accept: bytes | None) -> Media | None:
         media = negotiate(None if accept is None else accept.decode("latin-1"))
         if accept is None or len(accept) <= ACCEPT_MEMO_MAX_BYTES:
-            if len(self._memo) >= ACCEPT_MEMO_ENTRIES:
-                self._memo.clear()
-            self._memo[accept] = media
+            if len(self) >= ACCEPT_MEMO_ENTRIES:
+                self.clear()
+            self[accept] = media
         return media
