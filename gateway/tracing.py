@@ -26,7 +26,7 @@ OTEL_TRACES_SAMPLER[_ARG], OTEL_BSP_* (batching), OTEL_PROPAGATORS.
 """
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from importlib.metadata import entry_points
 from typing import Any
@@ -280,13 +280,36 @@ class TracedKV:
         with self._span("members", tag_keys):
             return await self.kv.members(tag_keys)
 
+    async def add_members(self, sets: Mapping[str, Collection[str]], ttl_s: float) -> None:
+        with self._span("add_members", list(sets)):
+            await self.kv.add_members(sets, ttl_s)
+
     async def untag(self, removals: Mapping[str, set[str]]) -> None:
         with self._span("untag", list(removals)):
             await self.kv.untag(removals)
 
+    async def rank_add(
+        self, key: str, member: str, score: float, ttl_s: float, keep: int
+    ) -> list[str]:
+        with self._span("rank_add", [key]):
+            return await self.kv.rank_add(key, member, score, ttl_s, keep)
+
+    async def rank_touch(self, scores: Mapping[str, Mapping[str, float]]) -> None:
+        with self._span("rank_touch", list(scores)):
+            await self.kv.rank_touch(scores)
+
+    async def rank_scores(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        with self._span("rank_scores", [key for key, _ in pairs]):
+            return await self.kv.rank_scores(pairs)
+
+    async def rank_remove(self, removals: Mapping[str, Collection[str]]) -> None:
+        with self._span("rank_remove", list(removals)):
+            await self.kv.rank_remove(removals)
+
     async def ping(self) -> None:
         await self.kv.ping()
 
-    def __getattr__(self, name: str) -> Any:
-        # What is not a cache call (e.g. the Redis client the tests reach for) is the store's.
-        return getattr(self.kv, name)
+    @property
+    def client(self) -> Any:
+        """The Redis client under the store (RedisKV), for what reaches for it directly."""
+        return getattr(self.kv, "client", None)
