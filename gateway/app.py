@@ -10,6 +10,7 @@ from datetime import datetime
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -20,12 +21,16 @@ from gateway import metrics
 from gateway.cache.kv import CacheUnavailable
 from gateway.http.access import AccessLog
 from gateway.http.endpoint import GraphQLEndpoint
+from gateway.http.errors import error_body
 from gateway.http.fastpath import FastPathMiddleware
+from gateway.http.request import inbound_request_id
 from gateway.http.responses import json_response
 from gateway.http.webhooks import upstream_event
+from gateway.logs import new_request_id
 from gateway.refresh.cycle import embedded_scheduler
 from gateway.services import Services, utc_now
 from gateway.settings import Settings
+from resolvers.errors import BAD_REQUEST, NOT_FOUND
 
 log = logging.getLogger("gateway.app")
 
@@ -80,6 +85,16 @@ def create_app(
                 await services.answers.usage.flush()
             await services.close()
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Routing's refusals (no such path, a method the route does not take) as JSON
+        with a code and the request's id, like every other refusal."""
+        assert isinstance(exc, HTTPException)
+        request_id = inbound_request_id(request.headers.get("x-request-id")) or new_request_id()
+        code = NOT_FOUND if exc.status_code == 404 else BAD_REQUEST
+        body = error_body(exc.detail, code, requestId=request_id)
+        headers = {**(exc.headers or {}), "X-Request-Id": request_id}
+        return json_response(body, exc.status_code, headers)
+
     async def to_graphiql(request: Request) -> Response:
         return RedirectResponse("/graphql")  # the browser keeps the URL's #fragment
 
@@ -111,7 +126,12 @@ def create_app(
         routes.append(Route("/", to_graphiql))
     if services.tracing is not None:  # outermost: the request's span holds all the rest
         middleware.insert(0, Middleware(services.tracing.asgi))
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
     app.state.services = services
     return app
 

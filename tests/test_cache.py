@@ -203,7 +203,11 @@ async def test_webhook_signature_replay_and_fan_out(cached: GatewayClient, redis
         response = await http.post("/webhooks/upstream", content=EVENT, headers=headers)
         assert response.status_code == 401
         assert response.json() == {
-            "error": {"code": "BAD_SIGNATURE", "message": "Missing or bad X-Signature."}
+            "error": {
+                "code": "BAD_SIGNATURE",
+                "message": "Missing or bad X-Signature.",
+                "requestId": response.headers["x-request-id"],
+            }
         }
     malformed = b'{"id": "evt_02", "module": "missions"'
     response = await http.post("/webhooks/upstream", content=malformed, headers=signed(malformed))

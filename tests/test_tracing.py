@@ -189,13 +189,21 @@ async def test_a_job_enqueued_by_a_webhook_carries_the_request_trace(
         await services.close()
     finished = exporter.get_finished_spans()
     request = only_root(finished, "POST /webhooks/upstream")
-    jobs = sorted((s for s in finished if s.name.startswith("job ")), key=lambda s: s.name)
-    assert [s.name for s in jobs] == ["job refresh_cohort", "job refresh_director"]
-    for job in jobs:
+    jobs = {s.attributes["gateway.job_id"]: s for s in finished if s.name.startswith("job ")}
+    # The event's two refreshes, and the admin's summary the cohort's job queues in turn.
+    assert sorted(jobs) == [
+        "refresh_cohort:102",
+        "refresh_director:admin:1",
+        "refresh_director:director:3",
+    ]
+    for job in jobs.values():
         assert f"{job.context.trace_id:032x}" == TRACE_ID  # the webhook caller's trace
-        assert job.parent.span_id == request.context.span_id
         assert job.kind.name == "CONSUMER"
-    assert dict(jobs[0].attributes) == {
+    cohort_job = jobs["refresh_cohort:102"]
+    assert cohort_job.parent.span_id == request.context.span_id
+    assert jobs["refresh_director:director:3"].parent.span_id == request.context.span_id
+    assert jobs["refresh_director:admin:1"].parent.span_id == cohort_job.context.span_id
+    assert dict(cohort_job.attributes) == {
         "messaging.system": "arq",
         "messaging.operation.name": "refresh_cohort",
         "gateway.job_id": "refresh_cohort:102",
@@ -203,7 +211,7 @@ async def test_a_job_enqueued_by_a_webhook_carries_the_request_trace(
     }
     # The job's own work (statements, cache writes) is traced under it.
     under_cohort_job = [
-        s for s in finished if s.parent and s.parent.span_id == jobs[0].context.span_id
+        s for s in finished if s.parent and s.parent.span_id == cohort_job.context.span_id
     ]
     assert {s.name.split(" ")[0] for s in under_cohort_job} >= {"SELECT", "cache"}
 

@@ -35,11 +35,13 @@ class GraphiQL:
     def page(self, headers: dict[str, str]) -> Response:
         if self.enabled:
             return HTMLResponse(self.html, headers=headers)
-        return json_response(error_body("GraphiQL is disabled.", NOT_FOUND), 404, headers)
+        body = error_body("GraphiQL is disabled.", NOT_FOUND, requestId=headers["X-Request-Id"])
+        return json_response(body, 404, headers)
 
     def asset(self, name: str, headers: dict[str, str]) -> Response:
         if not self.enabled or name not in ASSETS:
-            return json_response(error_body("No such asset.", NOT_FOUND), 404, headers)
+            body = error_body("No such asset.", NOT_FOUND, requestId=headers["X-Request-Id"])
+            return json_response(body, 404, headers)
         return FileResponse(
             STATIC_DIR / name,
             media_type=ASSETS[name],

@@ -11,7 +11,9 @@ from starlette.responses import Response
 
 from gateway import metrics
 from gateway.cache.kv import CacheUnavailable
+from gateway.http.request import inbound_request_id
 from gateway.http.responses import json_response
+from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
 from loaders import MODULES
 from resolvers.caller import DIRECTOR, Caller
@@ -39,10 +41,20 @@ def signature(secret: bytes, body: bytes) -> str:
 
 def _error(status: int, code: str, message: str, result: str) -> Response:
     metrics.WEBHOOK_EVENTS.labels(result).inc()
-    return json_response({"error": {"code": code, "message": message}}, status)
+    error = {"code": code, "message": message, "requestId": request_id_var.get()}
+    return json_response({"error": error}, status)
 
 
 async def upstream_event(request: Request) -> Response:
+    """Every answer carries the request's id (X-Request-Id, and `requestId` in refusals)."""
+    request_id = inbound_request_id(request.headers.get("x-request-id")) or new_request_id()
+    request_id_var.set(request_id)
+    response = await _handle(request)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+async def _handle(request: Request) -> Response:
     services: Services = request.app.state.services
     settings = services.settings
     limit = settings.webhook_max_body_bytes
