@@ -308,8 +308,3 @@ class TracedKV:
 
     async def ping(self) -> None:
         await self.kv.ping()
-
-    @property
-    def client(self) -> Any:
-        """The Redis client under the store (RedisKV), for what reaches for it directly."""
-        return getattr(self.kv, "client", None)
