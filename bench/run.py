@@ -525,7 +525,7 @@ class Bench:
         return result
 
     def prewarm_postgres(self) -> dict[str, Any]:
-        from tests.servers import PostgresServer
+        from tests.harness.servers import PostgresServer
 
         log("starting a private PostgreSQL …")
         self.postgres = PostgresServer().start()
@@ -1354,7 +1354,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 def _postgres_version(server: Any) -> str:
     with contextlib.suppress(Exception):
         out = subprocess.run(
-            [str(server._bindir / "postgres"), "--version"], capture_output=True, text=True
+            [str(server.bindir / "postgres"), "--version"], capture_output=True, text=True
         )
         return out.stdout.strip()
     return "PostgreSQL"

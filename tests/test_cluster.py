@@ -50,19 +50,18 @@ from gateway.settings import Settings
 from resolvers.schema import build_schema
 from tests import dataset
 from tests.dataset import ADMIN, DANA, DREW, NORA
-from tests.processes import (
+from tests.harness.processes import (
+    HOST,
     GatewayProcess,
-    RedisLinkProxy,
-    RedisMonitor,
     WorkerProcess,
+    child_env,
     epoch,
-    resp_command,
-    run_sync,
     running,
-    signature,
-    wait_until,
 )
-from tests.servers import HOST, RedisServer
+from tests.harness.redis_link import RedisLinkProxy, RedisMonitor, resp_command
+from tests.harness.servers import RedisServer
+from tests.harness.waiting import run_sync, wait_until
+from tests.test_cache import signed
 from tests.test_dashboard_api import COHORT_DETAIL, SUMMARY
 from workers import jobs
 
@@ -143,11 +142,11 @@ class Cluster:
 
     def gateway(self, name: str, redis_url: str | None = None) -> GatewayProcess:
         settings = common_settings(redis_url or self.redis_url, self.interval_s)
-        return GatewayProcess(name, self.database_url, self.log_dir, **settings)
+        return GatewayProcess(name, child_env(self.database_url, **settings), self.log_dir)
 
     def worker(self, name: str) -> WorkerProcess:
         settings = common_settings(self.redis_url, self.interval_s)
-        return WorkerProcess(name, self.database_url, self.log_dir, **settings)
+        return WorkerProcess(name, child_env(self.database_url, **settings), self.log_dir)
 
     def where(self) -> str:
         return f"logs in {self.log_dir}"
@@ -369,7 +368,7 @@ class TestTwoGatewaysTwoWorkers:
                     any(t <= d < t + interval for d in done) for t in ticks
                 )
 
-            wait_until(cycles_done, 3 * interval + 10, "two cron cycles", poll_s=0.2)
+            wait_until(cycles_done, "two cron cycles", timeout_s=3 * interval + 10, poll_s=0.2)
         with small.redis() as client:
             claimed = {
                 int(key.decode().rsplit(":", 1)[1])
@@ -434,12 +433,6 @@ class TestTwoGatewaysTwoWorkers:
                 }
             )
 
-        def signed(body: bytes) -> dict[str, str]:
-            return {
-                "X-Signature": signature(WEBHOOK_SECRET, body),
-                "Content-Type": "application/json",
-            }
-
         async def events() -> dict[tuple[str, str], float]:
             return {
                 (g.name, result): await asyncio.to_thread(
@@ -456,15 +449,21 @@ class TestTwoGatewaysTwoWorkers:
         async with httpx.AsyncClient(timeout=10.0) as http:
             both = await asyncio.gather(
                 *[
-                    http.post(f"{g.url}/webhooks/upstream", content=dana, headers=signed(dana))
+                    http.post(
+                        f"{g.url}/webhooks/upstream",
+                        content=dana,
+                        headers=signed(dana, WEBHOOK_SECRET),
+                    )
                     for g in (one, two)
                 ]
             )
             by_two = await http.post(
-                f"{two.url}/webhooks/upstream", content=cohort, headers=signed(cohort)
+                f"{two.url}/webhooks/upstream",
+                content=cohort,
+                headers=signed(cohort, WEBHOOK_SECRET),
             )
             by_one = await http.post(
-                f"{one.url}/webhooks/upstream", content=nora, headers=signed(nora)
+                f"{one.url}/webhooks/upstream", content=nora, headers=signed(nora, WEBHOOK_SECRET)
             )
         assert [r.status_code for r in (*both, by_two, by_one)] == [202] * 4
         assert sorted(r.json()["status"] for r in both) == ["accepted", "duplicate"]
@@ -483,8 +482,8 @@ class TestTwoGatewaysTwoWorkers:
         await asyncio.to_thread(
             wait_until,
             lambda: {(r["director"], r["role"]) for _, r in refreshed()} >= expected,
-            15.0,
             "the four refreshes",
+            timeout_s=15.0,
         )
         await asyncio.sleep(2.0)  # a second refresh would be queued and run by now
         counts = Counter((r["director"], r["role"]) for _, r in refreshed())
@@ -510,10 +509,9 @@ async def test_metrics_of_every_worker_process_in_each_scrape(
     redis_server.start()
     gateway = GatewayProcess(
         "gateway-two-workers",
-        url,
+        child_env(url, **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300)),
         tmp_path,
         workers=2,
-        **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
     )
     requests = 40
     with running(gateway):
@@ -524,7 +522,7 @@ async def test_metrics_of_every_worker_process_in_each_scrape(
                     f"{gateway.url}/graphql", json={"query": ME}, headers=auth(DANA)
                 )
             assert response.status_code == 200, response.text
-        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, 30, "both workers")
+        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, "both workers", timeout_s=30)
         for _ in range(6):
             assert gateway.metric_sum("gateway_request_seconds_count") == requests
 
@@ -546,14 +544,16 @@ async def test_supervisor_spreads_connections_restarts_workers_and_stops_on_sigt
     redis_server.start()
     gateway = GatewayProcess(
         "gateway-supervised",
-        url,
+        child_env(
+            url,
+            access_log="true",
+            **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
+        ),
         tmp_path,
         workers=2,
-        access_log="true",
-        **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
     )
-    with running(gateway):  # ready: one worker answers; the other may still be starting
-        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, 30, "both workers")
+    with running(gateway):
+        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, "both workers", timeout_s=30)
         first = worker_pids(gateway)
 
         async def requests(n: int) -> None:
@@ -576,21 +576,22 @@ async def test_supervisor_spreads_connections_restarts_workers_and_stops_on_sigt
 
         killed = first[0]
         os.kill(killed, signal.SIGKILL)
-        wait_until(lambda: len(worker_pids(gateway)) == 3 or None, 30, "a replacement worker")
+        wait_until(
+            lambda: len(worker_pids(gateway)) == 3 or None, "a replacement worker", timeout_s=30
+        )
         assert worker_pids(gateway)[2] not in first
         await requests(20)
         # A second gateway on the same port is refused, not given a share of connections.
         second = GatewayProcess(
             "gateway-same-port",
-            url,
+            child_env(url, **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300)),
             tmp_path,
             workers=2,
             port=gateway.port,
-            **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
         )
         second.spawn()
         assert second.wait(30) == 1
-        assert f"cannot bind {HOST}:{gateway.port}" in second.text()
+        assert f"cannot bind {HOST}:{gateway.port}" in second.log()
         assert gateway.stop() == 0
     messages = [r.get("message", "") for r in gateway.records()]
     assert f"worker [{killed}] exited (-9); restarting" in messages
@@ -606,11 +607,13 @@ async def test_supervisor_stops_when_a_worker_cannot_start(
     url = postgres_url_factory("broken")
     gateway = GatewayProcess(
         "gateway-broken",
-        url,
+        child_env(
+            url,
+            persisted_manifest=str(tmp_path / "missing-manifest.json"),
+            **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
+        ),
         tmp_path,
         workers=2,
-        persisted_manifest=str(tmp_path / "missing-manifest.json"),
-        **common_settings(f"redis://{HOST}:{redis_server.port}/{UNIT_DB}", 300),
     )
     gateway.spawn()
     try:
@@ -633,11 +636,13 @@ async def test_gateway_drains_in_flight_request_on_sigterm(
     # Cache off: every answer reads the database, where the test holds a lock.
     gateway = GatewayProcess(
         "gateway-drain",
-        url,
+        child_env(
+            url,
+            cache_enabled="false",
+            jwt_secret=JWT_SECRET,
+            upstream_query_timeout_s=QUERY_TIMEOUT_S,
+        ),
         tmp_path,
-        cache_enabled="false",
-        jwt_secret=JWT_SECRET,
-        upstream_query_timeout_s=QUERY_TIMEOUT_S,
     )
     database = make_url(url).database
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -669,7 +674,7 @@ async def test_gateway_drains_in_flight_request_on_sigterm(
                 assert waiting, gateway.tail()
 
                 terminated = time.monotonic()
-                gateway.signal(signal.SIGTERM)
+                gateway.send_signal(signal.SIGTERM)
                 # It stops accepting connections at once, while the request is in flight.
                 refused = False
                 for _ in range(100):
@@ -731,7 +736,7 @@ def running_job(cluster: Cluster, job_id: str) -> tuple[WorkerProcess, float]:
                 return w, epoch(hits[0])
         return None
 
-    return wait_until(started, 15.0, f"a worker to start {job_id}")
+    return wait_until(started, f"a worker to start {job_id}", timeout_s=15.0)
 
 
 class TestWorkerLoss:
@@ -743,7 +748,7 @@ class TestWorkerLoss:
         # cron kind (enqueued under the cron job's name, as arq's scheduler does). The
         # peers are paused meanwhile so the victim alone takes both.
         for w in peers:
-            w.signal(signal.SIGSTOP)
+            w.send_signal(signal.SIGSTOP)
         try:
             enqueue_refresh_all(big, demand)
             enqueue_refresh_all(big, tick, function=CRON_REFRESH_ALL)
@@ -752,17 +757,17 @@ class TestWorkerLoss:
                     lambda: (
                         client.exists(f"{ARQ_IN_PROGRESS}{demand}", f"{ARQ_IN_PROGRESS}{tick}") == 2
                     ),
-                    10.0,
                     "the victim to take both jobs",
+                    timeout_s=10.0,
                 )
         finally:
             for w in peers:
-                w.signal(signal.SIGCONT)
+                w.send_signal(signal.SIGCONT)
         started = epoch(victim.wait_for_message(rf"→ {ref}\(", 5.0))
         time.sleep(max(0.0, started + 1.0 - time.time()))  # mid-cycle (it lasts seconds)
         assert not victim.job_ends(ref), "the cycle ended before SIGTERM"
         terminated = time.time()
-        victim.signal(signal.SIGTERM)
+        victim.send_signal(signal.SIGTERM)
         code = victim.wait(20.0)
         exited_s = time.time() - terminated
         assert code == 0, victim.tail()
@@ -795,7 +800,7 @@ class TestWorkerLoss:
         time.sleep(max(0.0, started + 1.0 - time.time()))
         assert not victim.job_ends(ref), "the cycle ended before the kill"
         killed = time.time()
-        victim.signal(signal.SIGKILL)
+        victim.send_signal(signal.SIGKILL)
         assert victim.wait(10.0) == -signal.SIGKILL
         assert not victim.job_ends(ref), victim.tail()  # (a cron cycle may have ended there)
 
@@ -817,7 +822,7 @@ class TestWorkerLoss:
                 and instant(stamp["computed_at"]) >= killed
             )
 
-        wait_until(covered, 2 * big.interval_s + 20, "a cycle after the kill", poll_s=0.2)
+        wait_until(covered, "a cycle after the kill", timeout_s=2 * big.interval_s + 20, poll_s=0.2)
         fresh = summaries(big)
         stamp = refresh_stamp(big)
         assert stamp is not None

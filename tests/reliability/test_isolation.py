@@ -25,10 +25,10 @@ import redis.asyncio as aioredis
 
 from gateway.services import Services
 from resolvers.subtrees import Caller as ServiceCaller
+from tests.harness.processes import GatewayProcess
 from tests.reliability.harness import (
     MISSING_COHORT,
     Caller,
-    GatewayProcess,
     IsolationChecker,
     Probe,
     World,
@@ -44,7 +44,6 @@ from tests.reliability.harness import (
     post_document,
     read_world,
     refresh_all_sync,
-    running,
     settings_for,
     signed,
     sqlite_url,
@@ -208,8 +207,7 @@ async def flush(redis_url: str) -> None:
 @pytest.fixture
 def gateway(db_path: Path, redis_url: str, tmp_path: Path):
     env = gateway_env(sqlite_url(db_path), redis_url, manifest_file(tmp_path))
-    with running(GatewayProcess(env, tmp_path / "gateway")) as process:
-        process.env = env
+    with GatewayProcess("gateway", env, tmp_path) as process:
         yield process
 
 
