@@ -60,7 +60,7 @@ from tests.harness.processes import (
 )
 from tests.harness.redis_link import RedisLinkProxy, RedisMonitor, resp_command
 from tests.harness.servers import RedisServer
-from tests.harness.waiting import run_sync, wait_until
+from tests.harness.waiting import CEILING_S, async_wait_until, run_sync, wait_until
 from tests.test_cache import signed
 from tests.test_dashboard_api import COHORT_DETAIL, SUMMARY
 from workers import jobs
@@ -81,8 +81,9 @@ SMALL_DB, BIG_DB, UNIT_DB = 1, 2, 3
 SMALL_INTERVAL_S, BIG_INTERVAL_S = 5, 15
 CLONES = 2000
 BIG_COHORTS = CLONES + 4
-# Long enough that a statement blocked on purpose (the drain test) does not time out.
-QUERY_TIMEOUT_S = "30"
+# Long enough that a statement blocked on purpose (the drain test, the forced
+# interleaving) does not time out, however slowly the test reaches its release.
+QUERY_TIMEOUT_S = str(int(CEILING_S))
 ARQ_IN_PROGRESS = "arq:in-progress:"  # arq.constants.in_progress_key_prefix
 CRON_REFRESH_ALL = "cron:refresh_all"  # the cron job's name in workers/worker.py
 SUMMARY_OWNERS = {DANA: "director", DREW: "director", NORA: "director", ADMIN: "admin"}
@@ -186,6 +187,17 @@ def refresh_stamp(cluster: Cluster) -> dict[str, Any] | None:
     return orjson.loads(raw) if raw else None
 
 
+def jobs_settled(cluster: Cluster, workers: list[WorkerProcess]) -> bool:
+    """Nothing queued, and every job a worker started has ended: no job is left to run."""
+    with cluster.redis() as client:
+        if client.zcard(QUEUE_NAME):
+            return False
+    started = sum(len(w.messages(" → ")) for w in workers)
+    # arq's lines for a started job that ended: done, failed, or cancelled / retried.
+    ended = sum(len(w.messages(r" ← | ! \S+ failed, | ↻ ")) for w in workers)
+    return started == ended
+
+
 def instant(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -270,7 +282,7 @@ class TestTwoGatewaysTwoWorkers:
             return spent, cold
 
         try:
-            async with httpx.AsyncClient(timeout=30.0) as http:
+            async with httpx.AsyncClient(timeout=CEILING_S) as http:
                 # 1. Bursts. One computation, on each gateway alone (this also opens their
                 # pools): everything cold (user, scope and cohort subtrees), then the
                 # cohort alone.
@@ -327,22 +339,22 @@ class TestTwoGatewaysTwoWorkers:
             await transaction.start()
             await database.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
             first = asyncio.ensure_future(post(one, body))
-            for _ in range(200):  # up to 10 s for gateway-1 to take the lock
-                if await asyncio.to_thread(client.exists, lock_key):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"gateway-1 never locked {key}")
+
+            async def locked() -> bool:
+                return bool(await asyncio.to_thread(client.exists, lock_key))
+
+            await async_wait_until(locked, f"gateway-1 to lock {key}")
             small.proxy.hold_once(
                 resp_command("GET", lock_key),
                 until=lambda: not client.exists(lock_key) and bool(client.exists(key)),
             )
             second = asyncio.ensure_future(post(two, body))
-            assert await asyncio.to_thread(small.proxy.held.wait, 10.0), "gateway-2 never waited"
+            held = await asyncio.to_thread(small.proxy.held.wait, CEILING_S)
+            assert held, "gateway-2 never waited"
             await transaction.rollback()
-            answers = await asyncio.wait_for(asyncio.gather(first, second), 20.0)
+            answers = await asyncio.wait_for(asyncio.gather(first, second), CEILING_S)
             assert answers[0].json() == answers[1].json()
-            assert await asyncio.to_thread(small.proxy.released.wait, 10.0)
+            assert await asyncio.to_thread(small.proxy.released.wait, CEILING_S)
             after = {g.name: await asyncio.to_thread(g.statements) for g in small.gateways}
             return {n: after[n] - before[n] for n in after}
         finally:
@@ -368,7 +380,7 @@ class TestTwoGatewaysTwoWorkers:
                     any(t <= d < t + interval for d in done) for t in ticks
                 )
 
-            wait_until(cycles_done, "two cron cycles", timeout_s=3 * interval + 10, poll_s=0.2)
+            wait_until(cycles_done, "two cron cycles", poll_s=0.2)
         with small.redis() as client:
             claimed = {
                 int(key.decode().rsplit(":", 1)[1])
@@ -446,7 +458,7 @@ class TestTwoGatewaysTwoWorkers:
         dana = event("programs", [], [DANA])  # delivered to both gateways at once
         cohort = event("mentorship", [103], [])  # Drew's cohort: Drew and the admin
         nora = event("billing", [], [NORA])
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        async with httpx.AsyncClient(timeout=CEILING_S) as http:
             both = await asyncio.gather(
                 *[
                     http.post(
@@ -483,9 +495,11 @@ class TestTwoGatewaysTwoWorkers:
             wait_until,
             lambda: {(r["director"], r["role"]) for _, r in refreshed()} >= expected,
             "the four refreshes",
-            timeout_s=15.0,
         )
-        await asyncio.sleep(2.0)  # a second refresh would be queued and run by now
+        # Any second refresh would be queued or running by now: wait until none is.
+        await asyncio.to_thread(
+            wait_until, lambda: jobs_settled(small, small_workers), "the queue to empty"
+        )
         counts = Counter((r["director"], r["role"]) for _, r in refreshed())
         assert counts == dict.fromkeys(expected, 1), (counts, small.where())
         counted = {key: value - before[key] for key, value in (await events()).items()}
@@ -517,12 +531,12 @@ async def test_metrics_of_every_worker_process_in_each_scrape(
     with running(gateway):
         for _ in range(requests):
             # A connection per request, so the two processes share the requests.
-            async with httpx.AsyncClient(timeout=10.0) as http:
+            async with httpx.AsyncClient(timeout=CEILING_S) as http:
                 response = await http.post(
                     f"{gateway.url}/graphql", json={"query": ME}, headers=auth(DANA)
                 )
             assert response.status_code == 200, response.text
-        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, "both workers", timeout_s=30)
+        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, "both workers")
         for _ in range(6):
             assert gateway.metric_sum("gateway_request_seconds_count") == requests
 
@@ -553,12 +567,12 @@ async def test_supervisor_spreads_connections_restarts_workers_and_stops_on_sigt
         workers=2,
     )
     with running(gateway):
-        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, "both workers", timeout_s=30)
+        wait_until(lambda: len(worker_pids(gateway)) == 2 or None, "both workers")
         first = worker_pids(gateway)
 
         async def requests(n: int) -> None:
             for _ in range(n):
-                async with httpx.AsyncClient(timeout=10.0) as http:  # a connection each
+                async with httpx.AsyncClient(timeout=CEILING_S) as http:  # a connection each
                     response = await http.post(
                         f"{gateway.url}/graphql", json={"query": ME}, headers=auth(DANA)
                     )
@@ -576,9 +590,7 @@ async def test_supervisor_spreads_connections_restarts_workers_and_stops_on_sigt
 
         killed = first[0]
         os.kill(killed, signal.SIGKILL)
-        wait_until(
-            lambda: len(worker_pids(gateway)) == 3 or None, "a replacement worker", timeout_s=30
-        )
+        wait_until(lambda: len(worker_pids(gateway)) == 3 or None, "a replacement worker")
         assert worker_pids(gateway)[2] not in first
         await requests(20)
         # A second gateway on the same port is refused, not given a share of connections.
@@ -590,7 +602,7 @@ async def test_supervisor_spreads_connections_restarts_workers_and_stops_on_sigt
             port=gateway.port,
         )
         second.spawn()
-        assert second.wait(30) == 1
+        assert second.wait() == 1
         assert f"cannot bind {HOST}:{gateway.port}" in second.log()
         assert gateway.stop() == 0
     messages = [r.get("message", "") for r in gateway.records()]
@@ -617,7 +629,7 @@ async def test_supervisor_stops_when_a_worker_cannot_start(
     )
     gateway.spawn()
     try:
-        assert gateway.wait(60) == 1
+        assert gateway.wait() == 1
     finally:
         gateway.stop()
     messages = [r.get("message", "") for r in gateway.records()]
@@ -647,7 +659,7 @@ async def test_gateway_drains_in_flight_request_on_sigterm(
     database = make_url(url).database
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with running(gateway):
-        async with httpx.AsyncClient(timeout=30.0) as http:
+        async with httpx.AsyncClient(timeout=CEILING_S) as http:
             warm = await http.post(
                 f"{gateway.url}/graphql", json={"query": SUMMARY}, headers=auth(DANA)
             )
@@ -662,41 +674,45 @@ async def test_gateway_drains_in_flight_request_on_sigterm(
                 in_flight = asyncio.create_task(
                     http.post(f"{gateway.url}/graphql", json={"query": SUMMARY}, headers=auth(DANA))
                 )
-                for _ in range(100):  # up to 10 s for the gateway's statement to block
-                    waiting = await lock.fetchval(
+
+                async def blocked() -> int:
+                    return await lock.fetchval(
                         "SELECT count(*) FROM pg_stat_activity"
                         " WHERE datname = $1 AND wait_event_type = 'Lock'",
                         database,
                     )
-                    if waiting:
-                        break
-                    await asyncio.sleep(0.1)
+
+                waiting = await async_wait_until(
+                    blocked, "the gateway's statement to block", poll_s=0.1
+                )
                 assert waiting, gateway.tail()
 
                 terminated = time.monotonic()
                 gateway.send_signal(signal.SIGTERM)
                 # It stops accepting connections at once, while the request is in flight.
-                refused = False
-                for _ in range(100):
+
+                def refuses() -> bool:
                     try:
-                        with socket.create_connection((HOST, gateway.port), timeout=0.5):
-                            pass
+                        with socket.create_connection((HOST, gateway.port), timeout=CEILING_S):
+                            return False
                     except ConnectionRefusedError:
-                        refused = True
-                        break
-                    await asyncio.sleep(0.05)
+                        return True
+
+                refused = await async_wait_until(
+                    lambda: asyncio.to_thread(refuses), "new connections to be refused"
+                )
                 assert refused, gateway.tail()
                 stopped_accepting_s = time.monotonic() - terminated
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # a while later: still held by the lock, not cut
                 assert not in_flight.done() and gateway.alive
                 await transaction.rollback()  # the statement proceeds
                 released = time.monotonic()
             finally:
                 await lock.close()
-            response = await asyncio.wait_for(in_flight, 15.0)
+            response = await asyncio.wait_for(in_flight, CEILING_S)
         assert response.status_code == 200, response.text
         assert response.json()["data"]["me"]["summary"]["averageReadiness"] == expected
-        code = await asyncio.to_thread(gateway.wait, 25.0)
+        code = await asyncio.to_thread(gateway.wait)
         exited_s = time.monotonic() - released
     # uvicorn (0.29+) ends a graceful shutdown by re-raising the signal it caught: the
     # status is "terminated by SIGTERM" (-15 here, 143 in a shell), not a crash.
@@ -736,7 +752,7 @@ def running_job(cluster: Cluster, job_id: str) -> tuple[WorkerProcess, float]:
                 return w, epoch(hits[0])
         return None
 
-    return wait_until(started, f"a worker to start {job_id}", timeout_s=15.0)
+    return wait_until(started, f"a worker to start {job_id}")
 
 
 class TestWorkerLoss:
@@ -758,17 +774,18 @@ class TestWorkerLoss:
                         client.exists(f"{ARQ_IN_PROGRESS}{demand}", f"{ARQ_IN_PROGRESS}{tick}") == 2
                     ),
                     "the victim to take both jobs",
-                    timeout_s=10.0,
                 )
         finally:
             for w in peers:
                 w.send_signal(signal.SIGCONT)
-        started = epoch(victim.wait_for_message(rf"→ {ref}\(", 5.0))
+        started = epoch(victim.wait_for_message(rf"→ {ref}\("))
         time.sleep(max(0.0, started + 1.0 - time.time()))  # mid-cycle (it lasts seconds)
         assert not victim.job_ends(ref), "the cycle ended before SIGTERM"
         terminated = time.time()
         victim.send_signal(signal.SIGTERM)
-        code = victim.wait(20.0)
+        # It exits once both cycles are done (or after workers/worker.py's
+        # JOB_COMPLETION_WAIT_S, cancelling them: what the assertions below would catch).
+        code = victim.wait()
         exited_s = time.time() - terminated
         assert code == 0, victim.tail()
 
@@ -801,7 +818,7 @@ class TestWorkerLoss:
         assert not victim.job_ends(ref), "the cycle ended before the kill"
         killed = time.time()
         victim.send_signal(signal.SIGKILL)
-        assert victim.wait(10.0) == -signal.SIGKILL
+        assert victim.wait() == -signal.SIGKILL
         assert not victim.job_ends(ref), victim.tail()  # (a cron cycle may have ended there)
 
         # arq: the killed job stays claimed until its in-progress key expires
@@ -822,7 +839,7 @@ class TestWorkerLoss:
                 and instant(stamp["computed_at"]) >= killed
             )
 
-        wait_until(covered, "a cycle after the kill", timeout_s=2 * big.interval_s + 20, poll_s=0.2)
+        wait_until(covered, "a cycle after the kill", poll_s=0.2)
         fresh = summaries(big)
         stamp = refresh_stamp(big)
         assert stamp is not None
@@ -836,7 +853,7 @@ class TestWorkerLoss:
         ]
         assert runs, big.where()
         by, cron_start = runs[0]
-        done = by.wait_for_message("^refresh cycle done$", 10.0, after=epoch(cron_start))
+        done = by.wait_for_message("^refresh cycle done$", after=epoch(cron_start))
         assert done["cohorts"] == BIG_COHORTS
         assert not victim.alive
         for w in survivors:
@@ -877,7 +894,7 @@ async def test_a_refresh_job_cancelled_while_writing_to_redis_stops(
     try:
         job = asyncio.ensure_future(jobs.refresh_director(ctx, DANA, "director"))
         send: asyncio.Task[Any] | None = None
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + CEILING_S
         while send is None or not send.done():
             assert time.monotonic() < deadline and not job.done(), "no write to Redis seen"
             await asyncio.sleep(0)
@@ -893,7 +910,7 @@ async def test_a_refresh_job_cancelled_while_writing_to_redis_stops(
                 )
         job.cancel()  # the send is done; the job has not resumed yet
         try:
-            await asyncio.wait_for(asyncio.shield(job), 10.0)
+            await asyncio.wait_for(asyncio.shield(job), CEILING_S)
         except asyncio.CancelledError:
             return  # stopped, as a cancelled job should
         raise JobKeptRunning("the cancelled refresh job ran to its end")

@@ -11,6 +11,7 @@ from gateway.auth import mint_token
 from gateway.settings import Settings
 from tests.dataset import DANA
 from tests.gateway_client import GatewayClient, gateway_client
+from tests.harness.waiting import CEILING_S
 from tests.live_gateway import live_gateway
 
 CHROMIUM = "/usr/bin/chromium"
@@ -28,7 +29,7 @@ CHROMIUM_ARGS = [
 # moment after an edit, so a new name could race the click on Run.
 QUERY = "query Me { me { id name summary { totalCohorts } } }"
 EXPECTED = {"data": {"me": {"id": DANA, "name": "Dana Director", "summary": {"totalCohorts": 3}}}}
-TIMEOUT_MS = 20_000
+TIMEOUT_MS = int(CEILING_S * 1000)  # each wait ends when what it waits for appears
 RESULT_TEXT_WITH = """word => {
   const value = document.querySelector(".result-window .CodeMirror").CodeMirror.getValue();
   return value.includes(word) && value;
@@ -73,9 +74,12 @@ async def test_graphiql_runs_a_query_in_chromium(dataset_url: str) -> None:
     token = mint_token(Settings(), DANA, "director", 600)
     with live_gateway(dataset_url) as url:
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
+            )
             try:
                 page = await browser.new_page()
+                page.set_default_timeout(TIMEOUT_MS)  # navigation and clicks too
                 requested: list[str] = []
                 page.on("request", lambda request: requested.append(request.url))
                 await page.goto(f"{url}/graphql", wait_until="networkidle")

@@ -334,11 +334,13 @@ class GatewayProcess(HttpProcess):
 
 class WorkerProcess(ChildProcess):
     """`gateway worker` (arq); ready once connected to Redis (arq logs the server's
-    version), then polling within STARTUP_S (its on_startup builds the services).
+    version), then polling by `ready_at`: its on_startup builds the services, silently,
+    in a fraction of STARTUP_S even on a loaded machine. Its cron plans the next run when
+    it first polls, so a tick before `ready_at` may pass unseen.
 
     It logs at INFO at least: readiness, job starts and ends are read from arq's lines."""
 
-    STARTUP_S = 1.0
+    STARTUP_S = 5.0
 
     def __init__(
         self, name: str, env: dict[str, str], log_dir: Path, *, cwd: Path | None = None

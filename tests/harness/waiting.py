@@ -1,11 +1,12 @@
-"""Blocking on an event from sync code (a fixture, a test outside the event loop)."""
+"""Waiting on an event, from sync code (a fixture, a test outside the event loop) or from
+a test's event loop; running a coroutine from sync code."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -40,6 +41,24 @@ def wait_until(
             tail = f"\n{process.tail()}" if process is not None else ""
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}{tail}")
         time.sleep(poll_s)
+
+
+async def async_wait_until(
+    predicate: Callable[[], Awaitable[T | None]],
+    what: str,
+    *,
+    timeout_s: float = CEILING_S,
+    poll_s: float = POLL_S,
+) -> T:
+    """`wait_until` for an async predicate, from a test's event loop."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(poll_s)
 
 
 def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:

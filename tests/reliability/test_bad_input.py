@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from gateway.seed import checksum
 from loaders import MODULES
 from tests.harness.processes import GatewayProcess
+from tests.harness.waiting import CEILING_S
 from tests.reliability.fuzz import generate_parallel
 from tests.reliability.harness import (
     DOCUMENTED_CODES,
@@ -610,7 +611,7 @@ def raw_get(target: str, headers: dict[str, str]) -> Callable:
             lines += [f"{k}: {v}" for k, v in headers.items()]
             writer.write(("\r\n".join([*lines, "Connection: close", "", ""])).encode())
             await writer.drain()
-            raw = await asyncio.wait_for(reader.read(), 30)
+            raw = await asyncio.wait_for(reader.read(), CEILING_S)
         except ConnectionError:
             raw = b""
         finally:

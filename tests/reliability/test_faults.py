@@ -23,6 +23,7 @@ from gateway.queue import QueueRefresher
 from gateway.responses import AnswerRequest, decode_stored
 from tests.harness.processes import HOST, GatewayProcess, WorkerProcess, free_port
 from tests.harness.servers import RedisServer
+from tests.harness.waiting import CEILING_S
 from tests.reliability.harness import (
     CacheCounters,
     IsolationChecker,
@@ -499,7 +500,7 @@ async def test_worker_killed_mid_cycle(
                         return bool(cohort or stamp)
                     return bool(stamp)
 
-                await wait_for(reached, 30, every_s=0.001)
+                await wait_for(reached, CEILING_S, every_s=0.001)
                 killed.stop(signal.SIGKILL)
             finally:
                 killed.stop(signal.SIGKILL)
@@ -527,7 +528,7 @@ async def test_worker_killed_mid_cycle(
                         and phase_of(entries, prewarm_total) == "done"
                     )
 
-                completed = await wait_for(cycle_done, 30, every_s=0.1)
+                completed = await wait_for(cycle_done, CEILING_S, every_s=0.1)
                 next_cycle_s = time.monotonic() - killed_at
             after = await snapshot(redis_url)
             stamp = next(orjson.loads(v) for k, v in after.items() if k.endswith(":refresh:last"))

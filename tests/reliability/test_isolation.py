@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from gateway.services import Services
 from resolvers.subtrees import Caller as ServiceCaller
 from tests.harness.processes import GatewayProcess
+from tests.harness.waiting import CEILING_S
 from tests.reliability.harness import (
     MISSING_COHORT,
     Caller,
@@ -317,7 +318,7 @@ async def run_burst_worker(database_url: str, redis_url: str) -> float:
     started = time.perf_counter()
     worker = make_worker(settings_for(database_url, redis_url), burst=True, poll_delay=0.01)
     try:
-        await asyncio.wait_for(worker.main(), 60)
+        await asyncio.wait_for(worker.main(), CEILING_S)
     finally:
         await worker.close()
     return time.perf_counter() - started
