@@ -21,6 +21,7 @@ assertion prints where they are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
@@ -30,7 +31,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,12 +75,14 @@ TOKENS = Settings(jwt_secret=JWT_SECRET, _env_file=None)
 # other's queue. arq's own keys (arq:in-progress:…) are per database too.
 SMALL_DB, BIG_DB, UNIT_DB = 1, 2, 3
 # The 5-minute cycle, shortened: ticks at :00, :05, … (small dataset, a cycle ≈ 0.2 s),
-# and every 15 s for 2,004 cohorts (a cycle ≈ 1.7 s + 1.5 s of prewarm on an idle box, 2-3
-# times that on a busy one). The interval is also the freshness limit, so a cycle must
-# end well within it: otherwise the prewarm finds the cycle's own entries stale and
-# enqueues a refresh per cohort it reads.
+# and every 15 s for 204 cohorts (a cycle ≈ 0.5 s on an idle box, ten times that on a
+# loaded one). The interval is also the freshness limit, so a cycle must end well within
+# it: otherwise the prewarm finds the cycle's own entries stale and enqueues a refresh
+# per cohort it reads. The worker-loss tests hold their cycles on a lock rather than on
+# their length, and two cycles must end within workers/worker.py's 20 s
+# JOB_COMPLETION_WAIT_S after a SIGTERM, however loaded the machine.
 SMALL_INTERVAL_S, BIG_INTERVAL_S = 5, 15
-CLONES = 2000
+CLONES = 200
 BIG_COHORTS = CLONES + 4
 # Long enough that a statement blocked on purpose (the drain test, the forced
 # interleaving) does not time out, however slowly the test reaches its release.
@@ -196,6 +199,20 @@ def jobs_settled(cluster: Cluster, workers: list[WorkerProcess]) -> bool:
     # arq's lines for a started job that ended: done, failed, or cancelled / retried.
     ended = sum(len(w.messages(r" ← | ! \S+ failed, | ↻ ")) for w in workers)
     return started == ended
+
+
+@contextlib.asynccontextmanager
+async def users_locked(database_url: str) -> AsyncIterator[None]:
+    """`LOCK TABLE users` in an open transaction for the block: every refresh cycle reads
+    users (names of mentors and directors), so none can end before the block does."""
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await connection.close()
 
 
 def instant(iso: str) -> float:
@@ -726,12 +743,12 @@ async def test_gateway_drains_in_flight_request_on_sigterm(
     )
 
 
-# --- workers on a dataset whose cycle takes seconds ----------------------------------
+# --- workers losing a cycle they run ----------------------------------------------------
 
 
 @pytest.fixture(scope="class")
 def big(redis_server, postgres_url_factory, tmp_path_factory) -> Iterator[Cluster]:
-    """Three workers (cron every BIG_INTERVAL_S) on 2,004 cohorts; no gateway needed."""
+    """Three workers (cron every BIG_INTERVAL_S) on 204 cohorts; no gateway needed."""
     url = postgres_url_factory("cluster_big")
     run_sync(lambda: dataset.load(url, dataset.replicated(CLONES)))
     cluster = new_cluster(
@@ -756,36 +773,42 @@ def running_job(cluster: Cluster, job_id: str) -> tuple[WorkerProcess, float]:
 
 
 class TestWorkerLoss:
-    def test_worker_sigterm_mid_cycle_finishes_its_jobs(self, big: Cluster) -> None:
+    async def test_worker_sigterm_mid_cycle_finishes_its_jobs(self, big: Cluster) -> None:
         victim, *peers = [w for w in big.workers if w.alive]
         demand, tick = "cluster-sigterm-cycle", f"{CRON_REFRESH_ALL}:sigterm-test"
         ref = f"{demand}:{JOB_REFRESH_ALL}"
-        # Two cycles on the victim: one asked for (the `refresh_all` job) and one of the
-        # cron kind (enqueued under the cron job's name, as arq's scheduler does). The
-        # peers are paused meanwhile so the victim alone takes both.
-        for w in peers:
-            w.send_signal(signal.SIGSTOP)
-        try:
-            enqueue_refresh_all(big, demand)
-            enqueue_refresh_all(big, tick, function=CRON_REFRESH_ALL)
-            with big.redis() as client:
-                wait_until(
-                    lambda: (
-                        client.exists(f"{ARQ_IN_PROGRESS}{demand}", f"{ARQ_IN_PROGRESS}{tick}") == 2
-                    ),
-                    "the victim to take both jobs",
-                )
-        finally:
+        # Both cycles wait on the lock: SIGTERM lands mid-cycle, however fast the machine.
+        async with users_locked(big.database_url):
+            # Two cycles on the victim: one asked for (the `refresh_all` job) and one of
+            # the cron kind (enqueued under the cron job's name, as arq's scheduler does).
+            # The peers are paused meanwhile so the victim alone takes both.
             for w in peers:
-                w.send_signal(signal.SIGCONT)
-        started = epoch(victim.wait_for_message(rf"→ {ref}\("))
-        time.sleep(max(0.0, started + 1.0 - time.time()))  # mid-cycle (it lasts seconds)
-        assert not victim.job_ends(ref), "the cycle ended before SIGTERM"
-        terminated = time.time()
-        victim.send_signal(signal.SIGTERM)
-        # It exits once both cycles are done (or after workers/worker.py's
-        # JOB_COMPLETION_WAIT_S, cancelling them: what the assertions below would catch).
-        code = victim.wait()
+                w.send_signal(signal.SIGSTOP)
+            try:
+                enqueue_refresh_all(big, demand)
+                enqueue_refresh_all(big, tick, function=CRON_REFRESH_ALL)
+                with big.redis() as client:
+                    await asyncio.to_thread(
+                        wait_until,
+                        lambda: (
+                            client.exists(f"{ARQ_IN_PROGRESS}{demand}", f"{ARQ_IN_PROGRESS}{tick}")
+                            == 2
+                        ),
+                        "the victim to take both jobs",
+                    )
+            finally:
+                for w in peers:
+                    w.send_signal(signal.SIGCONT)
+            started = epoch(await asyncio.to_thread(victim.wait_for_message, rf"→ {ref}\("))
+            assert not victim.job_ends(ref), "the cycle ended before SIGTERM"
+            terminated = time.time()
+            victim.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(
+                victim.wait_for_message, r"^shutdown on SIGTERM ◆ .* ◆ 2 to be completed$"
+            )
+        # Released: both cycles go on, within workers/worker.py's JOB_COMPLETION_WAIT_S
+        # (past it, arq would cancel them: what the assertions below would catch).
+        code = await asyncio.to_thread(victim.wait)
         exited_s = time.time() - terminated
         assert code == 0, victim.tail()
 
@@ -796,7 +819,7 @@ class TestWorkerLoss:
         finished = [r for r in victim.messages("^refresh cycle done$") if epoch(r) >= terminated]
         assert len(finished) == 2, victim.tail()
         assert victim.job_ends(ref)
-        time.sleep(1.0)  # had a job been released, a peer would take it within this
+        await asyncio.sleep(1.0)  # had a job been released, a peer would take it within this
         assert not [r for w in peers for r in w.job_starts(ref) if "try=2" in r["message"]]
         with big.redis() as client:
             assert client.zscore(QUEUE_NAME, demand) is None  # done: off the queue
@@ -806,19 +829,20 @@ class TestWorkerLoss:
             f"finished, exit {code} after {exited_s:.2f} s"
         )
 
-    def test_worker_killed_mid_cycle_is_covered_by_the_other(self, big: Cluster) -> None:
+    async def test_worker_killed_mid_cycle_is_covered_by_the_other(self, big: Cluster) -> None:
         alive = [w for w in big.workers if w.alive]
         assert len(alive) >= 2
         job = "cluster-kill-cycle"
         ref = f"{job}:{JOB_REFRESH_ALL}"
-        enqueue_refresh_all(big, job)
-        victim, started = running_job(big, job)
-        survivors = [w for w in alive if w is not victim]
-        time.sleep(max(0.0, started + 1.0 - time.time()))
-        assert not victim.job_ends(ref), "the cycle ended before the kill"
-        killed = time.time()
-        victim.send_signal(signal.SIGKILL)
-        assert victim.wait() == -signal.SIGKILL
+        # The cycle waits on the lock: it cannot end before the kill, however fast it is.
+        async with users_locked(big.database_url):
+            enqueue_refresh_all(big, job)
+            victim, started = await asyncio.to_thread(running_job, big, job)
+            survivors = [w for w in alive if w is not victim]
+            assert not victim.job_ends(ref), "the cycle ended before the kill"
+            killed = time.time()
+            victim.send_signal(signal.SIGKILL)
+            assert await asyncio.to_thread(victim.wait) == -signal.SIGKILL
         assert not victim.job_ends(ref), victim.tail()  # (a cron cycle may have ended there)
 
         # arq: the killed job stays claimed until its in-progress key expires
@@ -839,7 +863,7 @@ class TestWorkerLoss:
                 and instant(stamp["computed_at"]) >= killed
             )
 
-        wait_until(covered, "a cycle after the kill", poll_s=0.2)
+        await asyncio.to_thread(wait_until, covered, "a cycle after the kill", poll_s=0.2)
         fresh = summaries(big)
         stamp = refresh_stamp(big)
         assert stamp is not None
@@ -853,7 +877,9 @@ class TestWorkerLoss:
         ]
         assert runs, big.where()
         by, cron_start = runs[0]
-        done = by.wait_for_message("^refresh cycle done$", after=epoch(cron_start))
+        done = await asyncio.to_thread(
+            by.wait_for_message, "^refresh cycle done$", after=epoch(cron_start)
+        )
         assert done["cohorts"] == BIG_COHORTS
         assert not victim.alive
         for w in survivors:
