@@ -202,14 +202,15 @@ def jobs_settled(cluster: Cluster, workers: list[WorkerProcess]) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def users_locked(database_url: str) -> AsyncIterator[None]:
-    """`LOCK TABLE users` in an open transaction for the block: every refresh cycle reads
-    users (names of mentors and directors), so none can end before the block does."""
+async def table_locked(database_url: str, table: str) -> AsyncIterator[None]:
+    """`LOCK TABLE` in an open transaction for the block: whatever reads the table waits
+    until the block ends (every refresh cycle reads `users`, names of mentors and
+    directors; every cohort subtree reads `cohorts`)."""
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     connection = await asyncpg.connect(dsn)
     try:
         async with connection.transaction():
-            await connection.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
             yield
     finally:
         await connection.close()
@@ -287,10 +288,24 @@ class TestTwoGatewaysTwoWorkers:
             await post(gateway, body)
             return await asyncio.to_thread(gateway.statements) - before
 
-        async def at_once(make_cold: Any) -> tuple[dict[str, float], dict[str, float]]:
+        async def at_once(
+            make_cold: Any, hold: bool = False
+        ) -> tuple[dict[str, float], dict[str, float]]:
             make_cold()
             counted, missed = await statements(), await cohort_misses()
-            answers = await asyncio.gather(*[post((one, two)[n % 2], detail) for n in range(20)])
+
+            async def both_missed() -> bool:
+                return all(v > missed[n] for n, v in (await cohort_misses()).items())
+
+            # With `hold`, the cohort's computation waits on its table until both gateways
+            # have looked the key up: however slow either is, both find it missing.
+            async with (
+                table_locked(small.database_url, "cohorts") if hold else contextlib.nullcontext()
+            ):
+                sent = [asyncio.ensure_future(post((one, two)[n % 2], detail)) for n in range(20)]
+                if hold:
+                    await async_wait_until(both_missed, "both gateways to miss the cohort")
+            answers = await asyncio.gather(*sent)
             # One computation served to all: even computedAt is the same in every answer.
             datas = {orjson.dumps(a.json()["data"]) for a in answers}
             assert len(datas) == 1, datas
@@ -308,7 +323,7 @@ class TestTwoGatewaysTwoWorkers:
                 assert everything[0] == everything[1] > cohort[0] == cohort[1] > 0
                 # The cohort subtree cold, user and scope warm: every request of both
                 # gateways reaches the cohort key at once.
-                rounds = [await at_once(forget_cohort) for _ in range(3)]
+                rounds = [await at_once(forget_cohort, hold=True) for _ in range(3)]
                 for spent, cold in rounds:
                     # Both processes found it missing; it must be computed once in all.
                     assert all(v >= 1 for v in cold.values()), (cold, small.where())
@@ -778,7 +793,7 @@ class TestWorkerLoss:
         demand, tick = "cluster-sigterm-cycle", f"{CRON_REFRESH_ALL}:sigterm-test"
         ref = f"{demand}:{JOB_REFRESH_ALL}"
         # Both cycles wait on the lock: SIGTERM lands mid-cycle, however fast the machine.
-        async with users_locked(big.database_url):
+        async with table_locked(big.database_url, "users"):
             # Two cycles on the victim: one asked for (the `refresh_all` job) and one of
             # the cron kind (enqueued under the cron job's name, as arq's scheduler does).
             # The peers are paused meanwhile so the victim alone takes both.
@@ -835,7 +850,7 @@ class TestWorkerLoss:
         job = "cluster-kill-cycle"
         ref = f"{job}:{JOB_REFRESH_ALL}"
         # The cycle waits on the lock: it cannot end before the kill, however fast it is.
-        async with users_locked(big.database_url):
+        async with table_locked(big.database_url, "users"):
             enqueue_refresh_all(big, job)
             victim, started = await asyncio.to_thread(running_job, big, job)
             survivors = [w for w in alive if w is not victim]
