@@ -15,8 +15,8 @@ from gateway.keys import QUEUE_NAME
 from gateway.settings import Settings
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
-from tests.gateway_client import GatewayClient, gateway_client
-from tests.harness.waiting import CEILING_S, async_wait_until
+from tests.gateway_client import GatewayClient, background_done, gateway_client
+from tests.harness.waiting import async_wait_until
 from tests.test_dashboard_api import COHORT_DETAIL, SUMMARY
 from workers.worker import make_worker
 
@@ -68,15 +68,6 @@ async def run_worker(settings: Settings) -> None:
         await worker.close()
 
 
-async def background_enqueues() -> None:
-    """Until the refreshes that answers asked for in the background are enqueued (or
-    their enqueue failed): gateway.cache's tasks beside the answers."""
-    from gateway.cache import _background
-
-    while _background:
-        await asyncio.wait_for(asyncio.gather(*_background), CEILING_S)
-
-
 async def queued_jobs(redis_url: str) -> list[str]:
     client = aioredis.Redis.from_url(redis_url)
     try:
@@ -126,7 +117,7 @@ async def test_stale_while_revalidate(cached: GatewayClient, redis_url: str) -> 
     assert counter.count == 0  # served from cache while stale
     assert body["me"]["summary"] == {"computedAt": "2026-11-24T12:00:00.000000Z", "stale": True}
     assert cohort["cohort"]["stale"] is True
-    await background_enqueues()  # the enqueue runs beside the answer
+    await background_done(services_of(cached))  # the enqueue runs beside the answer
     assert await queued_jobs(redis_url) == [
         "refresh_cohort:102",
         "refresh_director:director:2",
@@ -356,9 +347,9 @@ async def test_stale_only_past_the_interval_plus_the_grace(
         await services_of(api).refresh.refresh_all()
         clock.advance(359)  # a cycle running late: not stale yet, no refresh queued
         assert (await api.data(STALE, user=DANA))["me"]["summary"]["stale"] is False
-        await background_enqueues()
+        await background_done(services_of(api))
         assert await queued_jobs(redis_url) == []
         clock.advance(2)
         assert (await api.data(STALE, user=DANA))["me"]["summary"]["stale"] is True
-        await background_enqueues()
+        await background_done(services_of(api))
         assert await queued_jobs(redis_url) == ["refresh_director:director:2"]
