@@ -138,9 +138,12 @@ class ChildProcess(Started):
         self.spawn()
         try:
             self.wait_ready()
-        except Exception as exc:
+        except BaseException as exc:
+            # In its own session, a Ctrl-C does not reach it: stopped here in every case.
             self.stop(signal.SIGKILL)
-            raise ServerError(f"{self.name} did not start: {exc}\n{self.tail()}") from None
+            if isinstance(exc, Exception):
+                raise ServerError(f"{self.name} did not start: {exc}\n{self.tail()}") from None
+            raise
         return self
 
     def run(self, timeout_s: float = CEILING_S) -> int:
