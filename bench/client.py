@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from bench.openloop import Connection
-from bench.procs import HOST
+from tests.harness.processes import HOST
 
 
 def raw_get(target: str, token: str | None, port: int) -> bytes:
@@ -63,11 +63,3 @@ async def timed_sequence(
     finally:
         conn.close()
     return out
-
-
-async def get(port: int, target: str, token: str | None = None) -> tuple[int, bytes]:
-    conn = await _connect(port)
-    try:
-        return await _one(conn, raw_get(target, token, port), 30.0)
-    finally:
-        conn.close()

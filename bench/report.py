@@ -355,7 +355,7 @@ One process, `bench/run.py`, does everything on this machine, in this order:
    `redis-server` (no persistence) on a free port; the trusted-documents manifest from
    `gateway manifest build`; one HS256 token per director (`gateway.auth.mint_token`).
 2. **Prewarm timings.** `gateway refresh --all --sync` {prewarm_runs}× on SQLite and {prewarm_runs}×
-   on a private PostgreSQL (tests/servers.py `PostgresServer`: initdb, `fsync=off`, seeded
+   on a private PostgreSQL (tests/harness/servers.py `PostgresServer`: initdb, `fsync=off`, seeded
    with the same scale); the figures are the times the command prints (its own start-up
    excluded), medians quoted. The last SQLite run leaves the cache warm for the load; then
    `gateway worker` (arq) starts and keeps refreshing every {refresh_interval:.0f} s as in

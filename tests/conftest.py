@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.servers import PostgresServer, RedisServer
+from tests.harness.servers import PostgresServer, RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """An in-process gateway on a given database, with tokens for its users."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -10,6 +11,7 @@ import httpx
 from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.settings import Settings
+from tests.harness.waiting import CEILING_S
 
 
 class GatewayClient:
@@ -62,7 +64,21 @@ async def gateway_client(settings: Settings, clock: Any = None) -> AsyncIterator
         try:
             yield GatewayClient(client, settings)
         finally:
+            # Work still running would reopen the closed Redis pool and leak a connection.
+            await background_done(app.state.services)
             await app.state.services.close()
+
+
+async def background_done(services: Any) -> None:
+    """Until the work answers started beside them is done: the refreshes they enqueue
+    (gateway.cache.subtrees's tasks) and, in embedded mode, the refreshes running in-process."""
+    from gateway.cache.source import _background
+
+    while _background:
+        await asyncio.wait_for(asyncio.gather(*_background, return_exceptions=True), CEILING_S)
+    wait = getattr(services.refresher, "wait", None)
+    if wait is not None:
+        await asyncio.wait_for(wait(), CEILING_S)
 
 
 def fixed_clock(now: datetime) -> Any:

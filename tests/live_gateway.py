@@ -1,5 +1,5 @@
 """The real gateway (`gateway serve`) in a child process, for clients outside this process
-(a browser, Node): tests/processes.py's GatewayProcess, with its access log on."""
+(a browser, Node): the harness's GatewayProcess, with its access log on."""
 
 import tempfile
 from collections.abc import Iterator
@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.processes import GatewayProcess, running
+from tests.harness.processes import GatewayProcess, child_env
 
 _gateways: dict[str, GatewayProcess] = {}  # base URL → the process serving it
 
@@ -18,10 +18,8 @@ def live_gateway(database_url: str, **settings: str) -> Iterator[str]:
     `access_log(url)` reads the requests it served so far."""
     with tempfile.TemporaryDirectory(prefix="gateway-live-") as tmp:
         # The tests read the requests it served from its access log.
-        gateway = GatewayProcess(
-            "gateway-live", database_url, Path(tmp), access_log="true", **settings
-        )
-        with running(gateway):
+        env = child_env(database_url, access_log="true", **settings)
+        with GatewayProcess("gateway-live", env, Path(tmp)) as gateway:
             _gateways[gateway.url] = gateway
             try:
                 yield gateway.url

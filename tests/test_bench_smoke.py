@@ -78,7 +78,8 @@ def test_open_loop_cold_prewarm_memory_hit_rate(bench_run: tuple[dict, str]) -> 
     memory = results["memory"]
     assert memory["gateway"]["rss_mb"] > 0 and memory["redis_used_memory_mb"] > 0
     processes = memory["gateway"]["processes"]
-    serving = [p for p in processes if "spawn_main" in p["cmd"]] or processes
+    # The workers under the gateway's supervisor (the supervisor itself imports only uvicorn).
+    serving = [p for p in processes if "--worker" in p["cmd"]] or processes
     assert serving and all(p["uvloop"] and p["httptools"] for p in serving)
     assert results["hit_rate"]["rate"] is not None
     assert results["first_visits"]["requests"] > 0

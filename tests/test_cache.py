@@ -18,7 +18,8 @@ from gateway.services import Services
 from gateway.settings import Settings
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
-from tests.gateway_client import GatewayClient, gateway_client
+from tests.gateway_client import GatewayClient, background_done, gateway_client
+from tests.harness.waiting import async_wait_until
 from tests.test_dashboard_api import COHORT_DETAIL, SUMMARY
 from workers.worker import make_worker
 
@@ -124,7 +125,7 @@ async def test_stale_while_revalidate(cached: GatewayClient, redis_url: str) -> 
     assert counter.count == 0  # served from cache while stale
     assert body["me"]["summary"] == {"computedAt": "2026-11-24T12:00:00.000000Z", "stale": True}
     assert cohort["cohort"]["stale"] is True
-    await asyncio.sleep(0.05)  # the enqueue runs beside the answer
+    await background_done(services_of(cached))  # the enqueue runs beside the answer
     assert await queued_jobs(redis_url) == [
         "refresh_cohort:102",
         "refresh_director:director:2",
@@ -268,7 +269,11 @@ async def test_redis_stopped_mid_test_answers_live_then_resumes(
             assert "redis" in ready.json()
         finally:
             redis_server.start()
-        await asyncio.sleep(1.1)  # the breaker retries Redis after a second
+
+        async def ready() -> bool:  # the breaker retries Redis after a second
+            return (await api.http.get("/readyz")).json() == {"status": "ready"}
+
+        await async_wait_until(ready, "the gateway to use Redis again")
         assert (await api.http.get("/readyz")).json() == {"status": "ready"}
         await api.data(SUMMARY, user=DANA)  # miss: computed and stored again
         with StatementCounter(api) as counter:
@@ -364,9 +369,9 @@ async def test_stale_only_past_the_interval_plus_the_grace(
         await refresh_all(services_of(api))
         clock.advance(359)  # a cycle running late: not stale yet, no refresh queued
         assert (await api.data(STALE, user=DANA))["me"]["summary"]["stale"] is False
-        await asyncio.sleep(0.05)
+        await background_done(services_of(api))
         assert await queued_jobs(redis_url) == []
         clock.advance(2)
         assert (await api.data(STALE, user=DANA))["me"]["summary"]["stale"] is True
-        await asyncio.sleep(0.05)
+        await background_done(services_of(api))
         assert await queued_jobs(redis_url) == ["refresh_director:director:2"]

@@ -15,8 +15,15 @@ from playwright.async_api import Page, async_playwright
 from gateway.http.graphiql import DASHBOARD_QUERY
 from gateway.settings import Settings
 from tests.gateway_client import GatewayClient, gateway_client
-from tests.processes import GatewayProcess, running
-from tests.servers import HOST
+from tests.harness.processes import (
+    GATEWAY_CLI,
+    HOST,
+    HttpProcess,
+    child_env,
+    free_port,
+    running,
+)
+from tests.harness.waiting import CEILING_S
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).parent / "artifacts" / "graphiql"
@@ -32,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = int(CEILING_S * 1000)  # each wait ends when what it waits for appears
 EDITOR_TEXT = """selector => document.querySelector(selector).CodeMirror.getValue()"""
 RESULT_TEXT_WITH = """word => {
   const value = document.querySelector(".result-window .CodeMirror").CodeMirror.getValue();
@@ -96,15 +103,16 @@ async def test_root_redirects_to_graphiql_in_development(
         assert (await api_in_production.http.get("/")).status_code == 404
 
 
-class RunProcess(GatewayProcess):
+class RunProcess(HttpProcess):
     """`gateway run` (development: sign-in links, then the server) on a free port."""
 
     def __init__(self, database_url: str, log_dir: Path) -> None:
-        super().__init__("gateway-run", database_url, log_dir)
-        self.args = ["run", "--host", HOST, "--port", str(self.port)]
+        port = free_port()
+        argv = [*GATEWAY_CLI, "run", "--host", HOST, "--port", str(port)]
+        super().__init__("gateway-run", argv, child_env(database_url), port=port, log_dir=log_dir)
 
     def links(self) -> list[str]:
-        return re.findall(r"http://\S+/graphql#token=\S+", self.text())
+        return re.findall(r"http://\S+/graphql#token=\S+", self.log())
 
 
 class Watch:
@@ -216,7 +224,7 @@ async def test_the_run_link_opens_graphiql_signed_in_and_runs_the_dashboard(
                     assert watch.fetches and set(watch.fetches) == {f"{run.url}/graphql"}
                 finally:
                     await browser.close()
-        assert token not in run.text().split(admin_link, 1)[1]
+        assert token not in run.log().split(admin_link, 1)[1]
 
 
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed")

@@ -19,7 +19,7 @@ from gateway.http.responses import seconds_until_refresh
 from gateway.settings import Settings
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, fixed_clock, gateway_client
-from tests.servers import free_port
+from tests.harness.processes import free_port
 
 ME = "query Me { me { id name summary { totalCohorts computedAt } } }"
 ME_HASH = sha256_hex(ME)

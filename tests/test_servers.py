@@ -7,7 +7,7 @@ import redis.asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.servers import PostgresServer, RedisServer
+from tests.harness.servers import PostgresServer, RedisServer
 
 
 def test_redis_round_trip(redis_url: str) -> None:

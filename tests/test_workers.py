@@ -2,10 +2,7 @@
 embedded scheduler."""
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 
 import orjson
 import pytest
@@ -18,6 +15,8 @@ from tests import dataset
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NORA, NOW
 from tests.gateway_client import gateway_client
+from tests.harness.processes import WorkerProcess, child_env
+from tests.harness.waiting import async_wait_until
 from tests.test_cache import StatementCounter, refresh_all, services_of, settings_for
 from tests.test_dashboard_api import COHORT_DETAIL, SUMMARY
 from workers.worker import cron_fields
@@ -60,15 +59,11 @@ async def entries(redis_url: str) -> dict[str, dict]:
 
 
 async def test_worker_killed_mid_cycle_leaves_no_partial_entry(
-    many_cohorts_url: str, redis_url: str
+    many_cohorts_url: str, redis_url: str, tmp_path
 ) -> None:
-    env = {**os.environ, "GATEWAY_DATABASE_URL": many_cohorts_url, "GATEWAY_REDIS_URL": redis_url}
-    worker = subprocess.Popen(  # noqa: ASYNC220 - a real worker process to kill
-        [sys.executable, "-m", "gateway.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # A real worker process, to kill.
+    worker = WorkerProcess("worker", child_env(many_cohorts_url, redis_url=redis_url), tmp_path)
+    await asyncio.to_thread(worker.start)
     try:
         client = aioredis.Redis.from_url(redis_url)
         try:
@@ -76,18 +71,18 @@ async def test_worker_killed_mid_cycle_leaves_no_partial_entry(
 
             queue = ArqRedis(client.connection_pool, default_queue_name=QUEUE_NAME)
             await queue.enqueue_job(JOB_REFRESH_ALL, _job_id="cycle-1", _queue_name=QUEUE_NAME)
-            for _ in range(600):  # up to 60 s for the first cohorts to land
-                if len(await client.keys("ddg:*:cohort:*")) >= 400:
-                    break
-                await asyncio.sleep(0.1)
+
+            async def first_cohorts() -> bool:
+                return len(await client.keys("ddg:*:cohort:*")) >= 400
+
+            await async_wait_until(first_cohorts, "the first cohorts to land", poll_s=0.1)
             written = len(await client.keys("ddg:*:cohort:*"))
             assert 400 <= written < 3004, written  # mid-cycle: some but not all cohorts
             assert await client.keys("ddg:*:refresh:last") == []
         finally:
             await client.aclose(close_connection_pool=True)
-        worker.send_signal(signal.SIGKILL)
     finally:
-        worker.wait(timeout=10)
+        await asyncio.to_thread(worker.stop, signal.SIGKILL)
 
     # Every entry present is whole: a complete subtree, never a fragment.
     for key, value in (await entries(redis_url)).items():
@@ -141,10 +136,11 @@ async def test_embedded_scheduler_prewarms_without_redis(tmp_path) -> None:
     app = create_app(settings, clock=app_clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
-        for _ in range(100):
-            if (await services.kv.get_many([services.cache.keys.refresh_stamp()]))[0]:
-                break
-            await asyncio.sleep(0.05)
+
+        async def first_cycle_done() -> bytes | None:
+            return (await services.kv.get_many([services.cache.keys.refresh_stamp()]))[0]
+
+        await async_wait_until(first_cycle_done, "the embedded scheduler's first cycle")
         import httpx
 
         transport = httpx.ASGITransport(app=app)

@@ -127,6 +127,11 @@ _ERROR = metrics.CACHE_REQUESTS.labels("response", "error")
 _EVICTED = metrics.ANSWERS_EVICTED
 
 
+def answer_key(keys: Keys, caller: Caller, answer: AnswerId) -> str:
+    """The one place an answer's key is made (fast path, endpoint, refresh cycle, bench)."""
+    return keys.answer(caller, answer.sha256, answer.variables_digest)
+
+
 class AnswerUsage:
     """When each stored answer was last asked for, per caller: each caller's index (a
     sorted set of their answer keys by last use) is what a refresh cycle ranks answers
@@ -174,8 +179,7 @@ class AnswerStore:
         self.usage = AnswerUsage(kv, keys)
 
     def key(self, caller: Caller, answer: AnswerId) -> str:
-        """The one place an answer's key is made (fast path, endpoint and refresh cycle)."""
-        return self.keys.answer(caller, answer.sha256, answer.variables_digest)
+        return answer_key(self.keys, caller, answer)
 
     async def get(self, key: str) -> StoredResponse | None:
         try:

@@ -1,8 +1,10 @@
-"""Processes, clients and checks shared by the reliability suite.
+"""Clients and checks shared by the reliability suite: the demo seed and the scopes it
+implies, the three transports, tokens and signed webhooks, /metrics counters, the
+isolation checker, the JSON results.
 
-Everything runs on loopback: a real `gateway serve` (uvicorn), real `gateway worker`
-processes (arq), a real redis-server, the demo seed in SQLite. Every loop here is
-bounded in count and in time.
+Everything runs on loopback against real processes (tests/harness): `gateway serve`,
+`gateway worker`, redis-server, the demo seed in SQLite. Every loop here is bounded in
+count and in time.
 """
 
 from __future__ import annotations
@@ -13,10 +15,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -31,10 +30,8 @@ from gateway.auth import mint_token
 from gateway.documents.dashboard import Operation, build_manifest, dashboard_operations
 from gateway.documents.persisted import sha256_hex
 from gateway.settings import Settings
-from tests.servers import HOST, START_TIMEOUT_S, ServerError, free_port
+from tests.harness.processes import GATEWAY_CLI, ROOT, ChildProcess, child_env
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
 RESULTS_DIR = Path(os.environ.get("RELIABILITY_RESULTS_DIR") or ROOT / "tests/reliability/results")
 
 JWT_SECRET = "reliability-jwt-secret-0123456789abcdef0123"
@@ -151,26 +148,17 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-def clean_env(**gateway: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update({f"GATEWAY_{k.upper()}": v for k, v in gateway.items()})
-    return env
-
-
 def seed_demo(path: Path) -> str:
     """`gateway seed --scale demo` into a new SQLite file; returns its URL."""
     url = sqlite_url(path)
-    subprocess.run(
-        [PYTHON, "-m", "gateway.cli", "seed", "--scale", "demo", "--database-url", url],
+    seed = ChildProcess(
+        "seed",
+        [*GATEWAY_CLI, "seed", "--scale", "demo", "--database-url", url],
+        child_env(),
+        log_dir=path.parent,
         cwd=path.parent,
-        env=clean_env(),
-        check=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=120,
     )
+    assert seed.run() == 0, seed.tail()
     return url
 
 
@@ -250,113 +238,13 @@ def read_world(path: Path) -> World:
 # --- processes -------------------------------------------------------------------------
 
 
-def _rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise ValueError(f"no VmRSS for {pid}")
-
-
-class Process:
-    """A child process with its output in a log file; stopped by its own pid only."""
-
-    def __init__(self, args: list[str], env: dict[str, str], workdir: Path, name: str) -> None:
-        self.args = args
-        self.env = env
-        self.workdir = workdir
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.args,
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def rss_bytes(self) -> int:
-        return _rss_bytes(self.pid)
-
-    def send_signal(self, sig: signal.Signals) -> None:
-        if self.running:
-            assert self.process is not None
-            self.process.send_signal(sig)
-
-    def wait(self, timeout_s: float) -> int | None:
-        assert self.process is not None
-        try:
-            return self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 30.0) -> int:
-        if self.process is None:
-            return 0
-        self.send_signal(sig)
-        code = self.wait(timeout_s)
-        if code is None:
-            self.process.kill()
-            code = self.process.wait()
-        return code
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-class GatewayProcess(Process):
-    """`gateway serve` (uvicorn, one process) on a loopback port."""
-
-    def __init__(self, env: dict[str, str], workdir: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        args = [PYTHON, "-m", "gateway.cli", "serve", "--host", HOST, "--port", str(self.port)]
-        super().__init__(args, env, workdir, f"gateway-{self.port}")
-
-    def start(self) -> None:
-        super().start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if not self.running or time.monotonic() > deadline:
-                self.stop(signal.SIGKILL)
-                raise ServerError(f"gateway did not start on {self.url}:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
-
-
-class WorkerProcess(Process):
-    """`gateway worker` (arq, cron refresh cycle)."""
-
-    def __init__(self, env: dict[str, str], workdir: Path, name: str = "worker") -> None:
-        super().__init__([PYTHON, "-m", "gateway.cli", "worker"], env, workdir, name)
-
-
 def gateway_env(
     database_url: str, redis_url: str | None, manifest: Path | None = None, **extra: str
 ) -> dict[str, str]:
+    """The environment of the suite's `gateway serve` and `gateway worker` processes."""
     settings = {
-        "database_url": database_url,
         "jwt_secret": JWT_SECRET,
         "webhook_secret": WEBHOOK_SECRET,
-        "embedded_scheduler": "false",
         "workers": "1",
         "log_level": "WARNING",
         **extra,
@@ -365,23 +253,22 @@ def gateway_env(
         settings["redis_url"] = redis_url
     if manifest is not None:
         settings["persisted_manifest"] = str(manifest)
-    return clean_env(**settings)
+    return child_env(database_url, **settings)
 
 
 def refresh_all_sync(env: dict[str, str], workdir: Path) -> str:
-    """`gateway refresh --all --sync`: every subtree, then the prewarmed answers."""
-    done = subprocess.run(
-        [PYTHON, "-m", "gateway.cli", "refresh", "--all", "--sync"],
+    """`gateway refresh --all --sync`: every subtree, then the prewarmed answers. Its
+    output (the log of this run alone)."""
+    refresh = ChildProcess(
+        f"refresh-{time.monotonic_ns()}",
+        [*GATEWAY_CLI, "refresh", "--all", "--sync"],
+        env,
+        log_dir=workdir,
         cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    code = refresh.run()
+    assert code == 0, refresh.tail()
+    return refresh.log()
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -765,20 +652,6 @@ def codes_of(body: Any) -> list[str]:
         return []
     errors = body.get("errors") or []
     return [str((e.get("extensions") or {}).get("code")) for e in errors if isinstance(e, dict)]
-
-
-class running:
-    """`with running(process):` starts it and always stops it (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, process: Process) -> None:
-        self.process = process
-
-    def __enter__(self) -> Process:
-        self.process.start()
-        return self.process
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.stop(signal.SIGTERM, timeout_s=30.0)
 
 
 def http_client(base_url: str, connections: int = 16, timeout_s: float = 30.0) -> httpx.AsyncClient:

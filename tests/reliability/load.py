@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from tests.harness.waiting import CEILING_S
 from tests.reliability.harness import (
     Caller,
     IsolationChecker,
@@ -180,5 +181,5 @@ async def steady_rate(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     if tasks:
-        await asyncio.wait(tasks, timeout=60)
+        await asyncio.wait(tasks, timeout=CEILING_S)
     return skipped

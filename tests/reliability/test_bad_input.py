@@ -23,13 +23,14 @@ import redis.asyncio as aioredis
 
 from loaders import MODULES
 from loaders.demo import checksum
+from tests.harness.processes import GatewayProcess
+from tests.harness.waiting import CEILING_S
 from tests.reliability.fuzz import generate_parallel
 from tests.reliability.harness import (
     DOCUMENTED_CODES,
     JWT_SECRET,
     OPERATIONS,
     Caller,
-    GatewayProcess,
     World,
     apq_document,
     auth,
@@ -40,7 +41,6 @@ from tests.reliability.harness import (
     manifest_file,
     persisted_params,
     refresh_all_sync,
-    running,
     signed,
     sqlite_url,
     token,
@@ -62,7 +62,7 @@ REPLAYED = 500
 def gateway(db_path: Path, redis_url: str, tmp_path: Path):
     env = gateway_env(sqlite_url(db_path), redis_url, manifest_file(tmp_path))
     refresh_all_sync(env, tmp_path)
-    with running(GatewayProcess(env, tmp_path / "gateway")) as process:
+    with GatewayProcess("gateway", env, tmp_path) as process:
         yield process
 
 
@@ -611,7 +611,7 @@ def raw_get(target: str, headers: dict[str, str]) -> Callable:
             lines += [f"{k}: {v}" for k, v in headers.items()]
             writer.write(("\r\n".join([*lines, "Connection: close", "", ""])).encode())
             await writer.drain()
-            raw = await asyncio.wait_for(reader.read(), 30)
+            raw = await asyncio.wait_for(reader.read(), CEILING_S)
         except ConnectionError:
             raw = b""
         finally:

@@ -21,12 +21,13 @@ from arq.connections import ArqRedis
 from gateway.cache.answers import AnswerRequest, decode_stored
 from gateway.cache.keys import JOB_REFRESH_ALL, QUEUE_NAME, Keys
 from gateway.refresh.requests import QueueRefresher
+from tests.harness.processes import HOST, GatewayProcess, WorkerProcess, free_port
+from tests.harness.servers import RedisServer
+from tests.harness.waiting import CEILING_S
 from tests.reliability.harness import (
     CacheCounters,
-    GatewayProcess,
     IsolationChecker,
     Probe,
-    WorkerProcess,
     World,
     cache_counters,
     cache_version_in_redis,
@@ -38,12 +39,10 @@ from tests.reliability.harness import (
     post_document,
     read_world,
     refresh_all_sync,
-    running,
     sqlite_url,
     write_results,
 )
 from tests.reliability.load import Recorder, closed_loop, dashboard_mix
-from tests.servers import HOST, RedisServer, free_port
 
 pytestmark = pytest.mark.reliability
 
@@ -98,7 +97,7 @@ async def test_redis_killed_and_restarted_under_load(
     plan = dashboard_mix(world, random.Random(11), size=300)
     marks: dict[str, float] = {}
     recovered_at: float | None = None
-    with running(GatewayProcess(env, tmp_path / "gateway")) as gateway:
+    with GatewayProcess("gateway", env, tmp_path) as gateway:
         async with (
             http_client(gateway.url, connections=32) as client,
             http_client(gateway.url, connections=2) as metrics_client,
@@ -141,7 +140,7 @@ async def test_redis_killed_and_restarted_under_load(
             )
             sampler.stop()
             await sampler_task
-        alive = gateway.running
+        alive = gateway.alive
     killed, restarted = marks["killed"], marks["restarted"]
     before = recorder.between(started, killed)
     down = recorder.between(killed, restarted)
@@ -219,7 +218,7 @@ async def billing_down(
     await asyncio.to_thread(refresh_all_sync, good_env, tmp_path)
     admin = next(c for c in world.callers if c.role == "admin")
     uncached = max(world.cohorts)  # its subtree is deleted: nothing to fall back on
-    with running(GatewayProcess(good_env, tmp_path / "good")) as good:
+    with GatewayProcess("good", good_env, tmp_path) as good:
         async with http_client(good.url) as client:
             reference = {
                 cid: (await post_document(client, admin, Probe("CohortDetail", {"id": cid}))).json()
@@ -244,7 +243,7 @@ async def billing_down(
     checked: dict[str, int] = {"cohorts": 0, "stale_payments": 0, "null_payments": 0}
     wrong: list[str] = []
     summaries: list[dict[str, Any]] = []
-    with running(GatewayProcess(env, tmp_path / "billing-down")) as gateway:
+    with GatewayProcess("billing-down", env, tmp_path) as gateway:
         async with http_client(gateway.url, connections=16) as client:
             ready = await client.get("/readyz")
             recorder = Recorder(
@@ -281,7 +280,7 @@ async def billing_down(
                         == _summary_figures(reference_summary[caller]),
                     }
                 )
-        alive = gateway.running
+        alive = gateway.alive
         log_tail = gateway.log()[-2000:]
     figures = {
         "module_down": "billing",
@@ -481,7 +480,7 @@ async def test_worker_killed_mid_cycle(
             await redis.flushall()
             # A cron that cannot fire during the trial; the cycle is enqueued by hand.
             env = gateway_env(database_url, redis_url, refresh_interval_s="3600")
-            killed = WorkerProcess(env, tmp_path / f"kill-{target}", name="killed")
+            killed = WorkerProcess("killed", env, tmp_path / f"kill-{target}")
             killed.start()
             try:
                 await queue.enqueue_job(
@@ -501,7 +500,7 @@ async def test_worker_killed_mid_cycle(
                         return bool(cohort or stamp)
                     return bool(stamp)
 
-                await wait_for(reached, 30, every_s=0.001)
+                await wait_for(reached, CEILING_S, every_s=0.001)
                 killed.stop(signal.SIGKILL)
             finally:
                 killed.stop(signal.SIGKILL)
@@ -518,7 +517,7 @@ async def test_worker_killed_mid_cycle(
                 next((k for k in at_kill if k.endswith(":refresh:last")), "none")
             )
             cron_env = gateway_env(database_url, redis_url, refresh_interval_s="5")
-            with running(WorkerProcess(cron_env, tmp_path / f"next-{target}", name="next")):
+            with WorkerProcess("next", cron_env, tmp_path / f"next-{target}"):
 
                 async def cycle_done(stamp_before: bytes | None = stamp_before) -> bool:
                     entries = await snapshot(redis_url)
@@ -529,7 +528,7 @@ async def test_worker_killed_mid_cycle(
                         and phase_of(entries, prewarm_total) == "done"
                     )
 
-                completed = await wait_for(cycle_done, 30, every_s=0.1)
+                completed = await wait_for(cycle_done, CEILING_S, every_s=0.1)
                 next_cycle_s = time.monotonic() - killed_at
             after = await snapshot(redis_url)
             stamp = next(orjson.loads(v) for k, v in after.items() if k.endswith(":refresh:last"))
@@ -605,7 +604,7 @@ async def test_gateway_restart_with_sigterm_under_load(
         ],
     ]
     rng.shuffle(plan)
-    first = GatewayProcess(env, tmp_path / "first")
+    first = GatewayProcess("first", env, tmp_path)
     port = first.port
     marks: dict[str, float] = {}
     second: GatewayProcess | None = None
@@ -622,7 +621,7 @@ async def test_gateway_restart_with_sigterm_under_load(
                 code = await asyncio.to_thread(first.wait, 40)
                 marks["exited"] = time.monotonic()
                 marks["exit_code"] = code if code is not None else -1
-                second = GatewayProcess(env, tmp_path / "second", port=port)
+                second = GatewayProcess("second", env, tmp_path, port=port)
                 await asyncio.to_thread(second.start)
                 marks["serving_again"] = time.monotonic()
                 await asyncio.sleep(RESTART_AFTER_S)

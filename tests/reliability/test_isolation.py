@@ -25,10 +25,11 @@ import redis.asyncio as aioredis
 from gateway.cache.answers import AnswerId
 from gateway.services import Services
 from resolvers.caller import Caller as ServiceCaller
+from tests.harness.processes import GatewayProcess
+from tests.harness.waiting import CEILING_S
 from tests.reliability.harness import (
     MISSING_COHORT,
     Caller,
-    GatewayProcess,
     IsolationChecker,
     Probe,
     World,
@@ -44,7 +45,6 @@ from tests.reliability.harness import (
     post_document,
     read_world,
     refresh_all_sync,
-    running,
     settings_for,
     signed,
     sqlite_url,
@@ -206,8 +206,7 @@ async def flush(redis_url: str) -> None:
 @pytest.fixture
 def gateway(db_path: Path, redis_url: str, tmp_path: Path):
     env = gateway_env(sqlite_url(db_path), redis_url, manifest_file(tmp_path))
-    with running(GatewayProcess(env, tmp_path / "gateway")) as process:
-        process.env = env
+    with GatewayProcess("gateway", env, tmp_path) as process:
         yield process
 
 
@@ -317,7 +316,7 @@ async def run_burst_worker(database_url: str, redis_url: str) -> float:
     started = time.perf_counter()
     worker = make_worker(settings_for(database_url, redis_url), burst=True, poll_delay=0.01)
     try:
-        await asyncio.wait_for(worker.main(), 60)
+        await asyncio.wait_for(worker.main(), CEILING_S)
     finally:
         await worker.close()
     return time.perf_counter() - started

@@ -17,10 +17,9 @@ import redis.asyncio as aioredis
 
 from gateway.cache.keys import Keys
 from loaders import MODULES
+from tests.harness.processes import GatewayProcess, WorkerProcess
 from tests.reliability.harness import (
-    GatewayProcess,
     IsolationChecker,
-    WorkerProcess,
     World,
     cache_counters,
     cache_version_in_redis,
@@ -29,7 +28,6 @@ from tests.reliability.harness import (
     http_client,
     manifest_file,
     refresh_all_sync,
-    running,
     signed,
     sqlite_url,
     write_results,
@@ -66,8 +64,8 @@ async def test_soak(db_path: Path, redis_url: str, world: World, tmp_path: Path)
     redis = aioredis.Redis.from_url(redis_url)
     try:
         with (
-            running(GatewayProcess(env, tmp_path / "gateway")) as gateway,
-            running(WorkerProcess(env, tmp_path / "worker")) as worker,
+            GatewayProcess("gateway", env, tmp_path) as gateway,
+            WorkerProcess("worker", env, tmp_path) as worker,
         ):
             async with (
                 http_client(gateway.url, connections=64) as client,
@@ -131,7 +129,7 @@ async def test_soak(db_path: Path, redis_url: str, world: World, tmp_path: Path)
                     storm(),
                 )
                 await sampling
-            gateway_alive, worker_alive = gateway.running, worker.running
+            gateway_alive, worker_alive = gateway.alive, worker.alive
     finally:
         await redis.aclose()
 
