@@ -236,17 +236,45 @@ class Settings(BaseSettings):
     apq_memory_entries: int = Field(
         2_000, gt=0, description="APQ documents kept in process memory (LRU)."
     )
+    max_document_chars: int = Field(
+        32_768,
+        gt=0,
+        description="Longest document, characters (checked before it is parsed).",
+    )
     max_depth: int = Field(
         10, gt=0, description="Deepest field nesting; `{ me { id } }` has depth 2."
     )
     max_aliases: int = Field(15, ge=0, description="Most aliased fields in one document.")
-    max_tokens: int = Field(2_000, gt=0, description="Most lexical tokens in one document.")
+    max_tokens: int = Field(
+        800,
+        gt=0,
+        description="Most lexical tokens in one document (parsing and validating cost about "
+        "20–40 µs of CPU per token).",
+    )
     max_cost: int = Field(
         50_000,
         gt=0,
         description="Most field resolutions: each field costs the product of the `first` "
         "arguments (or their defaults) of the paginated fields above it.",
     )
+    max_fields: int = Field(
+        500,
+        gt=0,
+        description="Most field selections in one operation or fragment, fragments expanded.",
+    )
+    max_selections: int = Field(
+        100,
+        gt=0,
+        description="Most fields merged into one selection set (inline fragments and spreads "
+        "flattened).",
+    )
+    max_repeated_fields: int = Field(
+        5,
+        gt=0,
+        description="Most fields sharing one response name in one selection set (validation "
+        "compares them pairwise).",
+    )
+    max_operations: int = Field(10, gt=0, description="Most operations in one document.")
     field_suggestions: bool | None = Field(
         None, description="`Did you mean` hints in errors; default on in development only."
     )

@@ -24,6 +24,9 @@ QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
 TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
 TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
 QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+QUERY_TOO_LONG = "QUERY_TOO_LONG"
+TOO_MANY_FIELDS = "TOO_MANY_FIELDS"
+TOO_MANY_OPERATIONS = "TOO_MANY_OPERATIONS"
 REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
 BATCHING_DISABLED = "BATCHING_DISABLED"
 # Webhooks (POST /webhooks/upstream).
@@ -51,6 +54,13 @@ CATALOG: dict[str, str] = {
     TOO_MANY_ALIASES: "More aliased fields than GATEWAY_MAX_ALIASES.",
     TOO_MANY_TOKENS: "More lexical tokens than GATEWAY_MAX_TOKENS.",
     QUERY_TOO_COSTLY: "More field resolutions than GATEWAY_MAX_COST.",
+    QUERY_TOO_LONG: "A document longer than GATEWAY_MAX_DOCUMENT_CHARS characters.",
+    TOO_MANY_FIELDS: (
+        "More fields than GATEWAY_MAX_FIELDS (fragments expanded), than GATEWAY_MAX_SELECTIONS "
+        "in one selection set, one response name more than GATEWAY_MAX_REPEATED_FIELDS "
+        "times in one selection set, or fields that take too many comparisons to validate."
+    ),
+    TOO_MANY_OPERATIONS: "More operations in one document than GATEWAY_MAX_OPERATIONS.",
     REQUEST_TOO_LARGE: "A body larger than GATEWAY_MAX_BODY_BYTES (HTTP 413).",
     BATCHING_DISABLED: "A JSON array of operations: batches are refused.",
     BAD_SIGNATURE: "Webhook: missing or wrong X-Signature (HTTP 401).",

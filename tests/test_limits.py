@@ -4,11 +4,16 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import validate
 
+from gateway.documents import limits
 from gateway.documents.dashboard import dashboard_operations
+from gateway.documents.limits import DocumentPreparer, LimitExceeded, limits_of
 from gateway.settings import Settings
+from resolvers.schema import build_schema
 from tests.dataset import ADMIN, DANA, NOW
 from tests.gateway_client import GatewayClient, fixed_clock, gateway_client
+from tests.pathological import CASES, Case, fan_out
 
 # Depth counts field levels: me 1, cohorts 2, edges 3, node 4, id 5.
 DEPTH_5 = "{ me { cohorts { edges { node { id } } } } }"
@@ -158,3 +163,62 @@ async def test_dashboard_operations_fit_the_default_limits(dataset_url: str) -> 
         for name, operation in operations.items():
             data = await api.data(operation.body, variables[name], user=ADMIN, role="admin")
             assert list(data) == ["cohort" if name == "CohortDetail" else "me"], name
+
+
+@pytest.fixture(scope="module")
+async def defaults(dataset_url: str):
+    async with gateway_client(Settings(database_url=dataset_url), fixed_clock(NOW)) as client:
+        yield client
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+async def test_pathological_documents_get_their_code(
+    defaults: GatewayClient, case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validations: list[str] = []
+
+    def counted(schema: Any, document: Any, *args: Any, **kwargs: Any) -> Any:
+        validations.append(case.name)
+        return validate(schema, document, *args, **kwargs)
+
+    monkeypatch.setattr(limits, "validate", counted)
+    user, role = (ADMIN, "admin") if case.admin else (DANA, "director")
+    body = {"query": case.query, "variables": case.variables, "operationName": case.operation_name}
+    response = await defaults.http.post("/graphql", json=body, headers=defaults.auth(user, role))
+    assert response.status_code == case.status, response.text[:300]
+    errors = response.json().get("errors")
+    if case.code is None:
+        assert errors is None, errors
+    else:
+        assert errors is not None and errors[0]["extensions"]["code"] == case.code, errors
+    # A bound measured before validation: graphql-core never saw the document.
+    assert validations == ([] if case.before_validation else [case.name])
+
+
+async def test_measuring_is_linear_in_the_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each selection set is measured once however often its fragment is spread: the
+    fan-out of n fragments costs n + 3 walks (the old measure expanded all 2^n spreads),
+    and its cost, 2^n ids and `me`, is exact."""
+    from gateway.documents import measure
+
+    walks: list[int] = []
+    shape = measure._ShapeWalker.shape
+
+    def counted(self: Any, *args: Any) -> Any:
+        walks.append(1)
+        return shape(self, *args)
+
+    monkeypatch.setattr(measure._ShapeWalker, "shape", counted)
+    loose = Settings(max_fields=10**9, max_selections=10**9, max_repeated_fields=10**9)
+    preparer = DocumentPreparer(
+        build_schema()._schema, limits_of(loose), introspection=True, suggestions=True
+    )
+    for n in (16, 20, 24):
+        walks.clear()
+        prepared = preparer.prepare(fan_out(n))
+        assert prepared.errors == [] and prepared.document is not None
+        assert len(walks) == n + 3  # F0…Fn, the operation and `me`
+        operation = prepared.document.definitions[0]
+        with pytest.raises(LimitExceeded) as refused:
+            preparer.check(prepared, operation, {})  # type: ignore[arg-type]
+        assert refused.value.message == f"The query costs {2**n + 1}; the limit is 50000."

@@ -20,6 +20,7 @@ from gateway.settings import Settings
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, fixed_clock, gateway_client
 from tests.harness.processes import free_port
+from tests.pathological import fan_out
 
 ME = "query Me { me { id name summary { totalCohorts computedAt } } }"
 ME_HASH = sha256_hex(ME)
@@ -133,6 +134,47 @@ async def test_apq_over_get_miss_register_hit(dataset_url: str) -> None:
         hit = await apq_get(api, ME_HASH, DANA)
         assert hit.status_code == 200
         assert hit.json() == {"data": DANA_ME}
+
+
+async def test_apq_registers_only_documents_within_the_limits(dataset_url: str) -> None:
+    """A registration goes through the limits and validation first: a refused or invalid
+    document is never stored, so its hash stays unknown."""
+    bomb, invalid = fan_out(24), "{ me { nope } }"
+    async with gateway_client(settings_for(dataset_url), fixed_clock(NOW)) as api:
+        for document, status, code in (
+            (bomb, 400, "TOO_MANY_FIELDS"),
+            (invalid, 200, "GRAPHQL_VALIDATION_FAILED"),
+        ):
+            sha256 = sha256_hex(document)
+            for register in (
+                apq_post(api, sha256, DANA, query=document),
+                api.http.get(
+                    "/graphql",
+                    params={**get_params(sha256), "query": document},
+                    headers=api.auth(DANA),
+                ),
+            ):
+                refused = await register
+                assert refused.status_code == status
+                assert [e["extensions"]["code"] for e in refused.json()["errors"]][:1] == [code]
+                assert_not_found(await apq_get(api, sha256, DANA))
+                assert_not_found(await apq_post(api, sha256, DANA))
+
+
+async def test_manifest_documents_go_through_the_same_limits(
+    dataset_url: str, tmp_path: Path
+) -> None:
+    bomb = fan_out(24)
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({sha256_hex(bomb): bomb}))
+    settings = settings_for(dataset_url, persisted_manifest=path)
+    async with gateway_client(settings, fixed_clock(NOW)) as api:
+        for response in (
+            await apq_get(api, sha256_hex(bomb), DANA),
+            await apq_post(api, sha256_hex(bomb), DANA),
+        ):
+            assert response.status_code == 400
+            assert response.json()["errors"][0]["extensions"]["code"] == "TOO_MANY_FIELDS"
 
 
 async def test_apq_hash_mismatch_is_bad_request(api: GatewayClient) -> None:

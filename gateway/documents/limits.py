@@ -1,9 +1,10 @@
-"""Parse once, validate once, and bound what a document may cost before it runs.
+"""Parse once, measure once, validate once, and bound what a document may cost before it runs.
 
-Documents are parsed (with a token bound) and validated by graphql-core once per distinct
-text and kept in an LRU; Strawberry then executes the prepared AST (`UsePreparedDocument`)
-instead of parsing and validating again. Depth, aliases and cost are measured per request
-by one walk over the selected operation (cost depends on the variables).
+Documents are parsed (with a token bound), measured (gateway/documents/measure.py: every
+bound but cost, in linear time) and only then validated by graphql-core, once per
+distinct text, and kept in an LRU with their refusals; Strawberry then executes the
+prepared AST (`UsePreparedDocument`) instead of parsing and validating again. Cost
+depends on the variables: it is measured per request, in one linear walk.
 """
 
 import copy
@@ -15,63 +16,100 @@ from typing import Any
 import strawberry
 from graphql import (
     DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
-    GraphQLNamedType,
     GraphQLSchema,
     GraphQLSyntaxError,
-    InlineFragmentNode,
     OperationDefinitionNode,
-    SelectionSetNode,
-    Undefined,
-    get_named_type,
     parse,
     specified_rules,
     validate,
-    value_from_ast,
-    value_from_ast_untyped,
 )
-from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql.validation import (
+    ASTValidationRule,
+    NoSchemaIntrospectionCustomRule,
+    OverlappingFieldsCanBeMergedRule,
+    ValidationContext,
+)
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from gateway.documents.measure import (
+    CEILING,
+    DocumentMeasure,
+    LimitExceeded,
+    Limits,
+    measure_document,
+    operation_cost,
+)
 from gateway.settings import Settings
-from resolvers.errors import QUERY_TOO_COSTLY, QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS
+from resolvers.errors import (
+    QUERY_TOO_COSTLY,
+    QUERY_TOO_DEEP,
+    QUERY_TOO_LONG,
+    TOO_MANY_FIELDS,
+    TOO_MANY_TOKENS,
+)
+
+__all__ = ["DocumentPreparer", "LimitExceeded", "Limits", "PreparedDocument", "limits_of"]
 
 PREPARED_DOCUMENTS_MAX = 1_000
-PAGE_SIZE_ARGUMENT = "first"
+# A prepared document's AST takes about 70 bytes per character of its text: the LRU keeps
+# at most this many characters of documents (about 70 MB of ASTs), whatever their number.
+PREPARED_DOCUMENTS_MAX_CHARS = 1_048_576
+# Work units of graphql-core's overlapping-fields rule (2 per pair of fields compared,
+# about 0.5–1 µs each): a backstop behind the bounds measured before validation, which
+# keep every document met so far under a tenth of it (the dashboard's own: under 600).
+OVERLAP_BUDGET = 20_000
+# Each error's location is found by scanning the text: graphql-core's default is 100.
+MAX_VALIDATION_ERRORS = 20
 
 
-class LimitExceeded(Exception):
-    def __init__(self, code: str, message: str, maximum: int, actual: int | None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.maximum = maximum
-        self.actual = actual
+class OverlapBudgetExhausted(ValidationAbortedError):
+    pass
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_depth: int
-    max_aliases: int
-    max_tokens: int
-    max_cost: int
+class BoundedOverlappingFields(OverlappingFieldsCanBeMergedRule):
+    """graphql-core's rule with a budget of OVERLAP_BUDGET units (its own default is
+    500,000, about a second of CPU): past it, validation stops and the document is refused."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "Limits":
-        return cls(settings.max_depth, settings.max_aliases, settings.max_tokens, settings.max_cost)
+    def __init__(self, context: ValidationContext) -> None:
+        super().__init__(context)
+        self.rule_context.remaining_complexity_budget = OVERLAP_BUDGET
+
+    def enter_selection_set(self, *args: Any) -> None:
+        try:
+            super().enter_selection_set(*args)
+        except ValidationAbortedError:
+            if self.rule_context.remaining_complexity_budget < 0:
+                raise OverlapBudgetExhausted("Validation aborted.") from None
+            raise
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        max_document_chars=settings.max_document_chars,
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_cost=settings.max_cost,
+        max_fields=settings.max_fields,
+        max_selections=settings.max_selections,
+        max_repeated_fields=settings.max_repeated_fields,
+        max_operations=settings.max_operations,
+    )
 
 
 @dataclass(frozen=True)
 class PreparedDocument:
-    """A parsed document (None after a syntax error) and the errors that stop it."""
+    """A parsed document (None after a syntax error), the errors that stop it, and its
+    measure; or the limit it breaks (`refused`), remembered like the rest."""
 
     document: DocumentNode | None
     errors: list[GraphQLError]
+    measure: DocumentMeasure | None = None
+    refused: LimitExceeded | None = None
 
 
 class DocumentPreparer:
@@ -83,175 +121,119 @@ class DocumentPreparer:
         introspection: bool,
         suggestions: bool,
         max_entries: int = PREPARED_DOCUMENTS_MAX,
+        max_chars: int = PREPARED_DOCUMENTS_MAX_CHARS,
     ) -> None:
         self.schema = schema
         self.limits = limits
         self.suggestions = suggestions
         rules: list[type[ASTValidationRule]] = [
-            *specified_rules,
+            BoundedOverlappingFields if rule is OverlappingFieldsCanBeMergedRule else rule
+            for rule in specified_rules
+        ]
+        rules += [
             MaybeNullValidationRule,
             OneOfInputValidationRule,
         ]
         if not introspection:
             rules.append(NoSchemaIntrospectionCustomRule)
         self.rules = tuple(rules)
+        # What these rules cover: Strawberry's own validation is skipped only for those.
+        self.covers = frozenset({*rules, OverlappingFieldsCanBeMergedRule})
         self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._chars = 0
         self._prepared: OrderedDict[str, PreparedDocument] = OrderedDict()
 
     def cached(self, query: str | None) -> PreparedDocument | None:
         return self._prepared.get(query) if query is not None else None
 
     def prepare(self, query: str) -> PreparedDocument:
-        """Raises LimitExceeded when the document has too many tokens."""
+        """Raises LimitExceeded when the document breaks a limit that does not depend on
+        the variables; a document is parsed, measured and validated once (refusals too)."""
+        limit = self.limits.max_document_chars
+        if len(query) > limit:  # before lexing, which costs about 0.2 µs per character
+            raise LimitExceeded(
+                QUERY_TOO_LONG, f"The document is longer than {limit} characters.", limit, None
+            )
         prepared = self._prepared.get(query)
         if prepared is None:
-            prepared = self._parse_and_validate(query)
+            prepared = self._parse_measure_validate(query)
             self._prepared[query] = prepared
-            while len(self._prepared) > self.max_entries:
-                self._prepared.popitem(last=False)
+            self._chars += len(query)
+            while len(self._prepared) > self.max_entries or self._chars > self.max_chars:
+                evicted, _ = self._prepared.popitem(last=False)
+                self._chars -= len(evicted)
         else:
             self._prepared.move_to_end(query)
+        if prepared.refused is not None:
+            raise prepared.refused
         return prepared
 
-    def _parse_and_validate(self, query: str) -> PreparedDocument:
+    def _parse_measure_validate(self, query: str) -> PreparedDocument:
+        """Every bound is checked in linear time before graphql-core's validation, whose
+        overlapping-fields rule is quadratic in what it compares."""
         max_tokens, max_depth = self.limits.max_tokens, self.limits.max_depth
         too_deep = LimitExceeded(
             QUERY_TOO_DEEP, f"The query is nested deeper than {max_depth}.", max_depth, None
         )
         try:
             document = parse(query, max_tokens=max_tokens)
+            measure = measure_document(self.schema, document, self.limits)
             errors = validate(
-                self.schema, document, self.rules, hide_suggestions=not self.suggestions
+                self.schema,
+                document,
+                self.rules,
+                max_errors=MAX_VALIDATION_ERRORS,
+                hide_suggestions=not self.suggestions,
             )
+        except LimitExceeded as exc:
+            return PreparedDocument(None, [], refused=exc)
         except GraphQLSyntaxError as error:
             if f"Document contains more than {max_tokens} tokens" in error.message:
-                raise LimitExceeded(
+                too_many = LimitExceeded(
                     TOO_MANY_TOKENS,
                     f"The document has more than {max_tokens} tokens.",
                     max_tokens,
                     None,
-                ) from None
+                )
+                return PreparedDocument(None, [], refused=too_many)
             # graphql-core's own bound on nesting (about 200 levels).
             if "Document is nested too deeply" in error.message:
-                raise too_deep from None
+                return PreparedDocument(None, [], refused=too_deep)
             return PreparedDocument(None, [error])
         except RecursionError:
-            raise too_deep from None
-        return PreparedDocument(document, errors)
+            return PreparedDocument(None, [], refused=too_deep)
+        if errors and isinstance(errors[-1], ValidationAbortedError):
+            if isinstance(errors[-1], OverlapBudgetExhausted):
+                too_many = LimitExceeded(
+                    TOO_MANY_FIELDS,
+                    "The document repeats fields that take too many comparisons to validate.",
+                    OVERLAP_BUDGET,
+                    None,
+                )
+                return PreparedDocument(None, [], refused=too_many)
+            if errors[-1].message == "Validation aborted.":  # graphql-core's RecursionError
+                return PreparedDocument(None, [], refused=too_deep)
+        return PreparedDocument(document, errors, measure)
 
     def check(
         self,
-        document: DocumentNode,
+        prepared: PreparedDocument,
         operation: OperationDefinitionNode,
         variables: Mapping[str, Any] | None,
     ) -> None:
-        """Raises LimitExceeded for the first bound the operation breaks."""
-        measure = measure_operation(self.schema, document, operation, variables or {})
-        limits = self.limits
-        if measure.depth > limits.max_depth:
-            raise LimitExceeded(
-                QUERY_TOO_DEEP,
-                f"The query has depth {measure.depth}; the limit is {limits.max_depth}.",
-                limits.max_depth,
-                measure.depth,
-            )
-        if measure.aliases > limits.max_aliases:
-            raise LimitExceeded(
-                TOO_MANY_ALIASES,
-                f"The query has {measure.aliases} aliases; the limit is {limits.max_aliases}.",
-                limits.max_aliases,
-                measure.aliases,
-            )
-        if measure.cost > limits.max_cost:
+        """Raises LimitExceeded when the operation costs too much with these variables."""
+        assert prepared.measure is not None
+        cost = operation_cost(self.schema, prepared.measure, operation, variables or {})
+        maximum = self.limits.max_cost
+        if cost > maximum:
+            shown = f"more than {CEILING}" if cost >= CEILING else str(cost)
             raise LimitExceeded(
                 QUERY_TOO_COSTLY,
-                f"The query costs {measure.cost}; the limit is {limits.max_cost}.",
-                limits.max_cost,
-                measure.cost,
+                f"The query costs {shown}; the limit is {maximum}.",
+                maximum,
+                cost,
             )
-
-
-@dataclass
-class Measure:
-    depth: int = 0
-    aliases: int = 0
-    cost: int = 0
-
-
-def measure_operation(
-    schema: GraphQLSchema,
-    document: DocumentNode,
-    operation: OperationDefinitionNode,
-    variables: Mapping[str, Any],
-) -> Measure:
-    """Depth and cost count schema fields (introspection is not counted); aliases count all.
-
-    A field costs the product of the page sizes (`first`, else its default) of the paginated
-    fields above it; a paginated field multiplies the cost of everything below it.
-    """
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    values = {
-        v.variable.name.value: value_from_ast_untyped(v.default_value)
-        for v in operation.variable_definitions or ()
-        if v.default_value is not None
-    }
-    values.update(variables)
-    measure = Measure()
-
-    def walk(
-        selection_set: SelectionSetNode,
-        parent: GraphQLNamedType | None,
-        depth: int,
-        multiplier: int,
-        seen: frozenset[str],
-    ) -> None:
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                measure.aliases += selection.alias is not None
-                field = getattr(parent, "fields", {}).get(selection.name.value)
-                if field is None:
-                    continue  # __typename, __schema, or unknown (validation reports it)
-                measure.cost += multiplier
-                measure.depth = max(measure.depth, depth)
-                if selection.selection_set is not None:
-                    inner = multiplier * _page_size(selection, field.args, values)
-                    walk(
-                        selection.selection_set,
-                        get_named_type(field.type),
-                        depth + 1,
-                        inner,
-                        seen,
-                    )
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                scope = schema.get_type(condition.name.value) if condition else parent
-                walk(selection.selection_set, scope, depth, multiplier, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = fragments.get(name)
-                if fragment is None or name in seen:
-                    continue  # validation reports unknown fragments and cycles
-                scope = schema.get_type(fragment.type_condition.name.value)
-                walk(fragment.selection_set, scope, depth, multiplier, seen | {name})
-
-    walk(operation.selection_set, schema.get_root_type(operation.operation), 1, 1, frozenset())
-    return measure
-
-
-def _page_size(node: FieldNode, args: Mapping[str, Any], values: dict[str, Any]) -> int:
-    argument = args.get(PAGE_SIZE_ARGUMENT)
-    if argument is None:
-        return 1
-    size: Any = Undefined
-    for given in node.arguments or ():
-        if given.name.value == PAGE_SIZE_ARGUMENT:
-            size = value_from_ast(given.value, argument.type, values)
-    if size is Undefined or size is None:
-        size = argument.default_value
-    # An invalid size is refused by the resolver; it must not make the query look cheaper.
-    return size if isinstance(size, int) and size > 1 else 1
 
 
 class UsePreparedDocument(SchemaExtension):
@@ -266,7 +248,7 @@ class UsePreparedDocument(SchemaExtension):
         if prepared is not None and prepared.document is not None and not prepared.errors:
             context.graphql_document = prepared.document
             # Skip Strawberry's validation only when ours ran every rule it would run.
-            if set(context.validation_rules) <= set(self.preparer.rules):
+            if set(context.validation_rules) <= self.preparer.covers:
                 context.pre_execution_errors = []
         yield
 
@@ -287,7 +269,7 @@ def prepared_schema(
     document is parsed and validated once (the endpoint, and the answers of a cycle)."""
     preparer = DocumentPreparer(
         schema._schema,
-        Limits.from_settings(settings),
+        limits_of(settings),
         introspection=settings.introspection_enabled,
         suggestions=settings.field_suggestions_enabled,
     )

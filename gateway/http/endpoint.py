@@ -145,6 +145,9 @@ class GraphQLEndpoint:
             if prepared.errors:
                 observe(request, gql, "invalid")
                 return self.respond(gql, request, prepared.errors, None, headers, now, media)[0]
+            if gql.register:
+                # Only a document within the limits that validates is kept (as Apollo does).
+                await self.apq.set(gql.sha256, gql.document)
             context = self.services.make_context(caller, request_id, now)
             result = await self.execute(gql, context)
         except RequestError as exc:
@@ -268,8 +271,7 @@ class GraphQLEndpoint:
             gql.document, gql.source, gql.persisted = gql.query, "document", False
             return
         if gql.query is not None:
-            gql.document = gql.query
-            await self.apq.set(sha256, gql.query)
+            gql.document, gql.register = gql.query, True
             return
         document = await self.apq.get(sha256)
         if document is None:
@@ -319,7 +321,7 @@ class GraphQLEndpoint:
             gql.declared_variables = frozenset(
                 d.variable.name.value for d in operation.variable_definitions or ()
             )
-            self.preparer.check(prepared.document, operation, gql.variables)
+            self.preparer.check(prepared, operation, gql.variables)
         except LimitExceeded as exc:
             raise RequestError(400, exc.code, exc.message) from None
         return prepared

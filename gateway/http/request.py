@@ -66,6 +66,8 @@ class GraphQLRequest:
     sha256: str = ""
     source: Source = "document"
     persisted: bool = False
+    # Set when the request registers its document under its hash (APQ), once it passed.
+    register: bool = False
     # Set on a persisted GET that missed the stored answers: where to store the answer.
     answer_key: str | None = None
     # Set by `limit`: the variables the operation declares.

@@ -108,7 +108,7 @@ class AnswerBuilder:
             operation = get_operation_ast(prepared.document, request.operation_name)
             if operation is None or operation.operation != OperationType.QUERY:
                 return False
-            self.preparer.check(prepared.document, operation, request.variables)
+            self.preparer.check(prepared, operation, request.variables)
         except LimitExceeded:
             return False
         # The answer's own instant: its lifetime is counted from when it is stored.
