@@ -1,15 +1,27 @@
-"""Bearer JWT verification (PyJWT) and token minting for local use."""
+"""Bearer JWT verification (PyJWT), the users table as the authority on identity, and
+token minting for local use.
+
+A token is checked in two steps. `TokenVerifier.verify` (every request, the fast path
+too) checks the signature, `exp`, `iat`, the lifetime `exp − iat`, and that `sub` is a
+user id and `role` a dashboard role. `confirm_identity` (every request that executes,
+and every answer a refresh cycle rebuilds) checks the claims against the users table: the
+user must exist with the role the token claims. Stored answers are keyed by (role, user
+id) and built only for confirmed callers, and each depends on its caller's profile
+entry: a refresh of that user drops them, so a demotion or a deletion reaches the fast
+path with that refresh.
+"""
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
 from gateway.settings import Settings
-from resolvers.subtrees import Caller
+from resolvers.caller import DASHBOARD_ROLES, Caller
+from resolvers.ids import parse_id
 
-ROLES = frozenset({"director", "admin"})
+ROLES = DASHBOARD_ROLES
 # Verified tokens kept until they expire: a signature check costs more than a cached answer.
 MAX_CACHED_TOKENS = 20_000
 
@@ -18,12 +30,26 @@ class AuthError(Exception):
     """Why a request is not authenticated (the message is safe to show)."""
 
 
+class Profiles(Protocol):
+    async def identity(self, user_id: int) -> Any: ...
+
+
+async def confirm_identity(caller: Caller, profiles: Profiles) -> None:
+    """Raises AuthError unless the users table holds the caller with the claimed role."""
+    row = await profiles.identity(caller.user_id)
+    if row is None or row.role not in DASHBOARD_ROLES:
+        raise AuthError("The token's user has no dashboard.")
+    if row.role != caller.role:
+        raise AuthError("The token's role is not the user's role.")
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
     key: Any
     algorithm: str
     audience: str | None
     issuer: str | None
+    max_lifetime_s: float = 86_400.0
     _verified: dict[str, tuple[Caller, float]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -36,12 +62,14 @@ class TokenVerifier:
                 "RS256",
                 settings.jwt_audience,
                 settings.jwt_issuer,
+                settings.jwt_max_lifetime_s,
             )
         return cls(
             settings.jwt_secret.get_secret_value(),
             "HS256",
             settings.jwt_audience,
             settings.jwt_issuer,
+            settings.jwt_max_lifetime_s,
         )
 
     def verify(self, authorization: str | None) -> Caller:
@@ -69,23 +97,32 @@ class TokenVerifier:
                 algorithms=[self.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "sub"]},
+                options={"require": ["exp", "iat", "sub"]},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("Token expired.") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"Invalid token: {exc}.") from None
+        # PyJWT has checked that exp and iat are integers (floats truncate) and iat is past.
+        if claims["exp"] - claims["iat"] > self.max_lifetime_s:
+            raise AuthError(
+                f"Token lifetime (exp − iat) exceeds {self.max_lifetime_s:.0f} seconds."
+            )
         role = claims.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise AuthError("Token `role` must be director or admin.")
-        try:
-            user_id = int(claims["sub"])
-        except (TypeError, ValueError):
-            raise AuthError("Token `sub` must be a user id.") from None
+        user_id = parse_id(claims["sub"])
+        if user_id is None:
+            raise AuthError("Token `sub` must be a user id.")
         return Caller(user_id=user_id, role=role), float(claims["exp"])
 
 
 def mint_token(settings: Settings, user_id: int, role: str, ttl_s: int) -> str:
+    if ttl_s > settings.jwt_max_lifetime_s:
+        raise ValueError(
+            f"a token may live at most GATEWAY_JWT_MAX_LIFETIME_S "
+            f"({settings.jwt_max_lifetime_s:.0f} s)"
+        )
     now = int(time.time())
     claims: dict[str, Any] = {"sub": str(user_id), "role": role, "iat": now, "exp": now + ttl_s}
     if settings.jwt_audience:

@@ -100,6 +100,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = Settings()
     try:
         ttl_s = parse_duration(args.ttl)
+        if ttl_s > settings.jwt_max_lifetime_s:
+            raise ValueError(
+                f"--ttl {args.ttl} is longer than GATEWAY_JWT_MAX_LIFETIME_S "
+                f"({settings.jwt_max_lifetime_s:.0f} s): the gateway would refuse the token"
+            )
     except ValueError as exc:
         print(f"gateway token: {exc}", file=sys.stderr)
         return 2

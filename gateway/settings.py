@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     )
     jwt_audience: str | None = Field(None, description="Required `aud` claim, when set.")
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
+    jwt_max_lifetime_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="Longest token lifetime accepted, `exp − iat`, seconds (`iat` is required).",
+    )
 
     graphiql: bool | None = Field(
         None, description="Serve GraphiQL on GET; default on in development, off in production."

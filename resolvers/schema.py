@@ -14,7 +14,15 @@ from resolvers.caller import DASHBOARD_ROLES
 from resolvers.cohort import Cohort
 from resolvers.context import Context
 from resolvers.director import Director, DirectorConnection
-from resolvers.errors import EXPECTED_CODES, FORBIDDEN, UPSTREAM_UNAVAILABLE, coded, not_found
+from resolvers.errors import (
+    EXPECTED_CODES,
+    FORBIDDEN,
+    UPSTREAM_UNAVAILABLE,
+    bad_input,
+    coded,
+    not_found,
+)
+from resolvers.ids import is_id
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, decode_cursor, encode_cursor
 from resolvers.refresh import Mutation
 from resolvers.scalars import SCALARS, field_resolver
@@ -65,8 +73,8 @@ class Query:
         after_id = 0
         if after is not None:
             key = decode_cursor(after, "directors")
-            if len(key) != 1 or not isinstance(key[0], int):
-                raise not_found("Cursor", after)
+            if len(key) != 1 or not is_id(key[0]):
+                raise bad_input("Malformed cursor.")
             after_id = key[0]
         source = info.context.source
         ids = await source.director_ids(after_id, first + 1)

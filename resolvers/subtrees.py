@@ -191,5 +191,9 @@ class LiveSource:
     async def user(self, user_id: int) -> Any:
         return await self.loaders.user_by_id.load(user_id)
 
+    async def identity(self, user_id: int) -> Any:
+        """The caller's row, read now: the authority on who is asking."""
+        return await self.loaders.user_by_id.load(user_id)
+
     async def director_ids(self, after: int, limit: int) -> list[int]:
         return await programs.director_ids(self.loaders.upstream, after=after, limit=limit)

@@ -1,5 +1,7 @@
 """Scope (a director never reaches another's cohorts), authentication and bad input."""
 
+import base64
+import json
 import time
 from unittest.mock import ANY
 
@@ -90,6 +92,18 @@ async def test_directors_list_is_for_admins(api: GatewayClient) -> None:
     assert rest["directors"]["hasNextPage"] is False
 
 
+@pytest.mark.parametrize(
+    "key",
+    [[True], [2**64], [2**31], [0], [-1], ["2"], [1.5], [None], [], [2, 3], [{"id": 2}]],
+    ids=repr,
+)
+async def test_a_forged_directors_cursor_is_bad_user_input(api: GatewayClient, key) -> None:
+    raw = json.dumps(["directors", key]).encode()  # orjson cannot write 2^64
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    data, errors = await errors_of(api, DIRECTORS, {"after": cursor}, ADMIN, "admin")
+    assert (data, errors) == (None, [("BAD_USER_INPUT", "Malformed cursor.")])
+
+
 async def test_filters_and_cursors_cannot_widen_scope(api: GatewayClient) -> None:
     # Track 3 belongs to Drew only: filtering Dana's list by it yields nothing.
     page = await api.data(PAGE, {"filter": {"trackId": 3}}, user=DANA)
@@ -143,7 +157,7 @@ def _token(settings: Settings, **claims) -> str:
 async def test_authentication_failures_are_401_json(api: GatewayClient) -> None:
     settings = api.settings
     now = int(time.time())
-    good = {"sub": str(DANA), "role": "director", "exp": now + 60}
+    good = {"sub": str(DANA), "role": "director", "iat": now, "exp": now + 60}
     header, payload, _ = _token(settings, **good).split(".")
     cases = {
         "missing": None,
@@ -153,10 +167,24 @@ async def test_authentication_failures_are_401_json(api: GatewayClient) -> None:
         "wrong secret": "Bearer "
         + jwt.encode(good, "another-secret-of-sufficient-length!!", algorithm="HS256"),
         "alg none": "Bearer " + jwt.encode(good, None, algorithm="none"),
-        "no exp": f"Bearer {_token(settings, sub=str(DANA), role='director')}",
-        "no role": f"Bearer {_token(settings, sub=str(DANA), exp=now + 60)}",
+        "no exp": f"Bearer {_token(settings, sub=str(DANA), role='director', iat=now)}",
+        "no role": f"Bearer {_token(settings, sub=str(DANA), iat=now, exp=now + 60)}",
         "learner role": f"Bearer {_token(settings, **{**good, 'role': 'learner'})}",
         "bad sub": f"Bearer {_token(settings, **{**good, 'sub': 'dana'})}",
+        "no iat": f"Bearer {_token(settings, **{k: v for k, v in good.items() if k != 'iat'})}",
+        "exp 1e20": f"Bearer {_token(settings, **{**good, 'exp': 1e20})}",
+        "role list": f"Bearer {_token(settings, **{**good, 'role': ['admin']})}",
+        "role object": f"Bearer {_token(settings, **{**good, 'role': {'admin': 1}})}",
+        "sub with spaces": f"Bearer {_token(settings, **{**good, 'sub': ' 2 '})}",
+        "sub +2": f"Bearer {_token(settings, **{**good, 'sub': '+2'})}",
+        "sub Arabic-Indic 2": f"Bearer {_token(settings, **{**good, 'sub': '٢'})}",
+        "sub 2_0": f"Bearer {_token(settings, **{**good, 'sub': '2_0'})}",
+        "sub 30 nines": f"Bearer {_token(settings, **{**good, 'sub': '9' * 30})}",
+        # Past the INTEGER id columns: PostgreSQL would refuse the statement.
+        "sub 2^31": f"Bearer {_token(settings, **{**good, 'sub': str(2**31)})}",
+        "sub 2^63": f"Bearer {_token(settings, **{**good, 'sub': str(2**63)})}",
+        "admin claim of a director": f"Bearer {_token(settings, **{**good, 'role': 'admin'})}",
+        "director claim of a learner": f"Bearer {_token(settings, **{**good, 'sub': '10'})}",
     }
     for name, value in cases.items():
         headers = {"Authorization": value} if value else {}

@@ -46,6 +46,7 @@ class CachedSource:
         self.thresholds = thresholds
         self.now = live.now
         self._scopes: dict[Caller, asyncio.Task[list[int]]] = {}
+        self._identities: dict[int, Any] = {}
         # What this request's answer was built from (key → computedAt), for the response
         # cache; an answer built from anything stale or partial is not stored.
         self.dependencies: dict[str, str] = {}
@@ -70,6 +71,8 @@ class CachedSource:
         task.add_done_callback(_background.discard)
 
     async def user(self, user_id: int) -> Any:
+        if user_id in self._identities:  # the caller, confirmed by this request already
+            return self._identities[user_id]
         key = self.keys.user(user_id)
         found = (await self.cache.read([key], "user")).get(key)
         if found is not None:
@@ -77,7 +80,36 @@ class CachedSource:
             if state != "expired":
                 self._used(key, found, state)
                 return _Row(found["user"]) if found["user"] else None
+        entry = await self._compute_user(key, user_id)
+        self._used(key, entry)
+        return _Row(entry["user"]) if entry["user"] else None
 
+    async def identity(self, user_id: int) -> Any:
+        """The users-table row of the caller: from a fresh profile entry only (a stale one
+        is read again), so a change reaches requests within the freshness window even
+        without a refresh; the last entry kept when the programs module is down. Answers
+        built on it depend on it: a refresh of that user drops them."""
+        if user_id in self._identities:
+            return self._identities[user_id]
+        key = self.keys.user(user_id)
+        found = (await self.cache.read([key], "user")).get(key)
+        state = "missing" if found is None else self.cache.classify(found, "user", self.now)
+        if found is not None and state == "fresh":
+            entry = found
+        else:
+            try:
+                entry = await self._compute_user(key, user_id)
+                state = "fresh"
+            except UpstreamUnavailable:
+                if found is None:
+                    raise
+                entry, state = found, "stale"
+        self._used(key, entry, state)
+        row = _Row(entry["user"]) if entry["user"] else None
+        self._identities[user_id] = row
+        return row
+
+    async def _compute_user(self, key: str, user_id: int) -> Subtree:
         async def compute(keys: list[str]) -> dict[str, Subtree]:
             row = await self.live.user(user_id)
             entry = {
@@ -89,8 +121,7 @@ class CachedSource:
 
         entry = (await self.cache.shared([key], compute, self.now))[key]
         assert entry is not None
-        self._used(key, entry)
-        return _Row(entry["user"]) if entry["user"] else None
+        return entry
 
     async def director_ids(self, after: int, limit: int) -> list[int]:
         return await self.live.director_ids(after, limit)

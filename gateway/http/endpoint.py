@@ -4,8 +4,9 @@ Written on `schema.execute` rather than Strawberry's view so that every refusal 
 JSON body with a stable code (the view answers some of them in plain text), and so that
 persisted queries, limits and stored answers sit in front of execution:
 
-    parse request → authenticate → stored answer? → resolve document → limits → execute
-    → respond (→ store the answer of a persisted GET)
+    parse request → authenticate (token) → stored answer? → confirm the caller (users
+    table) → resolve document → limits → execute → respond (→ store the answer of a
+    persisted GET)
 
 One instant (`now`) is read per request and used for everything the answer says about
 time: the subtrees' freshness, `stale`, max-age.
@@ -26,7 +27,7 @@ from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway import metrics
-from gateway.auth import AuthError
+from gateway.auth import AuthError, confirm_identity
 from gateway.cache.answers import AnswerRequest, StoredResponse, etag_for, expires_at
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.limits import LimitExceeded, PreparedDocument, prepared_schema
@@ -59,6 +60,7 @@ from gateway.http.responses import (
 )
 from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
+from loaders.engines import UpstreamUnavailable
 from resolvers.caller import Caller
 from resolvers.context import Context
 from resolvers.errors import (
@@ -67,6 +69,7 @@ from resolvers.errors import (
     PERSISTED_QUERY_NOT_IN_LIST,
     PERSISTED_QUERY_NOT_SUPPORTED,
     UNAUTHENTICATED,
+    UPSTREAM_UNAVAILABLE,
 )
 
 log = logging.getLogger("gateway.http")
@@ -140,6 +143,8 @@ class GraphQLEndpoint:
             if stored is not None:
                 observe(request, gql, "fast")
                 return stored
+            context = self.services.make_context(caller, request_id, now)
+            await self.confirm(caller, context)
             await self.resolve_document(gql)
             prepared = self.limit(gql)
             if prepared.errors:
@@ -148,10 +153,9 @@ class GraphQLEndpoint:
             if gql.register:
                 # Only a document within the limits that validates is kept (as Apollo does).
                 await self.apq.set(gql.sha256, gql.document)
-            context = self.services.make_context(caller, request_id, now)
             result = await self.execute(gql, context)
         except RequestError as exc:
-            body = error_body(exc.message, exc.code, requestId=request_id)
+            body = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
             status = exc.spec_status if media.spec_status else exc.status
             request.scope[OBSERVED] = ("other", f"refused_{status}")
             return media_response(body, status, {**headers, **exc.headers}, media)
@@ -239,6 +243,19 @@ class GraphQLEndpoint:
         except AuthError as exc:
             raise RequestError(
                 401, UNAUTHENTICATED, str(exc), {"WWW-Authenticate": 'Bearer realm="gateway"'}
+            ) from None
+
+    async def confirm(self, caller: Caller, context: Context) -> None:
+        """The users table, not the token, says who the caller is (gateway/auth.py)."""
+        try:
+            await confirm_identity(caller, context.source)
+        except AuthError as exc:
+            raise RequestError(
+                401, UNAUTHENTICATED, str(exc), {"WWW-Authenticate": 'Bearer realm="gateway"'}
+            ) from None
+        except UpstreamUnavailable as exc:
+            raise RequestError(
+                503, UPSTREAM_UNAVAILABLE, str(exc), extensions={"module": exc.module}
             ) from None
 
     async def resolve_document(self, gql: GraphQLRequest) -> None:

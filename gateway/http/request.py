@@ -39,6 +39,7 @@ class RequestError(Exception):
         headers: dict[str, str] | None = None,
         *,
         spec_status: int | None = None,
+        extensions: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status  # under application/json
@@ -48,6 +49,7 @@ class RequestError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.extensions = extensions or {}
 
 
 @dataclass
@@ -164,7 +166,13 @@ async def parse_post(request: Request, max_body_bytes: int) -> GraphQLRequest:
         413, REQUEST_TOO_LARGE, f"Request body exceeds {max_body_bytes} bytes."
     )
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+    # isascii: str.isdigit() also holds for "²", which int() refuses.
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > max_body_bytes
+    ):
         raise too_large
     body = bytearray()
     async for chunk in request.stream():

@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import logging
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from gateway.services import Services
 from loaders import MODULES
 from resolvers.caller import DIRECTOR, Caller
 from resolvers.errors import BAD_REQUEST, BAD_SIGNATURE, PAYLOAD_TOO_LARGE, UNAVAILABLE
+from resolvers.ids import MAX_ID
 
 log = logging.getLogger("gateway.http.webhooks")
 
@@ -25,14 +27,22 @@ SIGNATURE_HEADER = "x-signature"
 SIGNATURE_PREFIX = "sha256="
 
 
+# An id the upstream's INTEGER columns can hold (resolvers/ids.py): anything else is
+# refused with the rest of the event, before its id is recorded.
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
 class ChangeEvent(BaseModel):
+    """Validated whole (strict: no bool for an int, no string for a list) before the event
+    id is recorded, so that a refused event's retry is processed, not dropped."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = Field(min_length=1, max_length=200)
     module: str
     occurred_at: datetime = Field(strict=False)
-    cohort_ids: list[int] = Field(default_factory=list, max_length=10_000)
-    director_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    cohort_ids: list[RowId] = Field(default_factory=list, max_length=10_000)
+    director_ids: list[RowId] = Field(default_factory=list, max_length=10_000)
 
 
 def signature(secret: bytes, body: bytes) -> str:

@@ -325,7 +325,17 @@ def corpus(world: World) -> list[Case]:
     other = next(c for c in world.callers if c.role == "director" and c != director)
     out_of_scope = min(set(world.cohorts) - world.scope(director))
     now = int(time.time())
-    claims = {"sub": str(director.user_id), "role": "director", "exp": now + 600}
+    claims = {"sub": str(director.user_id), "role": "director", "iat": now, "exp": now + 600}
+    role_list_headers = {"Authorization": f"Bearer {jwt_with({**claims, 'role': ['admin']})}"}
+    missing_user = MISSING_USER
+    admin_caller = next(c for c in world.callers if c.role == "admin")
+
+    def directors_after(key: Any) -> Callable:
+        cursor = base64.urlsafe_b64encode(json.dumps(["directors", key]).encode()).decode()
+        query = "query D($after: String) { directors(after: $after) { nodes { id } } }"
+        body = {"query": query, "variables": {"after": cursor.rstrip("=")}}
+        return lambda c: c.post("/graphql", json=body, headers=auth(admin_caller))
+
     summary = OPERATIONS["DirectorSummary"]
     headers = auth(director)
 
@@ -356,6 +366,7 @@ def corpus(world: World) -> list[Case]:
     deep_100 = "{ me " + "{ cohorts " * 99 + "{ totalCount }" + " }" * 99 + " }"
     deep_1000 = "{ " + "a { " * 1000 + "b" + " }" * 1000 + " }"
     aliases_10k = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(10_000)) + " }"
+    aliases_1k = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(1_000)) + " }"
     aliases_16 = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(16)) + " }"
     one_mb = "{ me { id } }" + " " * (1 << 20)
     good_event = event_body("evt_corpus_replayed", "missions", cohort_ids=[out_of_scope])
@@ -413,7 +424,8 @@ def corpus(world: World) -> list[Case]:
         Case("1 MB query (POST)", post_json({"query": one_mb}), 413, "REQUEST_TOO_LARGE"),
         Case("depth 100", post_json({"query": deep_100}), 200, "GRAPHQL_VALIDATION_FAILED"),
         Case("depth 1000", post_json({"query": deep_1000}), 400, "QUERY_TOO_DEEP"),
-        Case("10,000 aliases", post_json({"query": aliases_10k}), 400, "TOO_MANY_TOKENS"),
+        Case("10,000 aliases (200 KB)", post_json({"query": aliases_10k}), 400, "QUERY_TOO_LONG"),
+        Case("1,000 aliases (18 KB)", post_json({"query": aliases_1k}), 400, "TOO_MANY_TOKENS"),
         Case("16 aliases", post_json({"query": aliases_16}), 400, "TOO_MANY_ALIASES"),
         Case("syntax error", post_json({"query": "{ me { id }"}), 200, "GRAPHQL_PARSE_FAILED"),
         Case(
@@ -525,6 +537,63 @@ def corpus(world: World) -> list[Case]:
             401,
             "UNAUTHENTICATED",
         ),
+        Case(
+            "JWT role a list (POST)",
+            bearer(f"Bearer {jwt_with({**claims, 'role': ['admin']})}"),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        Case(
+            "JWT role a list (persisted GET, fast path)",
+            get(persisted_params(summary.sha256, Page("DirectorSummary")), role_list_headers),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        Case(
+            "JWT role an object",
+            bearer(f"Bearer {jwt_with({**claims, 'role': {'admin': True}})}"),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        *[
+            Case(
+                f"JWT sub {sub!r}",
+                bearer(f"Bearer {jwt_with({**claims, 'sub': sub})}"),
+                401,
+                "UNAUTHENTICATED",
+            )
+            for sub in (" 2 ", "+2", "٢", "2_0", "9" * 30, str(2**31))
+        ],
+        Case(
+            "JWT exp 1e20",
+            bearer(f"Bearer {jwt_with({**claims, 'exp': 1e20})}"),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        Case(
+            "JWT without iat",
+            bearer(f"Bearer {jwt_with({k: v for k, v in claims.items() if k != 'iat'})}"),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        Case(
+            "JWT lifetime 24 h + 1 s",
+            bearer(f"Bearer {jwt_with({**claims, 'exp': now + 86_401})}"),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        Case(
+            "JWT admin claim of a director",
+            bearer(f"Bearer {jwt_with({**claims, 'role': 'admin'})}"),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        Case(
+            "JWT for a user who does not exist",
+            bearer(f"Bearer {jwt_with({**claims, 'sub': str(missing_user)})}"),
+            401,
+            "UNAUTHENTICATED",
+        ),
         # Scope
         Case(
             "director asks for `directors`",
@@ -539,6 +608,8 @@ def corpus(world: World) -> list[Case]:
             "NOT_FOUND",
         ),
         Case("refresh of an out-of-scope cohort", post_json({"query": mutation}), 200, "NOT_FOUND"),
+        Case("directors cursor [true]", directors_after([True]), 200, "BAD_USER_INPUT"),
+        Case("directors cursor [2^64]", directors_after([2**64]), 200, "BAD_USER_INPUT"),
         # Webhooks
         Case(
             "webhook without signature",
@@ -579,6 +650,38 @@ def corpus(world: World) -> list[Case]:
             "BAD_REQUEST",
         ),
         Case(
+            "webhook cohort_ids [2^70]",
+            webhook(
+                b := json.dumps(
+                    {
+                        "id": "evt_corpus_huge",
+                        "module": "missions",
+                        "occurred_at": "2026-11-24T10:00:00Z",
+                        "cohort_ids": [2**70],
+                    }
+                ).encode(),
+                signed(b),
+            ),
+            400,
+            "BAD_REQUEST",
+        ),
+        Case(
+            "webhook director_ids [true]",
+            webhook(
+                b := json.dumps(
+                    {
+                        "id": "evt_corpus_bool",
+                        "module": "programs",
+                        "occurred_at": "2026-11-24T10:00:00Z",
+                        "director_ids": [True],
+                    }
+                ).encode(),
+                signed(b),
+            ),
+            400,
+            "BAD_REQUEST",
+        ),
+        Case(
             "webhook cohort_ids not integers",
             webhook(
                 b := json.dumps(
@@ -598,6 +701,7 @@ def corpus(world: World) -> list[Case]:
 
 
 JSON = "application/json"
+MISSING_USER = 99_999
 
 
 def raw_get(target: str, headers: dict[str, str]) -> Callable:
@@ -685,6 +789,8 @@ async def test_hostile_corpus_changes_nothing(
     assert [r for r in results if not r["ok"]] == []
     replay = next(r for r in results if r["case"] == "webhook replayed id")
     assert replay["answer"] == "duplicate"
-    assert changed == []
+    # Only the profile entry of the user who does not exist: looked up once and kept,
+    # like any profile, so that the same token is refused again without a statement.
+    assert [k.rsplit(":", 2)[1:] for k in changed] == [["user", str(MISSING_USER)]]
     assert sqlite_before == sqlite_after
     assert alive
