@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -17,12 +15,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway import metrics
-from gateway.cache.kv import CacheUnavailable
 from gateway.http.access import AccessLog
 from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.errors import error_body
 from gateway.http.fastpath import FastPathMiddleware
+from gateway.http.internal import HEALTH, METRICS, READY, InternalEndpoints, InternalListener
 from gateway.http.request import inbound_request_id
 from gateway.http.responses import json_response
 from gateway.http.webhooks import upstream_event
@@ -44,28 +41,7 @@ def create_app(
     settings = settings or Settings()
     services = services or Services.build(settings, clock=clock)
 
-    async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        problems: dict[str, object] = {}
-        upstream = {m: r for m, r in (await services.upstream.ping()).items() if r}
-        if upstream:
-            problems["upstream"] = upstream
-        if services.redis is not None:
-            try:
-                await services.kv.ping()
-            except CacheUnavailable as exc:
-                problems["redis"] = str(exc) or "unreachable"
-        if problems:
-            return json_response({"status": "unavailable", **problems}, 503)
-        return json_response({"status": "ready"})
-
-    async def metrics_endpoint(request: Request) -> Response:
-        await _observe_refresh_stamp(services)
-        return Response(
-            generate_latest(metrics.registry_for_scrape()), media_type=CONTENT_TYPE_LATEST
-        )
+    internal = InternalEndpoints(services)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,6 +77,8 @@ def create_app(
     middleware = []
     if settings.access_log:  # outermost: it sees every answer, preflights included
         middleware.append(Middleware(AccessLog))
+    if settings.internal_port is not None:  # then each port answers only its own paths
+        middleware.append(Middleware(InternalListener, port=settings.internal_port))
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -117,9 +95,9 @@ def create_app(
         # First: it is the route nearly every request takes. Every method reaches the
         # endpoint, which refuses others with a JSON 405.
         Route("/graphql", GraphQLEndpoint(services)),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics_endpoint),
+        Route(HEALTH, internal.health),
+        Route(READY, internal.ready),
+        Route(METRICS, internal.metrics),
         Route("/webhooks/upstream", upstream_event, methods=["POST"]),
     ]
     if settings.graphiql_enabled:
@@ -142,24 +120,3 @@ async def flush_answer_usage(services: Services) -> None:
     while True:
         await asyncio.sleep(services.settings.answer_usage_flush_s)
         await services.answers.usage.flush()
-
-
-async def _observe_refresh_stamp(services: Services) -> None:
-    """Refresh cycles run in workers: their last stamp is read from the shared store."""
-    if services.cache is None:
-        return
-    key = services.cache.keys.refresh_stamp()
-    try:
-        [raw] = await services.kv.get_many([key])
-    except CacheUnavailable:
-        return
-    if raw is None:
-        return
-    stamp = orjson.loads(raw)
-    finished = datetime.fromisoformat(stamp["computed_at"])
-    if not stamp.get("incomplete_cohorts"):
-        metrics.REFRESH_LAST_SUCCESS.set(finished.timestamp())
-    metrics.REFRESH_LAST_DURATION.set(stamp["duration_s"])
-    if stamp.get("oldest_summary_at"):
-        oldest = datetime.fromisoformat(stamp["oldest_summary_at"])
-        metrics.REFRESH_LAG.set((services.clock() - oldest).total_seconds())

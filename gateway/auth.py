@@ -103,6 +103,8 @@ class TokenVerifier:
             raise AuthError("Token expired.") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"Invalid token: {exc}.") from None
+        except jwt.PyJWTError:  # a key PyJWT refuses (settings refuse empty secrets first)
+            raise AuthError("Invalid token.") from None
         # PyJWT has checked that exp and iat are integers (floats truncate) and iat is past.
         if claims["exp"] - claims["iat"] > self.max_lifetime_s:
             raise AuthError(

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.settings import Settings
+from pydantic import ValidationError
+
+from gateway.settings import Settings, settings_problems
 
 SCHEMA_FILE = "schema.graphql"
 
@@ -14,9 +16,17 @@ SCHEMA_FILE = "schema.graphql"
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     from gateway.supervisor import exec_supervisor, serve
 
+    internal = settings.internal_port
+    if internal == port:
+        print(
+            f"gateway: GATEWAY_INTERNAL_PORT is --port ({port}): give it its own", file=sys.stderr
+        )
+        return 2
     if workers > 1:  # the supervisor needs none of our imports: it replaces this process
-        exec_supervisor(host, port, workers, settings.effective_log_format, settings.log_level)
-    return serve(host, port, workers)
+        exec_supervisor(
+            host, port, workers, settings.effective_log_format, settings.log_level, internal
+        )
+    return serve(host, port, workers, internal)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -366,7 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gateway.logs import configure
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one line per problem, not a traceback
+        for line in settings_problems(exc):
+            print(f"gateway {args.command}: invalid setting: {line}", file=sys.stderr)
+        return 2
     configure(settings.effective_log_format, settings.log_level)
     return int(args.func(args) or 0)
 

@@ -57,7 +57,21 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD}
 
 
+# Characters that end a line, or that a terminal acts on, in the text format: C0 and C1
+# controls, DEL, and the Unicode line and paragraph separators. Written as escapes, so that
+# a value a client chose (an operation name, an event id, a path) never starts a line.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: the encoder escapes every control character in a string
+    (a line break inside a value is `\\n`), so no value can start a line of its own."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -72,20 +86,36 @@ class JsonFormatter(logging.Formatter):
         entry.update(_extras(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
         return orjson.dumps(entry, default=str).decode()
 
 
 class TextFormatter(logging.Formatter):
+    """`time level logger [request id]: message  key=value…`, control characters escaped;
+    a traceback follows on lines of its own, each prefixed with `  | `."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s%(rid)s: %(message)s", "%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
         request_id = request_id_var.get()
-        fields = _extras(record)
         record.rid = f" [{request_id}]" if request_id else ""
-        line = super().format(record)
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = escape(self.formatMessage(record))
+        fields = _extras(record)
         if fields:
-            line += "  " + " ".join(f"{k}={v}" for k, v in fields.items())
+            line += "  " + " ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in fields.items())
+        blocks = []
+        if record.exc_info:
+            blocks.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            blocks.append(self.formatStack(record.stack_info))
+        for block in blocks:
+            # splitlines() breaks at every line boundary a reader might see, \x1c and
+            # U+2028 included: each piece is then a prefixed line, escaped within.
+            line += "".join(f"\n  | {escape(part)}" for part in block.splitlines())
         return line
 
 

@@ -3,7 +3,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from loaders import MODULES
@@ -27,6 +27,18 @@ CORS_ALLOW_HEADERS = [
 ]
 # A list setting: comma-separated (as .env.example shows it) or a JSON array.
 StrList = Annotated[list[str], NoDecode]
+MIN_SECRET_BYTES = 32
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per problem, naming the variable, never echoing a value (it may be a secret)."""
+    lines = []
+    for problem in error.errors():
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        location = ".".join(str(part) for part in problem["loc"])
+        variable = f"GATEWAY_{location.upper()}: " if location else ""
+        lines += [f"{variable}{line}" for line in message.splitlines()]
+    return lines
 
 
 class Settings(BaseSettings):
@@ -55,7 +67,7 @@ class Settings(BaseSettings):
 
     jwt_secret: SecretStr = Field(
         SecretStr(DEV_JWT_SECRET),
-        description="HS256 secret for bearer tokens.",
+        description="HS256 secret for bearer tokens (never empty; 32 bytes or more in production).",
     )
     jwt_public_key_file: Path | None = Field(
         None, description="PEM public key; when set, tokens are RS256 and verified with it."
@@ -78,7 +90,8 @@ class Settings(BaseSettings):
         None, description="Allow introspection; default on in development, off in production."
     )
     cors_origins: StrList = Field(
-        default_factory=list, description="Origins allowed by CORS (never `*` in production)."
+        default_factory=list,
+        description="Origins allowed by CORS (never `*` or `null` in production).",
     )
     cors_allow_headers: StrList = Field(
         default_factory=lambda: list(CORS_ALLOW_HEADERS),
@@ -86,6 +99,18 @@ class Settings(BaseSettings):
     )
 
     workers: int = Field(1, description="uvicorn worker processes of `gateway serve`.")
+    internal_port: int | None = Field(
+        None,
+        gt=0,
+        lt=65536,
+        description="Serve /healthz, /readyz and /metrics on this port of `gateway serve`'s "
+        "host, and nothing else there; the public port then answers /readyz and /metrics 404.",
+    )
+    internal_token: SecretStr | None = Field(
+        None,
+        description="When set, /readyz and /metrics need `Authorization: Bearer <token>` (32 "
+        "bytes or more in production).",
+    )
     log_format: Literal["json", "text"] | None = Field(
         None, description="Log lines: json (default in production) or text (development)."
     )
@@ -187,7 +212,8 @@ class Settings(BaseSettings):
     )
     webhook_secret: SecretStr = Field(
         SecretStr(DEV_WEBHOOK_SECRET),
-        description="HMAC-SHA256 secret of upstream change events.",
+        description="HMAC-SHA256 secret of upstream change events (never empty; 32 bytes or more "
+        "in production).",
     )
     webhook_max_body_bytes: int = Field(65_536, description="Largest webhook body, bytes.")
     event_dedupe_ttl_s: float = Field(
@@ -293,15 +319,6 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("cors_origins")
-    @classmethod
-    def _no_wildcard_origin_in_production(
-        cls, origins: list[str], info: ValidationInfo
-    ) -> list[str]:
-        if "*" in origins and info.data.get("env") == "production":
-            raise ValueError("CORS origin `*` is not allowed in production; list the origins")
-        return origins
-
     @cached_property
     def field_suggestions_enabled(self) -> bool:
         if self.field_suggestions is not None:
@@ -309,16 +326,40 @@ class Settings(BaseSettings):
         return not self.is_production
 
     @model_validator(mode="after")
-    def _no_development_secrets_in_production(self) -> "Settings":
-        if not self.is_production:
-            return self
-        if (
-            self.jwt_public_key_file is None
-            and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+    def _safe_for_the_profile(self) -> "Settings":
+        """Empty secrets break every request (JWT) or let anyone sign (webhooks); production
+        wants secrets of its own, at least MIN_SECRET_BYTES long (RFC 7518 §3.2 for HS256),
+        and CORS origins that name pages. Every problem is reported, one line each."""
+        problems = []
+        uses_jwt_secret = self.jwt_public_key_file is None
+        internal = self.internal_token
+        for variable, value, default, needed in (
+            ("GATEWAY_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET, uses_jwt_secret),
+            ("GATEWAY_WEBHOOK_SECRET", self.webhook_secret, DEV_WEBHOOK_SECRET, True),
+            ("GATEWAY_INTERNAL_TOKEN", internal or SecretStr(""), "", internal is not None),
         ):
-            raise ValueError("set GATEWAY_JWT_SECRET (or a public key) in production")
-        if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
-            raise ValueError("set GATEWAY_WEBHOOK_SECRET in production")
+            secret = value.get_secret_value().encode()
+            if not needed:
+                continue
+            if not secret:
+                problems.append(f"{variable} is empty")
+            elif self.is_production and secret == default.encode():
+                problems.append(f"{variable} is the development value: set it in production")
+            elif self.is_production and len(secret) < MIN_SECRET_BYTES:
+                problems.append(
+                    f"{variable} has {len(secret)} bytes: at least {MIN_SECRET_BYTES} in production"
+                )
+        if self.is_production and "*" in self.cors_origins:
+            problems.append(
+                "GATEWAY_CORS_ORIGINS: `*` is not allowed in production; list the origins"
+            )
+        if self.is_production and any(o.strip().lower() == "null" for o in self.cors_origins):
+            # Sandboxed frames, file: pages and some redirects all send `Origin: null`.
+            problems.append(
+                "GATEWAY_CORS_ORIGINS: `null` is not allowed in production: any page can send it"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def thresholds(self) -> Thresholds:

@@ -66,12 +66,28 @@ def _uvicorn_options() -> dict[str, object]:
     }
 
 
-def run_single(host: str, port: int) -> None:
-    """One process: uvicorn binds the port itself."""
+def run_single(host: str, port: int, internal_port: int | None = None) -> None:
+    """One process: uvicorn binds the port itself (and the internal port, when set)."""
     import uvicorn
 
     metrics_dir(1)
-    uvicorn.run(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
+    if internal_port is None:
+        uvicorn.run(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
+        return
+    sockets = [listening(host, p, reuseport=False) for p in (port, internal_port)]
+    config = uvicorn.Config(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+def listening(host: str, port: int, *, reuseport: bool) -> socket.socket:
+    if reuseport:
+        sock = reuseport_socket(host, port)
+    else:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    sock.listen(BACKLOG)
+    return sock
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
@@ -83,7 +99,9 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_worker(host: str, port: int, ready_fd: int | None = None) -> None:
+def run_worker(
+    host: str, port: int, ready_fd: int | None = None, internal_port: int | None = None
+) -> None:
     """One of N workers: its own SO_REUSEPORT socket, then uvicorn on it. Once serving, it
     writes a byte to `ready_fd`: the supervisor tells a failed start from a crash by it."""
     import uvicorn
@@ -95,11 +113,11 @@ def run_worker(host: str, port: int, ready_fd: int | None = None) -> None:
                 os.write(ready_fd, b"1")
                 os.close(ready_fd)
 
-    sock = reuseport_socket(host, port)
-    sock.listen(BACKLOG)
+    ports = [port] if internal_port is None else [port, internal_port]
+    sockets = [listening(host, p, reuseport=True) for p in ports]
     config = uvicorn.Config(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
     server = Worker(config)
-    server.run(sockets=[sock])
+    server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
@@ -146,9 +164,10 @@ def _close_ready(slot: Slot) -> None:
 
 
 class Supervisor:
-    def __init__(self, host: str, port: int, workers: int) -> None:
+    def __init__(self, host: str, port: int, workers: int, internal_port: int | None = None):
         self.host = host
         self.port = port
+        self.internal_port = internal_port
         self.slots: list[Slot | None] = [None] * workers
         self.backoff_s = [RESTART_DELAY_S] * workers
         self.stopping = False
@@ -159,6 +178,8 @@ class Supervisor:
         os.set_blocking(ready_r, False)
         argv = [sys.executable, "-m", "gateway.supervisor", "--worker", self.host, str(self.port)]
         argv += ["--ready-fd", str(ready_w)]
+        if self.internal_port is not None:
+            argv += ["--internal-port", str(self.internal_port)]
         parent = os.getpid()
         try:
             process = subprocess.Popen(
@@ -178,16 +199,21 @@ class Supervisor:
         # even against another SO_REUSEPORT group (a second gateway on the same port would
         # otherwise silently share its connections); then a bound, never listening
         # SO_REUSEPORT socket is held, so the port stays ours while workers come and go.
+        ports = [self.port] if self.internal_port is None else [self.port, self.internal_port]
+        probes = []
         try:
-            check = socket.socket(
-                socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM
-            )
-            with check:
-                check.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                check.bind((self.host, self.port))
-            probe = reuseport_socket(self.host, self.port)
+            for port in ports:
+                check = socket.socket(
+                    socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM
+                )
+                with check:
+                    check.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    check.bind((self.host, port))
+                probes.append(reuseport_socket(self.host, port))
         except OSError as exc:
-            log.error("cannot bind %s:%d: %s", self.host, self.port, exc)
+            log.error("cannot bind %s:%d: %s", self.host, port, exc)
+            for probe in probes:
+                probe.close()
             return 1
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
@@ -198,7 +224,8 @@ class Supervisor:
             self._watch()
         finally:
             self._terminate()
-            probe.close()
+            for probe in probes:
+                probe.close()
         log.info("stopped supervisor process [%d]", os.getpid())
         return 1 if self.failed else 0
 
@@ -254,22 +281,31 @@ class Supervisor:
                 _close_ready(slot)
 
 
-def serve(host: str, port: int, workers: int) -> int:
+def serve(host: str, port: int, workers: int, internal_port: int | None = None) -> int:
     if workers <= 1:
-        run_single(host, port)
+        run_single(host, port, internal_port)
         return 0
     ours = metrics_dir(workers)
     try:
-        return Supervisor(host, port, workers).run()
+        return Supervisor(host, port, workers, internal_port).run()
     finally:
         if ours is not None:
             shutil.rmtree(ours, ignore_errors=True)
 
 
-def exec_supervisor(host: str, port: int, workers: int, log_format: str, log_level: str) -> None:
+def exec_supervisor(
+    host: str,
+    port: int,
+    workers: int,
+    log_format: str,
+    log_level: str,
+    internal_port: int | None = None,
+) -> None:
     """Replaces this process with the supervisor (does not return)."""
     argv = [sys.executable, "-m", "gateway.supervisor", host, str(port), str(workers)]
     argv += ["--log-format", log_format, "--log-level", log_level]
+    if internal_port is not None:
+        argv += ["--internal-port", str(internal_port)]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
@@ -284,14 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-fd", type=int, default=None, help="internal")
     parser.add_argument("--log-format", default="text")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--internal-port", type=int, default=None)
     args = parser.parse_args(argv)
     if args.worker:
-        run_worker(args.host, args.port, args.ready_fd)
+        run_worker(args.host, args.port, args.ready_fd, args.internal_port)
         return 0
     from gateway.logs import configure
 
     configure(args.log_format, args.log_level)
-    return serve(args.host, args.port, args.workers)
+    return serve(args.host, args.port, args.workers, args.internal_port)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,10 @@ SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 CATALOG: dict[str, str] = {
-    UNAUTHENTICATED: "No, an invalid or an expired bearer token (HTTP 401).",
+    UNAUTHENTICATED: (
+        "No, an invalid or an expired bearer token, or one whose user or role the users table "
+        "does not hold (HTTP 401)."
+    ),
     FORBIDDEN: "The caller's role may not do this (e.g. a director listing directors).",
     NOT_FOUND: "No such object in the caller's scope (an out-of-scope id answers the same).",
     BAD_USER_INPUT: "An argument or variable value is invalid.",

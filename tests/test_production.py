@@ -2,12 +2,15 @@
 GraphiQL, and CORS limited to configured origins (never `*`)."""
 
 import logging
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from gateway.settings import Settings
+from gateway.settings import Settings, settings_problems
 from tests.dataset import DANA, NOW
 from tests.gateway_client import GatewayClient, fixed_clock, gateway_client
 
@@ -23,7 +26,7 @@ ORIGIN = "https://dashboard.example.test"
 # Production refuses the development secrets.
 SECRETS = {
     "jwt_secret": "production-jwt-secret-0123456789abcdef",
-    "webhook_secret": "production-webhook-secret",
+    "webhook_secret": "production-webhook-secret-0123456789",
 }
 
 
@@ -193,18 +196,87 @@ async def test_cors_allows_only_configured_origins(production: GatewayClient) ->
 
 
 def test_wildcard_origin_is_refused_in_production() -> None:
-    with pytest.raises(ValidationError, match="CORS origin `\\*` is not allowed in production"):
+    with pytest.raises(ValidationError, match="GATEWAY_CORS_ORIGINS: `\\*` is not allowed"):
         Settings(env="production", cors_origins=["*"], **SECRETS)
     assert Settings(cors_origins=["*"]).cors_origins == ["*"]  # development may use it
 
 
+SHORT = "s" * 31
+
+
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("overrides", "problems"),
     [
-        ({"webhook_secret": "production-webhook-secret"}, "set GATEWAY_JWT_SECRET"),
-        ({"jwt_secret": "production-jwt-secret-0123456789abcdef"}, "set GATEWAY_WEBHOOK_SECRET"),
+        (
+            {"webhook_secret": SECRETS["webhook_secret"]},
+            ["GATEWAY_JWT_SECRET is the development value: set it in production"],
+        ),
+        (
+            {"jwt_secret": SECRETS["jwt_secret"]},
+            ["GATEWAY_WEBHOOK_SECRET is the development value: set it in production"],
+        ),
+        ({**SECRETS, "jwt_secret": ""}, ["GATEWAY_JWT_SECRET is empty"]),
+        (
+            {**SECRETS, "jwt_secret": "x"},
+            ["GATEWAY_JWT_SECRET has 1 bytes: at least 32 in production"],
+        ),
+        ({**SECRETS, "webhook_secret": ""}, ["GATEWAY_WEBHOOK_SECRET is empty"]),
+        (
+            {**SECRETS, "webhook_secret": SHORT},
+            ["GATEWAY_WEBHOOK_SECRET has 31 bytes: at least 32 in production"],
+        ),
+        (
+            {**SECRETS, "cors_origins": ["https://a.example.test", "null"]},
+            ["GATEWAY_CORS_ORIGINS: `null` is not allowed in production: any page can send it"],
+        ),
+        (
+            {"jwt_secret": "", "webhook_secret": SHORT, "cors_origins": ["NULL"]},
+            [
+                "GATEWAY_JWT_SECRET is empty",
+                "GATEWAY_WEBHOOK_SECRET has 31 bytes: at least 32 in production",
+                "GATEWAY_CORS_ORIGINS: `null` is not allowed in production: any page can send it",
+            ],
+        ),
     ],
 )
-def test_production_refuses_development_secrets(overrides, message) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_production_refuses_unsafe_secrets_and_origins(overrides, problems) -> None:
+    with pytest.raises(ValidationError) as refused:
         Settings(env="production", **overrides)
+    assert settings_problems(refused.value) == problems
+
+
+def test_development_refuses_only_empty_secrets() -> None:
+    assert Settings(jwt_secret="x" * 8, webhook_secret="y", cors_origins=["null"]).cors_origins
+    for secret in ("jwt_secret", "webhook_secret"):
+        with pytest.raises(ValidationError) as refused:
+            Settings(**{secret: ""})
+        assert settings_problems(refused.value) == [f"GATEWAY_{secret.upper()} is empty"]
+    # A public key replaces the JWT secret: an empty one is then unused.
+    unused = Settings(jwt_secret="", jwt_public_key_file="/dev/null")
+    assert unused.jwt_secret.get_secret_value() == ""
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["run", "--port", "1"]])
+def test_start_up_names_each_problem_in_one_line(command: list[str], tmp_path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "GATEWAY_ENV": "production",
+        "GATEWAY_JWT_SECRET": "x",
+        "GATEWAY_WEBHOOK_SECRET": "",
+        "GATEWAY_CORS_ORIGINS": '["null"]',
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *command],
+        env=env,
+        cwd=tmp_path,  # no .env file
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    name = f"gateway {command[0]}: invalid setting: "
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        name + "GATEWAY_JWT_SECRET has 1 bytes: at least 32 in production",
+        name + "GATEWAY_WEBHOOK_SECRET is empty",
+        name + "GATEWAY_CORS_ORIGINS: `null` is not allowed in production: any page can send it",
+    ]
