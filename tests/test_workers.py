@@ -122,8 +122,8 @@ async def test_cold_key_through_two_processes_is_computed_once(tmp_path, redis_u
             )
         assert {r.status_code for r in answers} == {200}
         assert len({r.content for r in answers}) == 1
-    # user, scope and cohort once each: 17 statements in all, not 17 per process.
-    assert first.count + second.count == 17
+    # The caller's profile, scope and cohort once each: 18 statements in all, not per process.
+    assert first.count + second.count == 18
 
 
 async def test_embedded_scheduler_prewarms_without_redis(tmp_path) -> None:

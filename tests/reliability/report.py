@@ -132,6 +132,36 @@ def rows() -> list[tuple[str, str, str]]:
             f"{len(c['redis_keys_changed'])}, "
             f"{c['sqlite_checksum_before'] != c['sqlite_checksum_after']}",
         )
+    if d := load("documents_cpu"):
+        add(
+            "documents",
+            "pathological documents: code as expected",
+            f"{d['as_expected']} / {d['documents']}",
+        )
+        w = d["worst_decision"]
+        add(
+            "documents",
+            f"worst CPU to accept or refuse, median of {d['runs_per_document']} (bound)",
+            f"{w['median']} ms, {w['case']} ({d['bound_ms']:.0f} ms)",
+        )
+        add("documents", "largest single run", f"{d['largest_single_run_ms']} ms")
+        r = d["worst_refused_request"]
+        add("documents", "worst refused request, whole", f"{r['median']} ms, {r['case']}")
+        add("documents", "the same document again (cached)", f"≤ {d['again_from_cache_ms_max']} ms")
+    if m := load("identity_matrix"):
+        add("identity", "cells judged (user × claim, token rules, table changes)", m["cells"])
+        add(
+            "identity",
+            "served when it should be refused / refused when it should be served / other",
+            f"{m['served_when_it_should_be_refused']} / {m['refused_when_it_should_be_served']}"
+            f" / {m['other_answers']}",
+        )
+        add(
+            "identity",
+            "demotion, deletion, admin demotion: event → refreshed",
+            f"{m['demotion_event_to_refreshed_s']} s, {m['deletion_event_to_refreshed_s']} s, "
+            f"{m['admin_demotion_event_to_refreshed_s']} s",
+        )
     if s := load("soak"):
         load_ = s["load"]
         add(
