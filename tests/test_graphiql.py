@@ -96,7 +96,7 @@ async def test_root_redirects_to_graphiql_in_development(
         database_url=dataset_url,
         env="production",
         jwt_secret="a-production-secret-0123456789abcdef",
-        webhook_secret="a-production-webhook-secret",
+        webhook_secret="a-production-webhook-secret-0123456",
         cors_origins=["https://dashboard.example.test"],
     )
     async with gateway_client(production) as api_in_production:

@@ -98,19 +98,18 @@ async def test_one_request_gives_the_expected_span_tree(traced) -> None:
     assert tree(spans, root) == (
         "POST /graphql",
         "SERVER",
+        # Who is asking, from the users table (gateway/auth.py), before anything runs: the
+        # caller's profile, a miss, computed and stored; `me` then reuses it.
+        ("cache get_many user", "INTERNAL"),
+        ("SELECT", "CLIENT"),
+        ("cache set_many user", "INTERNAL"),
+        ("cache invalidate tag", "INTERNAL"),
         (
             "GraphQL Query: Me",
             "INTERNAL",
             ("GraphQL Parsing", "INTERNAL"),
             ("GraphQL Validation", "INTERNAL"),
-            (
-                "GraphQL Resolving: me",
-                "INTERNAL",
-                ("cache get_many user", "INTERNAL"),  # a miss: computed, stored
-                ("SELECT", "CLIENT"),
-                ("cache set_many user", "INTERNAL"),
-                ("cache invalidate tag", "INTERNAL"),
-            ),
+            ("GraphQL Resolving: me", "INTERNAL"),
         ),
     )
     # Every span in the caller's trace, the request's under the caller's span.
