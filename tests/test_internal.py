@@ -11,8 +11,7 @@ from gateway.settings import Settings
 from tests.clock import MovableClock
 from tests.dataset import DANA, NOW
 from tests.gateway_client import gateway_client
-from tests.processes import GatewayProcess, running
-from tests.servers import HOST, free_port
+from tests.harness.processes import HOST, GatewayProcess, child_env, free_port
 from tests.test_cache import settings_for
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -129,10 +128,8 @@ def test_gateway_serve_listens_on_the_internal_port(
     dataset_url: str, tmp_path: Path, workers: int
 ) -> None:
     internal = free_port()
-    gateway = GatewayProcess(
-        "gateway", dataset_url, tmp_path, workers=workers, internal_port=str(internal)
-    )
-    with running(gateway):
+    env = child_env(dataset_url, internal_port=str(internal))
+    with GatewayProcess("gateway", env, tmp_path, workers=workers) as gateway:
         inside = f"http://{HOST}:{internal}"
         assert httpx.get(f"{inside}/readyz", timeout=30).json() == {"status": "ready", "down": []}
         assert "gateway_request_seconds" in httpx.get(f"{inside}/metrics", timeout=30).text

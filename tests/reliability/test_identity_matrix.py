@@ -27,10 +27,10 @@ import jwt
 import jwt.warnings
 import pytest
 
+from tests.harness.processes import GatewayProcess
 from tests.reliability.harness import (
     JWT_SECRET,
     Caller,
-    GatewayProcess,
     Probe,
     World,
     assert_same_code_as_processes,
@@ -41,7 +41,6 @@ from tests.reliability.harness import (
     manifest_file,
     persisted_params,
     refresh_all_sync,
-    running,
     settings_for,
     signed,
     sqlite_url,
@@ -61,7 +60,7 @@ DAY_S = 86_400
 def gateway(db_path: Path, redis_url: str, tmp_path: Path):
     env = gateway_env(sqlite_url(db_path), redis_url, manifest_file(tmp_path))
     refresh_all_sync(env, tmp_path)
-    with running(GatewayProcess(env, tmp_path / "gateway")) as process:
+    with GatewayProcess("gateway", env, tmp_path) as process:
         yield process
 
 
