@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from gateway.http.access import AccessLog
 from gateway.http.endpoint import GraphQLEndpoint
@@ -22,7 +22,10 @@ from gateway.http.fastpath import FastPathMiddleware
 from gateway.http.internal import HEALTH, METRICS, READY, InternalEndpoints, InternalListener
 from gateway.http.request import inbound_request_id
 from gateway.http.responses import json_response
+from gateway.http.sse import EventStreamOr
+from gateway.http.subscriptions import Subscriptions
 from gateway.http.webhooks import upstream_event
+from gateway.http.websocket import GraphQLWebSocket
 from gateway.logs import new_request_id
 from gateway.refresh.cycle import embedded_scheduler
 from gateway.services import Services, utc_now
@@ -91,10 +94,14 @@ def create_app(
         )
     # Innermost: persisted-GET hits leave before routing (CORS, when on, still wraps them).
     middleware.append(Middleware(FastPathMiddleware, services=services))
+    endpoint = GraphQLEndpoint(services)
+    subscriptions = Subscriptions(services, endpoint)
     routes = [
         # First: it is the route nearly every request takes. Every method reaches the
-        # endpoint, which refuses others with a JSON 405.
-        Route("/graphql", GraphQLEndpoint(services)),
+        # endpoint, which refuses others with a JSON 405; an event-stream request is a
+        # subscription (GraphQL over SSE).
+        Route("/graphql", EventStreamOr(endpoint, subscriptions)),
+        WebSocketRoute("/graphql", GraphQLWebSocket(subscriptions)),
         Route(HEALTH, internal.health),
         Route(READY, internal.ready),
         Route(METRICS, internal.metrics),

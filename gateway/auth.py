@@ -73,6 +73,7 @@ class TokenVerifier:
         )
 
     def verify(self, authorization: str | None) -> Caller:
+        # Every request calls this, fast-path hits included: no call more than needed.
         if not authorization:
             raise AuthError("Missing Authorization header.")
         scheme, _, token = authorization.partition(" ")
@@ -82,11 +83,20 @@ class TokenVerifier:
         known = self._verified.get(token)
         if known is not None and time.time() < known[1]:
             return known[0]
+        return self._remember(token)[0]
+
+    def verify_until(self, authorization: str | None) -> tuple[Caller, float]:
+        """The caller and the token's expiry (unix time): a subscription ends then."""
+        caller = self.verify(authorization)
+        assert authorization is not None  # verify refuses a missing header
+        return caller, self._verified[authorization.partition(" ")[2].strip()][1]
+
+    def _remember(self, token: str) -> tuple[Caller, float]:
         caller, expires_at = self._decode(token)
         if len(self._verified) >= MAX_CACHED_TOKENS:
             self._verified.clear()
         self._verified[token] = (caller, expires_at)
-        return caller
+        return caller, expires_at
 
     def _decode(self, token: str) -> tuple[Caller, float]:
         try:

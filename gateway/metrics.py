@@ -97,6 +97,43 @@ WEBHOOK_EVENTS = Counter(
     ["result"],
 )
 
+# Subscriptions (gateway/live).
+LIVE_CONNECTIONS = Gauge(
+    "gateway_subscription_connections",
+    "Open subscription connections by transport (websocket, sse).",
+    ["transport"],
+    multiprocess_mode="livesum",
+)
+LIVE_SUBSCRIPTIONS = Gauge(
+    "gateway_subscriptions",
+    "Active subscriptions by field (dashboard, cohort).",
+    ["field"],
+    multiprocess_mode="livesum",
+)
+LIVE_PUSHES = Counter("gateway_subscription_pushes_total", "Updates pushed by field.", ["field"])
+LIVE_REFUSALS = Counter(
+    "gateway_subscription_refusals_total",
+    "Connections refused or ended by reason (caller_limit, process_limit, role, "
+    "role_changed, unverifiable, unauthenticated, expired).",
+    ["reason"],
+)
+LIVE_PUBLISHED = Counter(
+    "gateway_rewrite_notices_published_total", "Rewrite notices published by this process."
+)
+LIVE_NOTICES = Counter(
+    "gateway_rewrite_notices_received_total", "Rewrite notices received by this process's hub."
+)
+LIVE_PUSH_DELAY = Histogram(
+    "gateway_subscription_push_delay_seconds",
+    "From a notice's publication to its update being handed to the connection.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LIVE_FANOUT_SECONDS = Histogram(
+    "gateway_subscription_fanout_seconds",
+    "Time to apply one notice: role check, reads, offers to every subscription concerned.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
 
 def observe_statement(module: str, seconds: float, ok: bool) -> None:
     UPSTREAM_STATEMENTS.labels(module, "ok" if ok else "error").inc()

@@ -16,13 +16,15 @@ from gateway.cache.keys import QUEUE_NAME, Keys, cache_version
 from gateway.cache.kv import KV, MemoryKV, RedisKV
 from gateway.cache.source import CachedSource
 from gateway.cache.subtrees import CachePolicy, Refresher, SubtreeCache
+from gateway.live.bus import LocalBus, RedisBus
+from gateway.live.hub import Hub
 from gateway.refresh.requests import LocalRefresher, QueueRefresher, RateLimitedRefresh
 from gateway.refresh.service import RefreshService
 from gateway.settings import Settings
 from loaders.engines import Upstream
 from loaders.registry import Loaders
 from resolvers.caller import Caller
-from resolvers.context import Context
+from resolvers.context import Context, SubtreeSource
 from resolvers.figures import Thresholds
 from resolvers.schema import build_schema
 from resolvers.subtrees import LiveSource
@@ -51,6 +53,8 @@ class Services:
     refresher: Refresher | None = None
     answers: AnswerStore | None = None
     tracing: "Tracing | None" = None
+    # This process's subscriptions (gateway/live); idle unless a connection opens.
+    hub: Hub | None = None
 
     @classmethod
     def build(
@@ -101,7 +105,7 @@ class Services:
             )
         )
         cache.refresher = refresher
-        return cls(
+        services = cls(
             settings=settings,
             upstream=upstream,
             schema=schema,
@@ -125,21 +129,40 @@ class Services:
             ),
             tracing=tracing,
         )
+        hub = Hub(
+            cache,
+            upstream,
+            services.source,
+            clock,
+            max_connections=settings.subscriptions_max_connections,
+            max_connections_per_caller=settings.subscriptions_max_connections_per_caller,
+        )
+        if redis is not None and settings.redis_url:
+            bus = RedisBus(redis, settings.redis_url, cache.keys.rewrites_channel())
+            hub.listener = bus.listen
+            cache.publisher = bus
+        else:
+            cache.publisher = LocalBus(hub)
+        services.hub = hub
+        return services
+
+    def source(self, now: datetime, *, enqueue_refreshes: bool = True) -> SubtreeSource:
+        """Where one request (or job) reads subtrees as of `now`: through the cache, or live."""
+        # Loaders are built here, per request, inside the running event loop.
+        live = LiveSource(Loaders(self.upstream), now, self.thresholds)
+        if self.cache is not None and self.settings.cache_enabled:
+            return CachedSource(
+                self.cache, live, self.thresholds, enqueue_refreshes=enqueue_refreshes
+            )
+        return live
 
     def make_context(
         self, caller: Caller, request_id: str, now: datetime, *, enqueue_refreshes: bool = True
     ) -> Context:
         """Everything one request (or one answer a cycle rebuilds) reads, as of `now`."""
-        # Loaders are built here, per request, inside the running event loop.
-        live = LiveSource(Loaders(self.upstream), now, self.thresholds)
-        source = (
-            CachedSource(self.cache, live, self.thresholds, enqueue_refreshes=enqueue_refreshes)
-            if self.cache is not None and self.settings.cache_enabled
-            else live
-        )
         return Context(
             caller=caller,
-            source=source,
+            source=self.source(now, enqueue_refreshes=enqueue_refreshes),
             now=now,
             stale_after_s=self.settings.fresh_s,
             request_id=request_id,
@@ -161,6 +184,8 @@ class Services:
     async def close(self) -> None:
         if isinstance(self.refresher, LocalRefresher):
             await self.refresher.close()
+        if self.hub is not None:
+            await self.hub.stop()
         await self.upstream.dispose()
         if self.redis is not None:
             await self.redis.aclose(close_connection_pool=True)

@@ -310,6 +310,32 @@ class Settings(BaseSettings):
         None, description="`Did you mean` hints in errors; default on in development only."
     )
 
+    # --- subscriptions and the dashboard page ---
+    subscriptions_max_connections: int = Field(
+        5_000,
+        gt=0,
+        description="Subscription connections (WebSocket and event streams) one gateway "
+        "process holds; more are refused (close 1013, HTTP 503).",
+    )
+    subscriptions_max_connections_per_caller: int = Field(
+        8,
+        gt=0,
+        description="Subscription connections of one caller in one gateway process; more are "
+        "refused (close 4429, HTTP 429).",
+    )
+    subscriptions_max_per_connection: int = Field(
+        16, gt=0, description="Subscriptions multiplexed on one WebSocket (TOO_MANY_SUBSCRIPTIONS)."
+    )
+    subscriptions_init_timeout_s: float = Field(
+        10.0, gt=0, description="A WebSocket must send connection_init within this (close 4408)."
+    )
+    subscriptions_keepalive_s: float = Field(
+        20.0, gt=0, description="An idle event stream gets a comment line this often, seconds."
+    )
+    dashboard_page: bool | None = Field(
+        None, description="Serve GET /dashboard; default on in development, off in production."
+    )
+
     @field_validator("cors_origins", "cors_allow_headers", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -398,6 +424,10 @@ class Settings(BaseSettings):
     @cached_property
     def graphiql_enabled(self) -> bool:
         return self.graphiql if self.graphiql is not None else not self.is_production
+
+    @cached_property
+    def dashboard_page_enabled(self) -> bool:
+        return self.dashboard_page if self.dashboard_page is not None else not self.is_production
 
     @cached_property
     def introspection_enabled(self) -> bool:

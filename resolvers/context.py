@@ -45,6 +45,8 @@ class Context:
     refresh: RefreshRequests | None = None
     # Errors of fields that still answer (from the cache): added to the result at the end.
     deferred_errors: list[GraphQLError] = field(default_factory=list)
+    # Subscriptions: the connection's LiveFeed (resolvers/live.py); None over plain HTTP.
+    live: Any = None
 
     def is_stale(self, subtree: dict[str, Any]) -> bool:
         if subtree.get("stale_forced"):

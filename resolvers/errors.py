@@ -13,6 +13,9 @@ NOT_FOUND = "NOT_FOUND"
 BAD_USER_INPUT = "BAD_USER_INPUT"
 BAD_REQUEST = "BAD_REQUEST"
 RATE_LIMITED = "RATE_LIMITED"
+# Subscriptions (WebSocket, event stream).
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 # Documents: parsing, validation, persisted queries.
 GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
@@ -48,6 +51,8 @@ CATALOG: dict[str, str] = {
     BAD_USER_INPUT: "An argument or variable value is invalid.",
     BAD_REQUEST: "The HTTP request is malformed (body, parameters, method, media type).",
     RATE_LIMITED: "Too many refresh requests from this caller this minute.",
+    TOO_MANY_CONNECTIONS: "Subscriptions: over the caller's or the process's connection limit.",
+    TOO_MANY_SUBSCRIPTIONS: "Subscriptions: over the limit of subscriptions on one connection.",
     GRAPHQL_PARSE_FAILED: "The document is not valid GraphQL syntax.",
     GRAPHQL_VALIDATION_FAILED: "The document does not validate against the schema.",
     PERSISTED_QUERY_NOT_FOUND: "Unknown persisted-query hash: send the document once.",

@@ -7,7 +7,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.utils.logging import StrawberryLogger
 
 from resolvers.caller import DASHBOARD_ROLES
@@ -23,6 +23,7 @@ from resolvers.errors import (
     not_found,
 )
 from resolvers.ids import is_id
+from resolvers.live import Subscription
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, decode_cursor, encode_cursor
 from resolvers.refresh import Mutation
 from resolvers.scalars import SCALARS, field_resolver
@@ -100,7 +101,8 @@ class Query:
 
 
 class DeferredErrors(SchemaExtension):
-    """Adds the errors of fields that answered from the cache despite an upstream failure."""
+    """Adds the errors of fields that answered from the cache despite an upstream failure:
+    to the result, or to each result of a subscription."""
 
     def on_execute(self):  # type: ignore[no-untyped-def]
         yield
@@ -109,6 +111,14 @@ class DeferredErrors(SchemaExtension):
         deferred = getattr(context, "deferred_errors", None)
         if deferred and result is not None:
             result.errors = [*(result.errors or []), *deferred]
+            deferred.clear()
+
+    def on_stream_result(self, result):  # type: ignore[no-untyped-def]
+        deferred = getattr(self.execution_context.context, "deferred_errors", None)
+        if deferred and isinstance(result, ExecutionResult):
+            result.errors = [*(result.errors or []), *deferred]
+            deferred.clear()  # a long subscription must not pile them up
+        yield
 
 
 class GatewaySchema(strawberry.Schema):
@@ -136,6 +146,7 @@ def build_schema(extensions: list[type[SchemaExtension]] | None = None) -> straw
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[DeferredErrors, *(extensions or [])],
         config=StrawberryConfig(default_resolver=field_resolver, scalar_map=SCALARS),
     )

@@ -11,6 +11,7 @@ from resolvers.caller import Caller
 # Bump when the shape or meaning of a cached subtree changes without a schema change.
 SUBTREE_FORMAT = "2026-11-29.1"
 PREFIX = "ddg"
+SUBTREE_KINDS = frozenset({"cohort", "summary", "scope", "user"})
 
 
 def cache_version(schema_sdl: str) -> str:
@@ -65,6 +66,21 @@ class Keys:
 
     def refresh_stamp(self) -> str:
         return f"{self.base}:refresh:last"
+
+    def kind_of(self, key: str) -> tuple[str, str] | None:
+        """(kind, id) of a subtree key built above: ("cohort", "101"), ("summary", "admin"),
+        ("scope", "2"), ("user", "2"); None for any other key."""
+        if not key.startswith(self.base):
+            return None
+        kind, _, ident = key[len(self.base) + 1 :].partition(":")
+        if kind not in SUBTREE_KINDS or not ident or ":" in ident:
+            return None
+        return kind, ident
+
+    def rewrites_channel(self) -> str:
+        """The pub/sub channel of rewrite notices (gateway/live): one per cache version, so a
+        process of another version never reads a notice naming keys it does not use."""
+        return f"{self.base}:rewrites"
 
     def rate(self, user_id: int, window: int) -> str:
         return f"{PREFIX}:rate:{user_id}:{window}"

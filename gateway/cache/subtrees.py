@@ -18,6 +18,7 @@ import orjson
 from gateway import metrics
 from gateway.cache.keys import Keys
 from gateway.cache.kv import KV, CacheUnavailable
+from gateway.live.notices import Publisher, Rewrites, current_unit, unit
 from resolvers.caller import Caller
 from resolvers.figures import iso_instant
 from resolvers.subtrees import build_summary
@@ -68,6 +69,8 @@ class SubtreeCache:
         self.policy = policy
         self.distributed = distributed
         self.refresher: Refresher | None = None
+        # Tells every gateway what was rewritten (gateway/live): set by Services.build.
+        self.publisher: Publisher | None = None
         self._flights: dict[str, asyncio.Future[Subtree | None]] = {}
 
     async def read(self, keys: Sequence[str], kind: str) -> dict[str, Subtree]:
@@ -84,7 +87,8 @@ class SubtreeCache:
 
         The answers built from the old entries are dropped now; or, with `defer_into`, the
         tags naming them are added to it, for a refresh cycle to replace them at its end
-        (gateway/refresh/cycle.py) rather than drop them batch by batch."""
+        (gateway/refresh/cycle.py) rather than drop them batch by batch. Then the write is
+        noted in the open rewrite unit (see `unit`), or published at once without one."""
         if not entries:
             return True
         for entry in entries.values():
@@ -99,9 +103,24 @@ class SubtreeCache:
                 defer_into.update(tags)
             else:
                 await self.kv.invalidate(tags)
-            return True
         except CacheUnavailable:
             return False
+        await self._notify(entries)
+        return True
+
+    async def _notify(self, entries: dict[str, Subtree]) -> None:
+        open_unit = current_unit()
+        if open_unit is not None:
+            open_unit.note(self.keys, entries)
+        elif self.publisher is not None:
+            rewrites = Rewrites()
+            rewrites.note(self.keys, entries)
+            if rewrites:
+                await self.publisher.publish(rewrites)
+
+    def unit(self) -> contextlib.AbstractAsyncContextManager[Rewrites]:
+        """A unit of refresh work: its writes are published as one notice when it ends."""
+        return unit(self.publisher)
 
     async def drop(self, keys: Sequence[str]) -> None:
         """Deletes entries and the answers built from them (raises CacheUnavailable)."""

@@ -79,6 +79,11 @@ _SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
 # ASGI scope key: the answer key gateway.http.fastpath looked up and did not find.
 FAST_PATH_MISSED_KEY = "gateway.fast_path_missed_key"
 
+SUBSCRIPTIONS_ELSEWHERE = (
+    "Subscriptions are served over WebSocket (graphql-transport-ws) or Server-Sent Events "
+    "(Accept: text/event-stream)."
+)
+
 # Operation names label a metric: only the dashboard's own, others are "other".
 OBSERVED = "gateway.observed"  # ASGI scope key: (operation, outcome) of this request
 KNOWN_OPERATIONS = frozenset(dashboard_operations())
@@ -329,6 +334,8 @@ class GraphQLEndpoint:
                     else "Must provide operation name if query contains multiple operations."
                 )
                 raise RequestError(400, BAD_REQUEST, message)
+            if operation.operation == OperationType.SUBSCRIPTION and gql.method in ("GET", "POST"):
+                raise RequestError(400, BAD_REQUEST, SUBSCRIPTIONS_ELSEWHERE)
             if gql.method == "GET" and operation.operation != OperationType.QUERY:
                 raise RequestError(
                     405, BAD_REQUEST, "Mutations are only accepted over POST.", {"Allow": "POST"}

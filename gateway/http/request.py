@@ -117,7 +117,7 @@ def _loads_param(raw: str | None, name: str) -> Any:
         raise RequestError(400, BAD_REQUEST, f"`{name}` is not valid JSON.") from None
 
 
-def _check_shape(data: Any, method: str) -> GraphQLRequest:
+def check_shape(data: Any, method: str) -> GraphQLRequest:
     if isinstance(data, list):
         raise RequestError(400, BATCHING_DISABLED, "Batched operations are not accepted.")
     if not isinstance(data, dict):
@@ -144,7 +144,7 @@ def parse_get(query_string: bytes) -> GraphQLRequest:
     """A GET's parameters. A repeated parameter counts once, its last value (as Starlette's
     query_params reads it)."""
     params = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
-    gql = _check_shape(
+    gql = check_shape(
         {
             "query": params.get("query"),
             "variables": _loads_param(params.get("variables"), "variables"),
@@ -183,7 +183,7 @@ async def parse_post(request: Request, max_body_bytes: int) -> GraphQLRequest:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise RequestError(400, BAD_REQUEST, "The body is not valid JSON.") from None
-    return _check_shape(data, "POST")
+    return check_shape(data, "POST")
 
 
 def persisted_hash(extensions: dict[str, Any] | None) -> str | None:

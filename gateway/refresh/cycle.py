@@ -146,17 +146,19 @@ async def drop_answers(services: "Services", tags: Collection[str]) -> None:
 async def refresh_cycle(
     services: "Services", progress: Any = None
 ) -> tuple[CycleReport, AnswerReport]:
-    """A full refresh, then its answers."""
+    """A full refresh, then its answers; then one rewrite notice (gateway/live) for all of
+    it, once the answers built from what it rewrote are replaced (or dropped)."""
     assert services.refresh is not None
     now = services.clock()
     rewritten: set[str] = set()
-    try:
-        report = await refresh_subtrees(services.refresh, now, progress, rewritten)
-        answers = await prewarm_answers(services, now, rewritten)
-    except BaseException:
-        # What was rewritten before the failure must not keep its old answers.
-        await drop_answers(services, rewritten)
-        raise
+    async with services.refresh.cache.unit():
+        try:
+            report = await refresh_subtrees(services.refresh, now, progress, rewritten)
+            answers = await prewarm_answers(services, now, rewritten)
+        except BaseException:
+            # What was rewritten before the failure must not keep its old answers.
+            await drop_answers(services, rewritten)
+            raise
     return report, answers
 
 

@@ -110,7 +110,12 @@ class RefreshService:
 
         A director's stale cohorts are recomputed first (a handful); an admin's summary
         pools the cached cohorts as they are (recomputing only missing or expired ones):
-        every cohort is the cycle's work, never one refresh's."""
+        every cohort is the cycle's work, never one refresh's. One rewrite notice
+        (gateway/live), or part of the caller's."""
+        async with self.cache.unit():
+            await self._refresh_director(caller, now)
+
+    async def _refresh_director(self, caller: Caller, now: datetime) -> None:
         started = time.perf_counter()
         live = self.live(now)
         ids = await live.scope(caller)
@@ -163,6 +168,22 @@ class RefreshService:
         Leaves the admins' summaries (they pool every cohort) to be refreshed later; their
         scope is rewritten here."""
         started = time.perf_counter()
+        async with self.cache.unit():  # one rewrite notice for all of it (gateway/live)
+            directors, admins = await self._refresh_cohort(cohort_id, now)
+        metrics.REFRESH_DURATION.labels("cohort").observe(time.perf_counter() - started)
+        log.info(
+            "refreshed cohort",
+            extra={
+                "cohort": cohort_id,
+                "directors": [d.user_id for d in directors],
+                "duration_s": round(time.perf_counter() - started, 4),
+            },
+        )
+        return CohortRefresh([d.user_id for d in directors], admins)
+
+    async def _refresh_cohort(
+        self, cohort_id: int, now: datetime
+    ) -> tuple[list[Caller], list[Caller]]:
         live = self.live(now)
         built = await live.cohorts([cohort_id])
         had = await self.cache.viewers(cohort_id)
@@ -195,13 +216,4 @@ class RefreshService:
         await self.cache.drop(unpooled)
         complete = {self.keys.cohort(i): s for i, s in built.items() if "unavailable" not in s}
         await self.write(complete)
-        metrics.REFRESH_DURATION.labels("cohort").observe(time.perf_counter() - started)
-        log.info(
-            "refreshed cohort",
-            extra={
-                "cohort": cohort_id,
-                "directors": [d.user_id for d in directors],
-                "duration_s": round(time.perf_counter() - started, 4),
-            },
-        )
-        return CohortRefresh([d.user_id for d in directors], admins)
+        return directors, admins

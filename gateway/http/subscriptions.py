@@ -1,0 +1,128 @@
+"""What the two subscription transports share (gateway/http/websocket.py, sse.py): the
+caller and the token's expiry, the same document checks as a GET or POST (persisted-only
+mode, APQ and the manifest, the limits, in gateway/http/endpoint.py), and the run of one
+subscription as formatted GraphQL results."""
+
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from graphql import OperationType, get_operation_ast
+from strawberry.utils.aio import aclosing
+
+from gateway import metrics
+from gateway.auth import AuthError
+from gateway.http.endpoint import GraphQLEndpoint
+from gateway.http.errors import error_body
+from gateway.http.request import GraphQLRequest, RequestError
+from gateway.live.hub import Connection
+from gateway.services import Services
+from resolvers.caller import Caller
+from resolvers.context import Context
+from resolvers.errors import BAD_REQUEST
+
+ONLY_SUBSCRIPTIONS = (
+    "Only subscriptions are served on this connection; send queries and mutations over HTTP."
+)
+
+
+class FreshSource:
+    """A subscription's context lives as long as the subscription: it holds no loaders or
+    cached reads, and each read (rare: the hub hands resolvers their subtrees) gets a fresh
+    cache-backed source as of the context's instant."""
+
+    def __init__(self, services: Services, context: Context) -> None:
+        self.services = services
+        self.context = context
+
+    def _source(self) -> Any:
+        return self.services.source(self.context.now)
+
+    async def scope(self, caller: Caller) -> list[int]:
+        return await self._source().scope(caller)  # type: ignore[no-any-return]
+
+    async def cohorts(self, cohort_ids: list[int]) -> dict[int, dict[str, Any]]:
+        return await self._source().cohorts(cohort_ids)  # type: ignore[no-any-return]
+
+    async def summary(self, caller: Caller) -> dict[str, Any]:
+        return await self._source().summary(caller)  # type: ignore[no-any-return]
+
+    async def user(self, user_id: int) -> Any:
+        return await self._source().user(user_id)
+
+    async def director_ids(self, after: int, limit: int) -> list[int]:
+        return await self._source().director_ids(after, limit)  # type: ignore[no-any-return]
+
+
+class Subscriptions:
+    def __init__(self, services: Services, endpoint: GraphQLEndpoint) -> None:
+        self.services = services
+        self.endpoint = endpoint
+        self.settings = services.settings
+
+    def authenticate(self, authorization: str | None) -> tuple[Caller, float]:
+        """The caller and the token's expiry (unix time); AuthError otherwise."""
+        try:
+            return self.services.verifier.verify_until(authorization)
+        except AuthError:
+            metrics.LIVE_REFUSALS.labels("unauthenticated").inc()
+            raise
+
+    async def prepare(self, gql: GraphQLRequest, request_id: str) -> list[dict[str, Any]] | None:
+        """None when the document may run as a subscription; else the errors to answer."""
+        endpoint = self.endpoint
+        try:
+            await endpoint.resolve_document(gql)
+            prepared = endpoint.limit(gql)
+        except RequestError as exc:
+            return [_error(exc.message, exc.code, request_id)]
+        if prepared.errors:
+            return [endpoint.format_error(e, request_id) for e in prepared.errors]
+        assert prepared.document is not None
+        operation = get_operation_ast(prepared.document, gql.operation_name)
+        if operation is None or operation.operation != OperationType.SUBSCRIPTION:
+            return [_error(ONLY_SUBSCRIPTIONS, BAD_REQUEST, request_id)]
+        return None
+
+    async def run(
+        self, gql: GraphQLRequest, connection: Connection, request_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The subscription's results, each as a GraphQL response body."""
+        context = self.context(connection, request_id, self.services.clock())
+        stream = await self.endpoint.schema.subscribe(
+            gql.document,
+            variable_values=gql.variables,
+            context_value=context,
+            operation_name=gql.operation_name,
+        )
+        async with aclosing(stream):
+            async for result in stream:
+                body: dict[str, Any] = {}
+                if result.errors:
+                    body["errors"] = [
+                        self.endpoint.format_error(e, request_id) for e in result.errors
+                    ]
+                body["data"] = result.data
+                yield body
+
+    def context(self, connection: Connection, request_id: str, now: datetime) -> Context:
+        context = Context(
+            caller=connection.caller,
+            source=None,  # type: ignore[arg-type]  # set just below: it needs the context
+            now=now,
+            stale_after_s=self.settings.fresh_s,
+            request_id=request_id,
+            live=connection,
+        )
+        context.source = FreshSource(self.services, context)
+        return context
+
+
+def seconds_until(expires_at: float) -> float:
+    return max(expires_at - time.time(), 0.0)
+
+
+def _error(message: str, code: str, request_id: str) -> dict[str, Any]:
+    [error] = error_body(message, code, requestId=request_id)["errors"]
+    return dict(error)

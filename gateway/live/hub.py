@@ -1,0 +1,564 @@
+"""This process's subscriptions, and the fan-out of rewrite notices to them.
+
+Each gateway process has one hub. It knows its own connections only: which subscription
+watches which scope's dashboard or which cohort. For each rewrite notice (gateway/live/
+bus.py delivers them: Redis pub/sub across replicas, or this process in embedded mode):
+
+1. the subscriptions concerned are found in memory (by scope id, cohort id, user id);
+   nothing is read for anyone else, and nothing at all between notices;
+2. their callers' roles are read from the users table, the authority (one statement):
+   a caller whose role changed has every subscription ended (FORBIDDEN) and the
+   connection closed;
+3. their scopes, summaries and cohorts are read in one pipelined cache read, each key
+   once however many subscriptions share it;
+4. each subscription is offered its change, its scope checked first (a cohort that left
+   the scope ends that cohort's subscription with NOT_FOUND).
+
+A subscription holds at most one pending change: a consumer slower than the notices
+gets the latest figures and the union of the changed cohort ids when it reads next, never
+a queue. Notices that arrive while one is applied are merged into the next one.
+"""
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from graphql import GraphQLError
+
+from gateway import metrics
+from gateway.cache.subtrees import SubtreeCache
+from gateway.live.notices import Rewrites
+from loaders import programs
+from loaders.engines import Upstream, UpstreamUnavailable
+from resolvers.caller import ADMIN, Caller
+from resolvers.context import SubtreeSource
+from resolvers.errors import FORBIDDEN, SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS, coded
+from resolvers.errors import not_found as not_found_error
+from resolvers.live import CohortChange, DashboardChange
+
+log = logging.getLogger("gateway.live.hub")
+
+# WebSocket close codes (graphql-transport-ws keeps 4400-4499 for the protocol's own).
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY = 4429
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded
+
+
+class Refused(Exception):
+    """A connection refused, with how each transport says it."""
+
+    def __init__(self, message: str, code: str, close_code: int, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.close_code = close_code
+        self.status = status
+
+
+class _Pending:
+    """A change not yet read by its subscription: the latest figures, and the union of
+    the cohorts named since the last one read."""
+
+    __slots__ = ("subtree", "cohort_ids", "computed_at", "now", "published_at", "resync")
+
+    def __init__(
+        self,
+        subtree: dict[str, Any] | None,
+        cohort_ids: Iterable[int],
+        computed_at: str,
+        now: datetime,
+        published_at: float,
+        resync: bool = False,
+    ) -> None:
+        self.subtree = subtree  # None: read it when the subscription reads the change
+        self.cohort_ids = set(cohort_ids)
+        self.computed_at = computed_at
+        self.now = now
+        self.published_at = published_at
+        self.resync = resync
+
+    def merge(self, newer: "_Pending") -> None:
+        self.subtree = newer.subtree
+        self.cohort_ids |= newer.cohort_ids
+        self.computed_at = max(self.computed_at, newer.computed_at)
+        self.now = newer.now
+        stamps = [t for t in (self.published_at, newer.published_at) if t]
+        self.published_at = min(stamps, default=0.0)  # the delay runs from the oldest
+        self.resync = self.resync and newer.resync
+
+
+class Watch:
+    """One subscription: a scope's dashboard (cohort_id None) or one cohort."""
+
+    __slots__ = (
+        "hub",
+        "connection",
+        "scope_id",
+        "cohort_id",
+        "_pending",
+        "_error",
+        "_waiter",
+        "_last_version",
+    )
+
+    def __init__(self, hub: "Hub", connection: "Connection", cohort_id: int | None) -> None:
+        self.hub = hub
+        self.connection = connection
+        self.scope_id = connection.caller.scope_id
+        self.cohort_id = cohort_id
+        self._pending: _Pending | None = None
+        self._error: GraphQLError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._last_version: str | None = None
+
+    def offer(self, change: _Pending) -> None:
+        if self._error is not None:
+            return
+        if self._pending is None:
+            self._pending = _Pending(
+                change.subtree,
+                change.cohort_ids,
+                change.computed_at,
+                change.now,
+                change.published_at,
+                change.resync,
+            )
+        else:
+            self._pending.merge(change)
+        self._wake()
+
+    def fail(self, error: GraphQLError) -> None:
+        """Ends the subscription with `error` when it reads next."""
+        if self._error is None:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> "Watch":
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            if self._error is not None:
+                raise self._error
+            pending = self._pending
+            if pending is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+                continue
+            self._pending = None
+            subtree = pending.subtree
+            if subtree is None:
+                subtree = await self.hub.read(self, pending.now)
+                if subtree is None:
+                    continue  # gone meanwhile: its failure, if any, is already set
+            version = subtree.get("version")
+            news = self.cohort_id is None and pending.cohort_ids and not pending.resync
+            if version is not None and version == self._last_version and not news:
+                continue  # nothing new since the last change sent
+            self._last_version = version
+            if pending.published_at:
+                metrics.LIVE_PUSH_DELAY.observe(max(time.time() - pending.published_at, 0.0))
+            metrics.LIVE_PUSHES.labels("dashboard" if self.cohort_id is None else "cohort").inc()
+            if self.cohort_id is not None:
+                return CohortChange(subtree, pending.now)
+            stamps = pending.computed_at or subtree["computed_at"]
+            return DashboardChange(subtree, sorted(pending.cohort_ids), stamps, pending.now)
+
+
+class Connection:
+    """One WebSocket or event stream of one caller; its subscriptions are its watches.
+    Implements resolvers.live.LiveFeed."""
+
+    def __init__(
+        self, hub: "Hub", caller: Caller, transport: str, end: Callable[[int, str], None]
+    ) -> None:
+        self.hub = hub
+        self.caller = caller
+        self.transport = transport
+        self._end = end  # the transport closes itself: (WebSocket close code, reason)
+        self.watches: set[Watch] = set()
+        self.closed = False
+
+    def dashboard(self, caller: Caller) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
+        assert caller == self.caller
+        return self.hub.watch(self, None)
+
+    def cohort(
+        self, caller: Caller, cohort_id: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
+        assert caller == self.caller
+        return self.hub.watch(self, cohort_id)
+
+    def revoke(self, message: str) -> None:
+        """The caller may no longer subscribe: every subscription ends, then the connection."""
+        error = coded(message, FORBIDDEN)
+        for watch in list(self.watches):
+            watch.fail(error)
+        self._end(CLOSE_FORBIDDEN, message)
+
+
+class Hub:
+    def __init__(
+        self,
+        cache: SubtreeCache,
+        upstream: Upstream,
+        source: Callable[[datetime], SubtreeSource],
+        clock: Callable[[], datetime],
+        *,
+        max_connections: int,
+        max_connections_per_caller: int,
+    ) -> None:
+        self.cache = cache
+        self.keys = cache.keys
+        self.upstream = upstream
+        self.source = source  # a fresh cache-backed source as of an instant
+        self.clock = clock
+        self.max_connections = max_connections
+        self.max_connections_per_caller = max_connections_per_caller
+        # Started with the first connection (or by the application's lifespan): listens for
+        # notices (gateway/live/bus.py) until stopped.
+        self.listener: Callable[[Hub], Any] | None = None
+        self.connections: set[Connection] = set()
+        self._per_caller: Counter[Caller] = Counter()
+        self._by_user: dict[int, set[Connection]] = {}
+        self._dashboards: dict[str, set[Watch]] = {}  # scope id → dashboard watches
+        self._cohorts: dict[int, set[Watch]] = {}  # cohort id → cohort watches
+        self._cohorts_by_scope: dict[str, set[Watch]] = {}  # scope id → cohort watches
+        self._callers: dict[str, Caller] = {}  # scope id → a caller with that scope
+        self._scopes: dict[str, frozenset[int]] = {}  # scope id → its cohort ids, last read
+        self._index: dict[int, set[str]] = {}  # cohort id → directors' scope ids with dashboards
+        self._pending: Rewrites | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- connections -------------------------------------------------------------------
+
+    @property
+    def full(self) -> bool:
+        return len(self.connections) >= self.max_connections
+
+    def refuse_if_full(self) -> None:
+        if self.full:
+            metrics.LIVE_REFUSALS.labels("process_limit").inc()
+            raise Refused(
+                f"This gateway holds its maximum of {self.max_connections} subscription "
+                "connections; try again later.",
+                TOO_MANY_CONNECTIONS,
+                CLOSE_TRY_AGAIN_LATER,
+                503,
+            )
+
+    async def open(
+        self, caller: Caller, transport: str, end: Callable[[int, str], None]
+    ) -> Connection:
+        """Registers a connection of `caller` after checking the limits and the role."""
+        self.refuse_if_full()
+        if self._per_caller[caller] >= self.max_connections_per_caller:
+            metrics.LIVE_REFUSALS.labels("caller_limit").inc()
+            raise Refused(
+                f"Too many subscription connections for this caller; the limit is "
+                f"{self.max_connections_per_caller}.",
+                TOO_MANY_CONNECTIONS,
+                CLOSE_TOO_MANY,
+                429,
+            )
+        await self._check_role(caller)
+        self.start()
+        connection = Connection(self, caller, transport, end)
+        self.connections.add(connection)
+        self._per_caller[caller] += 1
+        self._by_user.setdefault(caller.user_id, set()).add(connection)
+        metrics.LIVE_CONNECTIONS.labels(transport).inc()
+        return connection
+
+    def close(self, connection: Connection) -> None:
+        if connection.closed:
+            return
+        connection.closed = True
+        self.connections.discard(connection)
+        caller = connection.caller
+        self._per_caller[caller] -= 1
+        if self._per_caller[caller] <= 0:
+            del self._per_caller[caller]
+        users = self._by_user.get(caller.user_id)
+        if users is not None:
+            users.discard(connection)
+            if not users:
+                del self._by_user[caller.user_id]
+        metrics.LIVE_CONNECTIONS.labels(connection.transport).dec()
+
+    async def _check_role(self, caller: Caller) -> None:
+        """The users table is the authority on role: a token outliving a demotion is refused."""
+        try:
+            role = await programs.user_role(self.upstream, caller.user_id)
+        except UpstreamUnavailable:
+            metrics.LIVE_REFUSALS.labels("unverifiable").inc()
+            raise Refused(
+                "Cannot verify the caller's role now; try again later.",
+                SERVICE_UNAVAILABLE,
+                CLOSE_TRY_AGAIN_LATER,
+                503,
+            ) from None
+        if role != caller.role:
+            metrics.LIVE_REFUSALS.labels("role").inc()
+            raise Refused(
+                f"User {caller.user_id} is not a {caller.role}.", FORBIDDEN, CLOSE_FORBIDDEN, 403
+            )
+
+    # --- subscriptions -----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def watch(self, connection: Connection, cohort_id: int | None) -> AsyncIterator[Watch]:
+        """Registered before the current figures are read, so no rewrite falls in between."""
+        watch = Watch(self, connection, cohort_id)
+        self._add(watch)
+        try:
+            now = self.clock()
+            source = self.source(now)
+            caller = connection.caller
+            scope = frozenset(await source.scope(caller))
+            self._set_scope(watch.scope_id, scope)
+            if cohort_id is None:
+                summary = await source.summary(caller)
+                watch.offer(_Pending(summary, (), summary["computed_at"], now, 0.0))
+            else:
+                subtree = (await source.cohorts([cohort_id])).get(cohort_id)
+                if cohort_id not in scope or subtree is None:
+                    raise not_found_error("Cohort", cohort_id)
+                watch.offer(_Pending(subtree, (), subtree["computed_at"], now, 0.0))
+            yield watch
+        finally:
+            self._remove(watch)
+
+    def _add(self, watch: Watch) -> None:
+        scope_id = watch.scope_id
+        watch.connection.watches.add(watch)
+        self._callers.setdefault(scope_id, watch.connection.caller)
+        if watch.cohort_id is None:
+            self._dashboards.setdefault(scope_id, set()).add(watch)
+            if scope_id in self._scopes and scope_id != ADMIN:
+                for cohort_id in self._scopes[scope_id]:
+                    self._index.setdefault(cohort_id, set()).add(scope_id)
+            field = "dashboard"
+        else:
+            self._cohorts.setdefault(watch.cohort_id, set()).add(watch)
+            self._cohorts_by_scope.setdefault(scope_id, set()).add(watch)
+            field = "cohort"
+        metrics.LIVE_SUBSCRIPTIONS.labels(field).inc()
+
+    def _remove(self, watch: Watch) -> None:
+        scope_id = watch.scope_id
+        watch.connection.watches.discard(watch)
+        if watch.cohort_id is None:
+            _discard(self._dashboards, scope_id, watch)
+            if scope_id not in self._dashboards:
+                self._unindex(scope_id, self._scopes.get(scope_id, frozenset()))
+            field = "dashboard"
+        else:
+            _discard(self._cohorts, watch.cohort_id, watch)
+            _discard(self._cohorts_by_scope, scope_id, watch)
+            field = "cohort"
+        if scope_id not in self._dashboards and scope_id not in self._cohorts_by_scope:
+            self._scopes.pop(scope_id, None)
+            self._callers.pop(scope_id, None)
+        metrics.LIVE_SUBSCRIPTIONS.labels(field).dec()
+
+    def _set_scope(self, scope_id: str, scope: frozenset[int]) -> None:
+        old = self._scopes.get(scope_id, frozenset())
+        self._scopes[scope_id] = scope
+        if scope_id == ADMIN or scope_id not in self._dashboards:
+            return  # an admin's dashboard is concerned by every cohort: not indexed
+        self._unindex(scope_id, old - scope)
+        for cohort_id in scope - old:
+            self._index.setdefault(cohort_id, set()).add(scope_id)
+
+    def _unindex(self, scope_id: str, cohort_ids: Iterable[int]) -> None:
+        for cohort_id in cohort_ids:
+            _discard(self._index, cohort_id, scope_id)
+
+    async def read(self, watch: Watch, now: datetime) -> dict[str, Any] | None:
+        """A watch's subtree read on its own (when the fan-out could not read it)."""
+        source = self.source(now)
+        caller = watch.connection.caller
+        if watch.cohort_id is None:
+            return await source.summary(caller)
+        if watch.cohort_id not in set(await source.scope(caller)):
+            watch.fail(not_found_error("Cohort", watch.cohort_id))
+            return None
+        return (await source.cohorts([watch.cohort_id])).get(watch.cohort_id)
+
+    # --- notices -----------------------------------------------------------------------
+
+    def notify(self, rewrites: Rewrites) -> None:
+        """A notice (from the bus): applied by the fan-out task, merged with any waiting."""
+        metrics.LIVE_NOTICES.inc()
+        if not self.connections:
+            return  # nothing here to tell
+        if self._pending is None:
+            self._pending = rewrites
+        else:
+            self._pending.merge(rewrites)
+        self._wake.set()
+
+    def resync(self) -> None:
+        """Notices may have been missed (the bus reconnected): re-read everything watched."""
+        self.notify(Rewrites(resync=True))
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        self._tasks.append(asyncio.ensure_future(self._run()))
+        if self.listener is not None:
+            self._tasks.append(asyncio.ensure_future(self.listener(self)))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            rewrites, self._pending = self._pending, None
+            if not rewrites:
+                continue
+            started = time.perf_counter()
+            try:
+                await self.apply(rewrites)
+            except Exception:
+                log.exception("could not apply a rewrite notice")
+            metrics.LIVE_FANOUT_SECONDS.observe(time.perf_counter() - started)
+
+    async def apply(self, rewrites: Rewrites) -> None:
+        """Offers each subscription concerned its change (see the module's docstring)."""
+        now = self.clock()
+        if rewrites.resync:
+            everything = Rewrites(
+                summaries=set(self._dashboards),
+                scopes=set(self._scopes),
+                users=set(self._by_user),
+                published_at=rewrites.published_at,
+            )
+            everything.merge(rewrites)
+            rewrites = everything
+        dashboards = {s for s in rewrites.summaries | rewrites.scopes if s in self._dashboards}
+        for cohort_id in rewrites.cohorts:
+            dashboards |= self._index.get(cohort_id, set())
+        if (rewrites.cohorts or rewrites.resync) and ADMIN in self._dashboards:
+            dashboards.add(ADMIN)
+        cohort_ids = {c for c in rewrites.cohorts if c in self._cohorts}
+        if rewrites.resync:
+            cohort_ids = set(self._cohorts)
+        rechecked = {s for s in rewrites.scopes if s in self._cohorts_by_scope}
+        scope_ids = (
+            dashboards | rechecked | {w.scope_id for c in cohort_ids for w in self._cohorts[c]}
+        )
+        connections = {w.connection for s in dashboards for w in self._dashboards[s]}
+        connections |= {w.connection for s in rechecked for w in self._cohorts_by_scope[s]}
+        connections |= {w.connection for c in cohort_ids for w in self._cohorts[c]}
+        for user_id in rewrites.users:
+            connections |= self._by_user.get(user_id, set())
+        if not connections:
+            return
+        await self._check_roles(connections)
+        scopes, summaries, cohorts = await self._read(scope_ids, dashboards, cohort_ids, now)
+        # From here on, no await: each watch is offered what was just read.
+        published_at = rewrites.published_at
+        for scope_id in dashboards:
+            scope = scopes[scope_id]
+            old = self._scopes.get(scope_id, scope)
+            named = {c: t for c, t in rewrites.cohorts.items() if c in scope}
+            changed = set(named) | (old ^ scope)
+            if rewrites.resync:
+                changed = set(scope)
+            summary = summaries.get(scope_id)
+            stamp = max(named.values(), default=summary["computed_at"] if summary else "")
+            change = _Pending(summary, changed, stamp, now, published_at, rewrites.resync)
+            for watch in list(self._dashboards.get(scope_id, ())):
+                watch.offer(change)
+        for scope_id in scope_ids:
+            self._set_scope(scope_id, scopes[scope_id])
+        for cohort_id in cohort_ids:
+            subtree = cohorts.get(cohort_id)
+            for watch in list(self._cohorts.get(cohort_id, ())):
+                if cohort_id not in scopes[watch.scope_id]:
+                    watch.fail(not_found_error("Cohort", cohort_id))
+                else:
+                    stamp = subtree["computed_at"] if subtree else ""
+                    watch.offer(_Pending(subtree, (), stamp, now, published_at))
+        for scope_id in rechecked:
+            for watch in list(self._cohorts_by_scope.get(scope_id, ())):
+                if watch.cohort_id not in scopes[scope_id]:
+                    watch.fail(not_found_error("Cohort", watch.cohort_id))
+
+    async def _check_roles(self, connections: set[Connection]) -> None:
+        """One statement for every caller concerned; a caller whose role is no longer the
+        token's is revoked. When the users table cannot be read, the check waits for the
+        next notice (the scope check still applies)."""
+        user_ids = sorted({c.caller.user_id for c in connections if not c.closed})
+        try:
+            rows = await programs.UserByIdLoader(self.upstream).load_many(user_ids)
+        except UpstreamUnavailable:
+            log.warning("could not check the roles of %d subscribers", len(user_ids))
+            return
+        roles = {row.id: row.role for row in rows if row is not None}
+        for connection in connections:
+            caller = connection.caller
+            if not connection.closed and roles.get(caller.user_id) != caller.role:
+                metrics.LIVE_REFUSALS.labels("role_changed").inc()
+                connection.revoke(f"User {caller.user_id} is no longer a {caller.role}.")
+
+    async def _read(
+        self, scope_ids: set[str], dashboards: set[str], cohort_ids: set[int], now: datetime
+    ) -> tuple[dict[str, frozenset[int]], dict[str, dict[str, Any]], dict[int, dict[str, Any]]]:
+        """Scopes, summaries and cohorts: one pipelined read; anything missing is computed
+        (and stored) through a cache-backed source, as a request would."""
+        keys = self.keys
+        wanted = [
+            *(keys.scope(self._callers[s]) for s in scope_ids),
+            *(keys.summary(self._callers[s]) for s in dashboards),
+            *(keys.cohort(c) for c in cohort_ids),
+        ]
+        found = await self.cache.read(wanted, "live")
+        scopes: dict[str, frozenset[int]] = {}
+        summaries: dict[str, dict[str, Any]] = {}
+        cohorts: dict[int, dict[str, Any]] = {}
+        source: SubtreeSource | None = None
+        for scope_id in scope_ids:
+            entry = found.get(keys.scope(self._callers[scope_id]))
+            if entry is None:
+                source = source or self.source(now)
+                scopes[scope_id] = frozenset(await source.scope(self._callers[scope_id]))
+            else:
+                scopes[scope_id] = frozenset(entry["cohort_ids"])
+        for scope_id in dashboards:
+            entry = found.get(keys.summary(self._callers[scope_id]))
+            if entry is not None:
+                summaries[scope_id] = entry  # else the watch reads it itself
+        for cohort_id in cohort_ids:
+            entry = found.get(keys.cohort(cohort_id))
+            if entry is not None:
+                cohorts[cohort_id] = entry
+        return scopes, summaries, cohorts
+
+
+def _discard(index: dict[Any, set[Any]], key: Any, member: Any) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(member)
+        if not members:
+            del index[key]
