@@ -74,6 +74,8 @@ class _Session:
         self.request_id = new_request_id()
         self.connection: Connection | None = None
         self.operations: dict[str, asyncio.Task[None]] = {}
+        self.initialised = False
+        # Until connection_init, its timeout; then, the token's expiry.
         self.timer: asyncio.TimerHandle | None = None
         self.closing = False
         self.send_lock = asyncio.Lock()
@@ -147,11 +149,13 @@ class _Session:
             await self.close(CLOSE_BAD_REQUEST, f"Unknown message type {kind[:40]!r}")
 
     async def connection_init(self, payload: Any) -> None:
-        if self.timer is None:
+        if self.initialised:
             await self.close(CLOSE_TOO_MANY_INITS, "Too many initialisation requests")
             return
-        self.timer.cancel()
-        self.timer = None
+        self.initialised = True
+        if self.timer is not None:
+            self.timer.cancel()  # the initialisation timeout
+            self.timer = None
         if payload is None:
             payload = {}
         if not isinstance(payload, dict):

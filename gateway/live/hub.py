@@ -241,6 +241,8 @@ class Hub:
         self._index: dict[int, set[str]] = {}  # cohort id → directors' scope ids with dashboards
         self._pending: Rewrites | None = None
         self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # set while no notice waits or is being applied
+        self._settled.set()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- connections -------------------------------------------------------------------
@@ -410,7 +412,12 @@ class Hub:
             self._pending = rewrites
         else:
             self._pending.merge(rewrites)
+        self._settled.clear()
         self._wake.set()
+
+    async def settled(self) -> None:
+        """Until every notice received so far has been applied."""
+        await self._settled.wait()
 
     def resync(self) -> None:
         """Notices may have been missed (the bus reconnected): re-read everything watched."""
@@ -434,14 +441,15 @@ class Hub:
             await self._wake.wait()
             self._wake.clear()
             rewrites, self._pending = self._pending, None
-            if not rewrites:
-                continue
-            started = time.perf_counter()
-            try:
-                await self.apply(rewrites)
-            except Exception:
-                log.exception("could not apply a rewrite notice")
-            metrics.LIVE_FANOUT_SECONDS.observe(time.perf_counter() - started)
+            if rewrites:
+                started = time.perf_counter()
+                try:
+                    await self.apply(rewrites)
+                except Exception:
+                    log.exception("could not apply a rewrite notice")
+                metrics.LIVE_FANOUT_SECONDS.observe(time.perf_counter() - started)
+            if self._pending is None:
+                self._settled.set()
 
     async def apply(self, rewrites: Rewrites) -> None:
         """Offers each subscription concerned its change (see the module's docstring)."""
@@ -474,8 +482,10 @@ class Hub:
             connections |= self._by_user.get(user_id, set())
         if not connections:
             return
+        # Subscriptions may end during the awaits below: their callers are kept here.
+        callers = {s: self._callers[s] for s in scope_ids}
         await self._check_roles(connections)
-        scopes, summaries, cohorts = await self._read(scope_ids, dashboards, cohort_ids, now)
+        scopes, summaries, cohorts = await self._read(callers, dashboards, cohort_ids, now)
         # From here on, no await: each watch is offered what was just read.
         published_at = rewrites.published_at
         for scope_id in dashboards:
@@ -491,7 +501,8 @@ class Hub:
             for watch in list(self._dashboards.get(scope_id, ())):
                 watch.offer(change)
         for scope_id in scope_ids:
-            self._set_scope(scope_id, scopes[scope_id])
+            if scope_id in self._callers:  # still watched
+                self._set_scope(scope_id, scopes[scope_id])
         for cohort_id in cohort_ids:
             subtree = cohorts.get(cohort_id)
             for watch in list(self._cohorts.get(cohort_id, ())):
@@ -523,14 +534,20 @@ class Hub:
                 connection.revoke(f"User {caller.user_id} is no longer a {caller.role}.")
 
     async def _read(
-        self, scope_ids: set[str], dashboards: set[str], cohort_ids: set[int], now: datetime
+        self,
+        callers: dict[str, Caller],
+        dashboards: set[str],
+        cohort_ids: set[int],
+        now: datetime,
     ) -> tuple[dict[str, frozenset[int]], dict[str, dict[str, Any]], dict[int, dict[str, Any]]]:
-        """Scopes, summaries and cohorts: one pipelined read; anything missing is computed
-        (and stored) through a cache-backed source, as a request would."""
+        """The scopes of `callers` (by scope id), the summaries of `dashboards`, the cohorts:
+        one pipelined read. A missing scope is computed (and stored) through a cache-backed
+        source, as a request would; a missing summary or cohort is left to the subscription
+        to read when it takes the change."""
         keys = self.keys
         wanted = [
-            *(keys.scope(self._callers[s]) for s in scope_ids),
-            *(keys.summary(self._callers[s]) for s in dashboards),
+            *(keys.scope(caller) for caller in callers.values()),
+            *(keys.summary(callers[s]) for s in dashboards),
             *(keys.cohort(c) for c in cohort_ids),
         ]
         found = await self.cache.read(wanted, "live")
@@ -538,15 +555,15 @@ class Hub:
         summaries: dict[str, dict[str, Any]] = {}
         cohorts: dict[int, dict[str, Any]] = {}
         source: SubtreeSource | None = None
-        for scope_id in scope_ids:
-            entry = found.get(keys.scope(self._callers[scope_id]))
+        for scope_id, caller in callers.items():
+            entry = found.get(keys.scope(caller))
             if entry is None:
                 source = source or self.source(now)
-                scopes[scope_id] = frozenset(await source.scope(self._callers[scope_id]))
+                scopes[scope_id] = frozenset(await source.scope(caller))
             else:
                 scopes[scope_id] = frozenset(entry["cohort_ids"])
         for scope_id in dashboards:
-            entry = found.get(keys.summary(self._callers[scope_id]))
+            entry = found.get(keys.summary(callers[scope_id]))
             if entry is not None:
                 summaries[scope_id] = entry  # else the watch reads it itself
         for cohort_id in cohort_ids:
