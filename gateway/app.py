@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from gateway.http.access import AccessLog
+from gateway.http.dashboard import DashboardPage
 from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.errors import error_body
 from gateway.http.fastpath import FastPathMiddleware
@@ -96,6 +96,7 @@ def create_app(
     middleware.append(Middleware(FastPathMiddleware, services=services))
     endpoint = GraphQLEndpoint(services)
     subscriptions = Subscriptions(services, endpoint)
+    dashboard = DashboardPage(settings)
     routes = [
         # First: it is the route nearly every request takes. Every method reaches the
         # endpoint, which refuses others with a JSON 405; an event-stream request is a
@@ -106,6 +107,8 @@ def create_app(
         Route(READY, internal.ready),
         Route(METRICS, internal.metrics),
         Route("/webhooks/upstream", upstream_event, methods=["POST"]),
+        Route("/dashboard", dashboard.page, methods=["GET"]),
+        Route("/dashboard/{name}", dashboard.asset, methods=["GET"]),
     ]
     if settings.graphiql_enabled:
         routes.append(Route("/", to_graphiql))

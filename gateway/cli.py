@@ -71,7 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}/graphql"
     # The token rides in the fragment: the browser never sends it in a request line, so it
     # reaches no access log; the page moves it into its Authorization header.
-    print(f"\nGraphiQL, signed in as the demo director (user {director}):")
+    print(f"\nThe dashboard page, signed in as the demo director (user {director}):")
+    print(f"  http://{args.host}:{args.port}/dashboard#token={director_token}")
+    print(f"GraphiQL, signed in as the demo director (user {director}):")
     print(f"  {base}#token={director_token}")
     print(f"as the admin (user {admin}):")
     print(f"  {base}#token={admin_token}")
