@@ -20,6 +20,9 @@ TARGETS = {
     "cold_detail_p95_ms": 50.0,
     "gateway_rss_mb": 250.0,
     "redis_mb": 250.0,
+    "subscription_delay_p95_s": 1.0,
+    "subscription_idle_kb": 50.0,
+    "fast_path_with_subscribers": 0.9,
 }
 
 
@@ -52,7 +55,8 @@ class Config:
     results_dir: str = "bench/results"
     markdown: str = "BENCHMARKS.md"  # empty: do not write
     keep_logs: bool = False
-    scenarios: str = "a,b,c,d"
+    scenarios: str = "a,b,c,d,s"  # s: subscriptions (bench/scenarios/subscriptions.py)
+    subscribers: int = 1000  # connections of scenario s, two per director
     source: str = ""  # gateway source tree to run (default: this work tree)
 
     @property

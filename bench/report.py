@@ -11,6 +11,8 @@ NAMES = {
     "b": "(b) response fast path",
     "c": "(c) subtree cache + execution",
     "d": "(d) no cache (live from upstream)",
+    "s0": "(s0) fast path, before the subscribers",
+    "s1": "(s1) fast path, subscribers connected",
 }
 
 
@@ -235,6 +237,25 @@ def render(results: dict[str, Any], results_path: Path) -> str:
             f"{_ms(cold['p50_ms'])} ms, **p95 {_ms(cold['p95_ms'])} ms**, p99 "
             f"{_ms(cold['p99_ms'])} ms, max {_ms(cold['max_ms'])} ms; "
             f"{cold['statements_per_request']:.1f} upstream statements each."
+        )
+    live = results.get("subscriptions")
+    if live:
+        cycle, memory = live["cycle"], live["memory"]
+        lines.append(
+            f"- **Subscriptions** (bench/scenarios/subscriptions.py): {live['subscribers']:,} "
+            f"WebSocket subscribers, a dashboard and a cohort for each of {live['directors']} "
+            f"directors, connected in {live['connect_all_s']:.1f} s. Idle, the gateway grew from "
+            f"{memory['before_rss_mb']:.0f} to {memory['idle_rss_mb']:.0f} MB RSS (PSS "
+            f"{memory['before_pss_mb']:.0f} to {memory['idle_pss_mb']:.0f} MB): "
+            f"**{memory['per_subscription_kb']:.1f} KB per subscription**. Fast path "
+            f"{live['fast_path_without']['throughput']:,.0f} req/s without them, "
+            f"{live['fast_path_with']['throughput']:,.0f} with them (**"
+            f"{live['fast_path_ratio']:.2f} ×**). One full cycle (`gateway refresh --all`): its "
+            f"notice ({cycle['notice_cohorts']:,} cohorts, {cycle['notice_summaries']} summaries) "
+            f"came {cycle['trigger_to_notice_s']} s after the request, at the cycle's end; "
+            f"**{cycle['updated']:,} of {cycle['expected']:,}** subscribers updated, delay from "
+            f"the notice to the update at the client p50 {cycle['delay_p50_s']} s, **p95 "
+            f"{cycle['delay_p95_s']} s**, max {cycle['delay_max_s']} s."
         )
     if hit:
         r = hit["response"]

@@ -295,6 +295,25 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         "processes")  # fmt: skip
     add("Redis ≤ 250 MB", TARGETS["redis_mb"], memory.get("redis_used_memory_mb"), False, "MB",
         "used_memory")  # fmt: skip
+    live = results.get("subscriptions")
+    if live:
+        cycle = live["cycle"]
+        rows.append({"target": "one cycle: every subscriber updated", "goal": cycle["expected"],
+                     "value": cycle["updated"], "met": cycle["updated"] == cycle["expected"],
+                     "unit": "subscribers", "note": ""})  # fmt: skip
+        add("rewrite → push p95 ≤ 1 s", TARGETS["subscription_delay_p95_s"],
+            cycle["delay_p95_s"], False, "s",
+            f"{live['subscribers']} subscribers, {live['directors']} directors")  # fmt: skip
+        add(
+            "memory per idle subscription ≤ 50 KB",
+            TARGETS["subscription_idle_kb"],
+            live["memory"]["per_subscription_kb"],
+            False,
+            "KB",
+            "gateway RSS growth / count",
+        )
+        add("fast path with subscribers ≥ 0.9 × without", TARGETS["fast_path_with_subscribers"],
+            live["fast_path_ratio"], True, "×")  # fmt: skip
     return rows
 
 

@@ -43,7 +43,15 @@ from bench.results import (
     parse_cycles,
     write_results,
 )
-from bench.scenarios import closed_loop, cold_detail, memory, open_loop, prewarm, profiles
+from bench.scenarios import (
+    closed_loop,
+    cold_detail,
+    memory,
+    open_loop,
+    prewarm,
+    profiles,
+    subscriptions,
+)
 from bench.setup import Rig, log
 from tests.harness.processes import ROOT
 
@@ -95,6 +103,10 @@ class Bench:
             self.results["profiles"] = profiles.fast_path(rig, fast)
             self.results["cold_detail"] = cold_detail.cold_detail(rig, fast)
             self.results["memory"] = memory.final_memory(rig, fast)
+            if "s" in cfg.scenario_set:
+                self.results["subscriptions"] = subscriptions.subscriptions(
+                    rig, fast, cfg.subscribers
+                )
         finally:
             rig.stop_server(fast)
         # The worker's refresh cycles during the run, from its JSON log lines.

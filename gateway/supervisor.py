@@ -63,6 +63,10 @@ def _uvicorn_options() -> dict[str, object]:
         "backlog": BACKLOG,
         # SIGTERM: stop accepting, let in-flight requests finish for up to this long.
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        # Subscriptions (WebSocket): the sans-I/O implementation (no task per connection)
+        # and no permessage-deflate, whose zlib state costs about 250 KB a connection.
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
     }
 
 

@@ -98,11 +98,15 @@ class Subscription:
         async with _feed(context).dashboard(context.caller) as changes:
             async for change in changes:
                 context.now = change.now
-                yield DashboardUpdate(
+                update = DashboardUpdate(
                     summary=change.summary,  # type: ignore[arg-type]
                     changed_cohort_ids=change.cohort_ids,
                     computed_at=DateTime(change.computed_at),
                 )
+                # An idle subscription waits holding no figures (kilobytes each).
+                del change
+                yield update
+                del update
 
     @strawberry.subscription(
         description=(
@@ -117,4 +121,7 @@ class Subscription:
         async with _feed(context).cohort(context.caller, id) as changes:
             async for change in changes:
                 context.now = change.now
-                yield change.cohort  # type: ignore[misc]
+                cohort = change.cohort
+                del change
+                yield cohort  # type: ignore[misc]
+                del cohort

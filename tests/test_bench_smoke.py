@@ -32,7 +32,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
         "--requests", "2000", "--rate", "300",
         "--open-loop-duration", "3", "--open-loop-warmup", "1",
         "--cold-samples", "10", "--prewarm-runs", "1", "--profile-seconds", "2",
-        "--quiet-wait", "0", "--retries", "0",
+        "--quiet-wait", "0", "--retries", "0", "--subscribers", "20",
         "--results-dir", str(tmp / "results"), "--markdown", str(tmp / "BENCHMARKS.md"),
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "BENCH_"))}
@@ -93,3 +93,15 @@ def test_report(bench_run: tuple[dict, str]) -> None:
     for heading in ("## Results", "## Targets", "## Method", "| Scenario |", "(b)/(a)"):
         assert heading in markdown
     assert results["machine"]["nproc"] and results["machine"]["cpu_model"]
+
+
+def test_subscriptions_are_measured(bench_run: tuple[dict, str]) -> None:
+    results, markdown = bench_run
+    live = results["subscriptions"]
+    assert live["subscribers"] == 20 and live["directors"] == 10
+    cycle = live["cycle"]
+    assert cycle["updated"] == cycle["expected"] == 20
+    assert 0 <= cycle["delay_p50_s"] <= cycle["delay_p95_s"] <= cycle["delay_max_s"]
+    assert live["fast_path_without"]["non_2xx"] == live["fast_path_with"]["non_2xx"] == 0
+    assert live["fast_path_ratio"] > 0 and live["memory"]["idle_rss_mb"] > 0
+    assert "**Subscriptions**" in markdown

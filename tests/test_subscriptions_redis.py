@@ -106,11 +106,11 @@ async def test_notices_resume_after_redis_restarts(replicas, redis_server: Redis
         assert resync["changedCohortIds"] == [101, 102, 104]
         await _reconnected(a)
         await refresh_cohort(a, 101)
-        # (Computing what the restart wiped is itself a rewrite, announced like any other:
-        # skipped here.)
+        # (Computing what the restart wiped is itself a rewrite, announced like any other,
+        # and may be coalesced with this one: skipped, or named along with it.)
         while (update := (await ws.data("d"))["dashboard"])["computedAt"] != stamp(60):
             pass
-        assert update["changedCohortIds"] == [101]
+        assert 101 in update["changedCohortIds"]
 
 
 async def _reconnected(served: Served) -> None:

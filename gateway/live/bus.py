@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.live.bus")
 
-PUBLISH_ATTEMPTS = 3
-PUBLISH_RETRY_S = 1.1  # past the cache's Redis circuit breaker (RedisKV.retry_after_s)
+# A failed PUBLISH is retried at once (the pool may hold connections that died with a Redis
+# restart: each failure discards one), then after a pause.
+PUBLISH_ATTEMPTS = 6
+PUBLISH_AT_ONCE = 3
+PUBLISH_RETRY_S = 1.0
 LISTEN_POLL_S = 5.0  # a blocked read returns this often (to notice cancellation promptly)
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
@@ -60,7 +63,8 @@ class RedisBus:
                 await self.client.publish(self.channel, message)
             except (RedisError, OSError) as exc:
                 if attempt + 1 < PUBLISH_ATTEMPTS:
-                    await asyncio.sleep(PUBLISH_RETRY_S)
+                    if attempt + 1 >= PUBLISH_AT_ONCE:
+                        await asyncio.sleep(PUBLISH_RETRY_S)
                     continue
                 log.error(
                     "could not publish a rewrite notice; subscribers see these figures with "

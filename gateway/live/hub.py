@@ -47,6 +47,7 @@ log = logging.getLogger("gateway.live.hub")
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY = 4429
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded
+ROLE_BATCH_S = 0.005
 
 
 class Refused(Exception):
@@ -239,11 +240,14 @@ class Hub:
         self._callers: dict[str, Caller] = {}  # scope id → a caller with that scope
         self._scopes: dict[str, frozenset[int]] = {}  # scope id → its cohort ids, last read
         self._index: dict[int, set[str]] = {}  # cohort id → directors' scope ids with dashboards
+        self._shared: dict[str, dict[str, Any]] = {}  # watched subtrees, by key (see _share)
         self._pending: Rewrites | None = None
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()  # set while no notice waits or is being applied
         self._settled.set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._role_batch: tuple[asyncio.Future[dict[int, str]], set[int]] | None = None
 
     # --- connections -------------------------------------------------------------------
 
@@ -304,7 +308,7 @@ class Hub:
     async def _check_role(self, caller: Caller) -> None:
         """The users table is the authority on role: a token outliving a demotion is refused."""
         try:
-            role = await programs.user_role(self.upstream, caller.user_id)
+            role = await self._role(caller.user_id)
         except UpstreamUnavailable:
             metrics.LIVE_REFUSALS.labels("unverifiable").inc()
             raise Refused(
@@ -319,6 +323,35 @@ class Hub:
                 f"User {caller.user_id} is not a {caller.role}.", FORBIDDEN, CLOSE_FORBIDDEN, 403
             )
 
+    async def _role(self, user_id: int) -> str | None:
+        """Connections opened within ROLE_BATCH_S share one statement: a storm of
+        reconnections (a replica restarting) costs a few statements, not one each."""
+        loop = asyncio.get_running_loop()
+        batch = self._role_batch
+        if batch is None:
+            batch = self._role_batch = (loop.create_future(), set())
+            loop.call_later(ROLE_BATCH_S, self._read_roles, batch)
+        batch[1].add(user_id)
+        roles: dict[int, str] = await asyncio.shield(batch[0])
+        return roles.get(user_id)
+
+    def _read_roles(self, batch: "tuple[asyncio.Future[dict[int, str]], set[int]]") -> None:
+        self._role_batch = None
+        done, user_ids = batch
+
+        async def read() -> None:
+            try:
+                rows = await programs.UserByIdLoader(self.upstream).load_many(sorted(user_ids))
+            except Exception as exc:
+                done.set_exception(exc)
+                done.exception()  # retrieved here; each waiter raises it itself
+                return
+            done.set_result({row.id: row.role for row in rows if row is not None})
+
+        task = asyncio.ensure_future(read())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # --- subscriptions -----------------------------------------------------------------
 
     @asynccontextmanager
@@ -327,22 +360,39 @@ class Hub:
         watch = Watch(self, connection, cohort_id)
         self._add(watch)
         try:
-            now = self.clock()
-            source = self.source(now)
-            caller = connection.caller
-            scope = frozenset(await source.scope(caller))
-            self._set_scope(watch.scope_id, scope)
-            if cohort_id is None:
-                summary = await source.summary(caller)
-                watch.offer(_Pending(summary, (), summary["computed_at"], now, 0.0))
-            else:
-                subtree = (await source.cohorts([cohort_id])).get(cohort_id)
-                if cohort_id not in scope or subtree is None:
-                    raise not_found_error("Cohort", cohort_id)
-                watch.offer(_Pending(subtree, (), subtree["computed_at"], now, 0.0))
+            await self._first(watch)
             yield watch
         finally:
             self._remove(watch)
+
+    async def _first(self, watch: Watch) -> None:
+        """The current figures, through a source of its own (its loaders and reads are
+        released at once: a subscription keeps none)."""
+        now = self.clock()
+        source = self.source(now)
+        caller = watch.connection.caller
+        scope = frozenset(await source.scope(caller))
+        self._set_scope(watch.scope_id, scope)
+        cohort_id = watch.cohort_id
+        if cohort_id is None:
+            summary = self._share(self.keys.summary(caller), await source.summary(caller))
+            watch.offer(_Pending(summary, (), summary["computed_at"], now, 0.0))
+            return
+        subtree = (await source.cohorts([cohort_id])).get(cohort_id)
+        if cohort_id not in scope or subtree is None:
+            raise not_found_error("Cohort", cohort_id)
+        subtree = self._share(self.keys.cohort(cohort_id), subtree)
+        watch.offer(_Pending(subtree, (), subtree["computed_at"], now, 0.0))
+
+    def _share(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """One decoded copy of each watched subtree version, however many subscriptions
+        hold it (a subscription keeps the last figures it sent until the next)."""
+        known = self._shared.get(key)
+        version = entry.get("version")
+        if known is not None and version is not None and known.get("version") == version:
+            return known
+        self._shared[key] = entry
+        return entry
 
     def _add(self, watch: Watch) -> None:
         scope_id = watch.scope_id
@@ -367,10 +417,13 @@ class Hub:
             _discard(self._dashboards, scope_id, watch)
             if scope_id not in self._dashboards:
                 self._unindex(scope_id, self._scopes.get(scope_id, frozenset()))
+                self._shared.pop(self.keys.summary(watch.connection.caller), None)
             field = "dashboard"
         else:
             _discard(self._cohorts, watch.cohort_id, watch)
             _discard(self._cohorts_by_scope, scope_id, watch)
+            if watch.cohort_id not in self._cohorts:
+                self._shared.pop(self.keys.cohort(watch.cohort_id), None)
             field = "cohort"
         if scope_id not in self._dashboards and scope_id not in self._cohorts_by_scope:
             self._scopes.pop(scope_id, None)
@@ -563,13 +616,13 @@ class Hub:
             else:
                 scopes[scope_id] = frozenset(entry["cohort_ids"])
         for scope_id in dashboards:
-            entry = found.get(keys.summary(callers[scope_id]))
-            if entry is not None:
-                summaries[scope_id] = entry  # else the watch reads it itself
+            key = keys.summary(callers[scope_id])
+            if key in found:  # else the watch reads it itself
+                summaries[scope_id] = self._share(key, found[key])
         for cohort_id in cohort_ids:
-            entry = found.get(keys.cohort(cohort_id))
-            if entry is not None:
-                cohorts[cohort_id] = entry
+            key = keys.cohort(cohort_id)
+            if key in found:
+                cohorts[cohort_id] = self._share(key, found[key])
         return scopes, summaries, cohorts
 
 
