@@ -62,9 +62,13 @@ async def execute(db: str, statement) -> None:  # type: ignore[no-untyped-def]
 
 
 async def refresh_cohort(live: Served, cohort_id: int) -> None:
-    """What a webhook for this cohort runs (one unit: the cohort, then its directors)."""
+    """What a webhook for this cohort runs, as the worker's job does: the cohort with its
+    directors' scopes and summaries (one notice), then the admins' summary (another)."""
     live.clock.advance(60)  # type: ignore[attr-defined]
-    await live.services.refresh.refresh_cohort(cohort_id, live.services.clock())
+    service, now = live.services.refresh, live.services.clock()
+    done = await service.refresh_cohort(cohort_id, now)
+    for caller in done.later:
+        await service.refresh_director(caller, now)
 
 
 async def query(live: Served, text: str, user: int, role: str = "director") -> dict:
@@ -430,10 +434,10 @@ async def test_one_notice_per_unit_of_refresh_work(live: Served) -> None:
     cache = live.services.cache
     cache.publisher = Recording()
     await refresh_cohort(live, 101)
-    [notice] = published
-    assert notice.cohorts == {101: stamp(60)}
-    assert notice.summaries == {str(DANA), "admin"}  # 101's directors (Dana) and the admins
-    assert notice.scopes == {str(DANA), "admin"} and notice.users == {DANA, ADMIN}
+    cohort, admins = published  # the cohort's refresh, then the admins' summary's
+    assert cohort.cohorts == {101: stamp(60)}
+    assert (cohort.summaries, cohort.scopes) == ({str(DANA)}, {str(DANA), "admin"})
+    assert (admins.cohorts, admins.summaries, admins.users) == ({}, {"admin"}, {ADMIN})
     published.clear()
     live.clock.advance(300)  # type: ignore[attr-defined]
     await refresh_cycle(live.services)

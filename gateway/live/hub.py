@@ -12,7 +12,9 @@ bus.py delivers them: Redis pub/sub across replicas, or this process in embedded
 3. their scopes, summaries and cohorts are read in one pipelined cache read, each key
    once however many subscriptions share it;
 4. each subscription is offered its change, its scope checked first (a cohort that left
-   the scope ends that cohort's subscription with NOT_FOUND).
+   the scope ends that cohort's subscription with NOT_FOUND). An admin's dashboard is
+   pushed when the admins' summary is rewritten (a cohort's refresh queues it separately),
+   naming the cohorts rewritten since.
 
 A subscription holds at most one pending change: a consumer slower than the notices
 gets the latest figures and the union of the changed cohort ids when it reads next, never
@@ -117,7 +119,8 @@ class Watch:
         self._waiter: asyncio.Future[None] | None = None
         self._last_version: str | None = None
 
-    def offer(self, change: _Pending) -> None:
+    def offer(self, change: _Pending, *, wake: bool = True) -> None:
+        """Merged into the pending change; `wake=False` holds it until a change that wakes."""
         if self._error is not None:
             return
         if self._pending is None:
@@ -131,7 +134,8 @@ class Watch:
             )
         else:
             self._pending.merge(change)
-        self._wake()
+        if wake:
+            self._wake()
 
     def fail(self, error: GraphQLError) -> None:
         """Ends the subscription with `error` when it reads next."""
@@ -551,8 +555,12 @@ class Hub:
             summary = summaries.get(scope_id)
             stamp = max(named.values(), default=summary["computed_at"] if summary else "")
             change = _Pending(summary, changed, stamp, now, published_at, rewrites.resync)
+            # The admins' summary pools every cohort: a cohort's refresh queues it as a
+            # refresh of its own (gateway/refresh/service.py). Their dashboards wait for it,
+            # then get one update naming what was rewritten meanwhile.
+            held = scope_id == ADMIN and ADMIN not in rewrites.summaries and not rewrites.resync
             for watch in list(self._dashboards.get(scope_id, ())):
-                watch.offer(change)
+                watch.offer(change, wake=not held)
         for scope_id in scope_ids:
             if scope_id in self._callers:  # still watched
                 self._set_scope(scope_id, scopes[scope_id])
