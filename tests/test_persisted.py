@@ -295,6 +295,8 @@ def test_manifest_build_writes_the_dashboard_operations(manifest_file: Path) -> 
     assert names == [
         ("CohortDetail", "query"),
         ("CohortList", "query"),
+        ("CohortUpdates", "subscription"),
+        ("DashboardUpdates", "subscription"),
         ("DirectorSummary", "query"),
     ]
     for op in manifest["operations"]:

@@ -43,7 +43,8 @@ FIRST_KEY = {
     "ZREM",
 }
 ALL_KEYS = {"DEL", "MGET", "UNLINK"}
-KEYLESS = {"PING", "FLUSHALL", "MULTI", "EXEC", "INFO"}
+# PUBLISH names a channel, not a key: Redis Cluster broadcasts it to every node.
+KEYLESS = {"PING", "FLUSHALL", "MULTI", "EXEC", "INFO", "PUBLISH"}
 
 
 def keys_of(args: tuple) -> list[bytes]:
