@@ -24,7 +24,8 @@ from gateway.http.errors import error_body
 from gateway.http.request import RequestError, inbound_request_id, parse_get, parse_post
 from gateway.http.responses import json_response
 from gateway.http.subscriptions import Subscriptions, seconds_until
-from gateway.live.hub import Connection, Refused
+from gateway.live.hub import Refused
+from gateway.live.watch import Connection
 from gateway.logs import new_request_id, request_id_var
 from resolvers.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED
 

@@ -16,7 +16,7 @@ from gateway.auth import AuthError
 from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.errors import error_body
 from gateway.http.request import GraphQLRequest, RequestError
-from gateway.live.hub import Connection
+from gateway.live.watch import Connection
 from gateway.services import Services
 from resolvers.caller import Caller
 from resolvers.context import Context

@@ -35,7 +35,8 @@ from gateway import metrics
 from gateway.auth import AuthError
 from gateway.http.request import GraphQLRequest, RequestError, check_shape
 from gateway.http.subscriptions import Subscriptions, seconds_until
-from gateway.live.hub import Connection, Refused
+from gateway.live.hub import Refused
+from gateway.live.watch import Connection
 from gateway.logs import new_request_id, request_id_var
 from resolvers.errors import TOO_MANY_SUBSCRIPTIONS
 

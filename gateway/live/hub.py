@@ -26,27 +26,24 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
-
-from graphql import GraphQLError
 
 from gateway import metrics
 from gateway.cache.subtrees import SubtreeCache
 from gateway.live.notices import Rewrites
+from gateway.live.watch import CLOSE_FORBIDDEN, Connection, Pending, Watch
 from loaders import programs
 from loaders.engines import Upstream, UpstreamUnavailable
 from resolvers.caller import ADMIN, Caller
 from resolvers.context import SubtreeSource
-from resolvers.errors import FORBIDDEN, SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS, coded
+from resolvers.errors import FORBIDDEN, SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS
 from resolvers.errors import not_found as not_found_error
-from resolvers.live import CohortChange, DashboardChange
 
 log = logging.getLogger("gateway.live.hub")
 
 # WebSocket close codes (graphql-transport-ws keeps 4400-4499 for the protocol's own).
-CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY = 4429
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded
 ROLE_BATCH_S = 0.005
@@ -61,157 +58,6 @@ class Refused(Exception):
         self.code = code
         self.close_code = close_code
         self.status = status
-
-
-class _Pending:
-    """A change not yet read by its subscription: the latest figures, and the union of
-    the cohorts named since the last one read."""
-
-    __slots__ = ("subtree", "cohort_ids", "computed_at", "now", "published_at", "resync")
-
-    def __init__(
-        self,
-        subtree: dict[str, Any] | None,
-        cohort_ids: Iterable[int],
-        computed_at: str,
-        now: datetime,
-        published_at: float,
-        resync: bool = False,
-    ) -> None:
-        self.subtree = subtree  # None: read it when the subscription reads the change
-        self.cohort_ids = set(cohort_ids)
-        self.computed_at = computed_at
-        self.now = now
-        self.published_at = published_at
-        self.resync = resync
-
-    def merge(self, newer: "_Pending") -> None:
-        self.subtree = newer.subtree
-        self.cohort_ids |= newer.cohort_ids
-        self.computed_at = max(self.computed_at, newer.computed_at)
-        self.now = newer.now
-        stamps = [t for t in (self.published_at, newer.published_at) if t]
-        self.published_at = min(stamps, default=0.0)  # the delay runs from the oldest
-        self.resync = self.resync and newer.resync
-
-
-class Watch:
-    """One subscription: a scope's dashboard (cohort_id None) or one cohort."""
-
-    __slots__ = (
-        "hub",
-        "connection",
-        "scope_id",
-        "cohort_id",
-        "_pending",
-        "_error",
-        "_waiter",
-        "_last_version",
-    )
-
-    def __init__(self, hub: "Hub", connection: "Connection", cohort_id: int | None) -> None:
-        self.hub = hub
-        self.connection = connection
-        self.scope_id = connection.caller.scope_id
-        self.cohort_id = cohort_id
-        self._pending: _Pending | None = None
-        self._error: GraphQLError | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._last_version: str | None = None
-
-    def offer(self, change: _Pending, *, wake: bool = True) -> None:
-        """Merged into the pending change; `wake=False` holds it until a change that wakes."""
-        if self._error is not None:
-            return
-        if self._pending is None:
-            self._pending = _Pending(
-                change.subtree,
-                change.cohort_ids,
-                change.computed_at,
-                change.now,
-                change.published_at,
-                change.resync,
-            )
-        else:
-            self._pending.merge(change)
-        if wake:
-            self._wake()
-
-    def fail(self, error: GraphQLError) -> None:
-        """Ends the subscription with `error` when it reads next."""
-        if self._error is None:
-            self._error = error
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def __aiter__(self) -> "Watch":
-        return self
-
-    async def __anext__(self) -> Any:
-        while True:
-            if self._error is not None:
-                raise self._error
-            pending = self._pending
-            if pending is None:
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
-                continue
-            self._pending = None
-            subtree = pending.subtree
-            if subtree is None:
-                subtree = await self.hub.read(self, pending.now)
-                if subtree is None:
-                    continue  # gone meanwhile: its failure, if any, is already set
-            version = subtree.get("version")
-            news = self.cohort_id is None and pending.cohort_ids and not pending.resync
-            if version is not None and version == self._last_version and not news:
-                continue  # nothing new since the last change sent
-            self._last_version = version
-            if pending.published_at:
-                metrics.LIVE_PUSH_DELAY.observe(max(time.time() - pending.published_at, 0.0))
-            metrics.LIVE_PUSHES.labels("dashboard" if self.cohort_id is None else "cohort").inc()
-            if self.cohort_id is not None:
-                return CohortChange(subtree, pending.now)
-            stamps = pending.computed_at or subtree["computed_at"]
-            return DashboardChange(subtree, sorted(pending.cohort_ids), stamps, pending.now)
-
-
-class Connection:
-    """One WebSocket or event stream of one caller; its subscriptions are its watches.
-    Implements resolvers.live.LiveFeed."""
-
-    def __init__(
-        self, hub: "Hub", caller: Caller, transport: str, end: Callable[[int, str], None]
-    ) -> None:
-        self.hub = hub
-        self.caller = caller
-        self.transport = transport
-        self._end = end  # the transport closes itself: (WebSocket close code, reason)
-        self.watches: set[Watch] = set()
-        self.closed = False
-
-    def dashboard(self, caller: Caller) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
-        assert caller == self.caller
-        return self.hub.watch(self, None)
-
-    def cohort(
-        self, caller: Caller, cohort_id: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
-        assert caller == self.caller
-        return self.hub.watch(self, cohort_id)
-
-    def revoke(self, message: str) -> None:
-        """The caller may no longer subscribe: every subscription ends, then the connection."""
-        error = coded(message, FORBIDDEN)
-        for watch in list(self.watches):
-            watch.fail(error)
-        self._end(CLOSE_FORBIDDEN, message)
 
 
 class Hub:
@@ -380,13 +226,13 @@ class Hub:
         cohort_id = watch.cohort_id
         if cohort_id is None:
             summary = self._share(self.keys.summary(caller), await source.summary(caller))
-            watch.offer(_Pending(summary, (), summary["computed_at"], now, 0.0))
+            watch.offer(Pending(summary, (), summary["computed_at"], now, 0.0))
             return
         subtree = (await source.cohorts([cohort_id])).get(cohort_id)
         if cohort_id not in scope or subtree is None:
             raise not_found_error("Cohort", cohort_id)
         subtree = self._share(self.keys.cohort(cohort_id), subtree)
-        watch.offer(_Pending(subtree, (), subtree["computed_at"], now, 0.0))
+        watch.offer(Pending(subtree, (), subtree["computed_at"], now, 0.0))
 
     def _share(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
         """One decoded copy of each watched subtree version, however many subscriptions
@@ -554,7 +400,7 @@ class Hub:
                 changed = set(scope)
             summary = summaries.get(scope_id)
             stamp = max(named.values(), default=summary["computed_at"] if summary else "")
-            change = _Pending(summary, changed, stamp, now, published_at, rewrites.resync)
+            change = Pending(summary, changed, stamp, now, published_at, rewrites.resync)
             # The admins' summary pools every cohort: a cohort's refresh queues it as a
             # refresh of its own (gateway/refresh/service.py). Their dashboards wait for it,
             # then get one update naming what was rewritten meanwhile.
@@ -571,7 +417,7 @@ class Hub:
                     watch.fail(not_found_error("Cohort", cohort_id))
                 else:
                     stamp = subtree["computed_at"] if subtree else ""
-                    watch.offer(_Pending(subtree, (), stamp, now, published_at))
+                    watch.offer(Pending(subtree, (), stamp, now, published_at))
         for scope_id in rechecked:
             for watch in list(self._cohorts_by_scope.get(scope_id, ())):
                 if watch.cohort_id not in scopes[scope_id]:
