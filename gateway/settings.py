@@ -324,7 +324,7 @@ class Settings(BaseSettings):
         "refused (close 4429, HTTP 429).",
     )
     subscriptions_max_per_connection: int = Field(
-        16, gt=0, description="Subscriptions multiplexed on one WebSocket (TOO_MANY_SUBSCRIPTIONS)."
+        4, gt=0, description="Subscriptions multiplexed on one WebSocket (TOO_MANY_SUBSCRIPTIONS)."
     )
     subscriptions_init_timeout_s: float = Field(
         10.0, gt=0, description="A WebSocket must send connection_init within this (close 4408)."
