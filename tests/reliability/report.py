@@ -57,6 +57,12 @@ def rows() -> list[tuple[str, str, str]]:
             f"{r['stale_answers_after_refresh']} in {r['rounds_with_stale_answers']}/{r['rounds']} "
             f"rounds, up to {r['longest_remaining_stale_ttl_s']} s more",
         )
+    if s := load("subscriptions_webhook_push"):
+        add(
+            "subscriptions",
+            f"signed webhook → graphql-ws update, {s['rounds']} rounds (p50 / p95 / max)",
+            f"{s['p50_s']} / {s['p95_s']} / {s['max_s']} s (bound {s['bound_s']} s)",
+        )
     if f := load("fault_redis_restart"):
         add(
             "faults",
