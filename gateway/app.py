@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from gateway.http.access import AccessLog
 from gateway.http.dashboard import DashboardPage
 from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.errors import error_body

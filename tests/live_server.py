@@ -14,7 +14,7 @@ from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.services import Services
 from gateway.settings import Settings
-from tests.servers import HOST, free_port
+from tests.harness.processes import HOST, free_port
 
 START_TIMEOUT_S = 60.0
 

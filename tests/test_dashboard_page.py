@@ -6,7 +6,9 @@ keyboard with labelled controls. Screenshots land in tests/artifacts/ (not commi
 
 import asyncio
 import json
+import re
 import shutil
+import tempfile
 import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -18,8 +20,8 @@ from playwright.async_api import Page, async_playwright
 from sqlalchemy import update
 
 from gateway.auth import TokenVerifier, mint_token
-from gateway.cli import demo_links
 from gateway.documents.dashboard import dashboard_operations
+from gateway.http.webhooks import signature
 from gateway.settings import Settings
 from loaders.engines import make_engine
 from loaders.programs import cohorts
@@ -27,9 +29,9 @@ from resolvers.caller import Caller
 from tests import dataset
 from tests.dataset import DANA, DREW
 from tests.gateway_client import gateway_client
+from tests.harness.processes import running
 from tests.live_gateway import live_gateway
-from tests.processes import signature
-from tests.test_graphiql import CHROMIUM, CHROMIUM_ARGS
+from tests.test_graphiql import CHROMIUM, CHROMIUM_ARGS, RunProcess
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 SECRET = "page-webhook-secret"
@@ -167,7 +169,10 @@ async def webhook(url: str, cohort_ids: list[int]) -> None:
         response = await http.post(
             "/webhooks/upstream",
             content=body,
-            headers={"X-Signature": signature(SECRET, body), "Content-Type": "application/json"},
+            headers={
+                "X-Signature": signature(SECRET.encode(), body),
+                "Content-Type": "application/json",
+            },
         )
     assert response.status_code == 202, response.text
 
@@ -381,7 +386,7 @@ async def test_served_offline_on_in_development_a_setting_in_production(db: str)
         "database_url": db,
         "env": "production",
         "jwt_secret": "a-production-secret-0123456789abcdef",
-        "webhook_secret": "a-production-webhook-secret",
+        "webhook_secret": "a-production-webhook-secret-0123456789",
     }
     async with gateway_client(Settings(**production)) as client:
         off = await client.http.get("/dashboard")
@@ -391,11 +396,27 @@ async def test_served_offline_on_in_development_a_setting_in_production(db: str)
         assert (await client.http.get("/dashboard")).status_code == 200
 
 
-def test_make_run_prints_a_signed_in_link_for_the_demo_director() -> None:
-    settings = Settings()
-    text = demo_links(settings, "http://127.0.0.1:8000", director=DANA, admin=1, ttl_s=600)
-    [link] = [w for w in text.split() if "/dashboard#token=" in w]
-    base, token = link.split("#token=")
-    assert base == "http://127.0.0.1:8000/dashboard"
-    verifier = TokenVerifier.from_settings(settings)
-    assert verifier.verify(f"Bearer {token}") == Caller(DANA, "director")
+@needs_chromium
+async def test_make_runs_link_opens_the_page_signed_in_as_the_demo_director(db: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="gateway-run-") as tmp:
+        run = RunProcess(db, Path(tmp))
+        with running(run):
+            [link] = re.findall(r"http://\S+/dashboard#token=\S+", run.log())
+            token = link.split("#token=", 1)[1]
+            assert TokenVerifier.from_settings(Settings()).verify(f"Bearer {token}") == Caller(
+                DANA, "director"
+            )
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                )
+                try:
+                    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                    await page.goto(link)
+                    await page.wait_for_selector("body[data-ready=true]", timeout=TIMEOUT_MS)
+                    await page.wait_for_selector("#connection[data-state=live]", timeout=TIMEOUT_MS)
+                    assert page.url == f"{run.url}/dashboard"
+                    assert await page.text_content("#who") == "Dana Director · dana@example.test"
+                    assert await row_ids(page) == [102, 101, 104]
+                finally:
+                    await browser.close()

@@ -5,8 +5,6 @@ on one Redis, and the refusals with their codes."""
 
 import asyncio
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,13 @@ import pytest
 from gateway.auth import mint_token
 from gateway.cache.keys import JOB_REFRESH_COHORT, cohort_job_id
 from gateway.documents.dashboard import OPERATIONS_DIR, dashboard_operations
+from gateway.http.webhooks import signature
 from gateway.settings import Settings
 from tests import dataset
 from tests.dataset import ADMIN, DANA, DREW, NORA
+from tests.harness.processes import GatewayProcess, WorkerProcess, child_env, running
 from tests.live_gateway import live_gateway
-from tests.processes import GatewayProcess, WorkerProcess, running, signature
+from tests.node import node_binary
 from tests.test_subscriptions import DASHBOARD
 
 JS_DIR = Path(__file__).parent / "js"
@@ -42,11 +42,7 @@ async def db(tmp_path) -> str:
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = shutil.which("node")
-    assert node is not None, "node is not installed (.ci/run installs nodejs)"
-    if not (JS_DIR / "node_modules" / "graphql-sse").is_dir():
-        subprocess.run(["npm", "ci", "--prefix", str(JS_DIR)], check=True, timeout=300)
-    return node
+    return node_binary()
 
 
 def token(user: int, role: str = "director", ttl_s: int = 600) -> str:
@@ -135,7 +131,10 @@ async def webhook(url: str, cohort_ids: list[int]) -> float:
         response = await http.post(
             "/webhooks/upstream",
             content=body,
-            headers={"X-Signature": signature(SECRET, body), "Content-Type": "application/json"},
+            headers={
+                "X-Signature": signature(SECRET.encode(), body),
+                "Content-Type": "application/json",
+            },
         )
     assert response.status_code == 202, response.text
     return sent
@@ -180,10 +179,10 @@ async def test_graphql_ws_and_graphql_sse_get_one_update_per_webhook(db: str, no
 async def test_a_subscriber_on_replica_b_hears_of_a_refresh_through_replica_a(
     db: str, redis_url: str, node: str, tmp_path: Path
 ) -> None:
-    settings = {"redis_url": redis_url, "webhook_secret": SECRET, "refresh_interval_s": "3600"}
-    a = GatewayProcess("gateway-a", db, tmp_path, **settings)
-    b = GatewayProcess("gateway-b", db, tmp_path, **settings)
-    worker = WorkerProcess("worker", db, tmp_path, **settings)
+    env = child_env(db, redis_url=redis_url, webhook_secret=SECRET, refresh_interval_s="3600")
+    a = GatewayProcess("gateway-a", env, tmp_path)
+    b = GatewayProcess("gateway-b", env, tmp_path)
+    worker = WorkerProcess("worker", env, tmp_path)
     with running(a, b, worker):
         await warm(a.url, (DANA, "director"))
         async with Clients(node) as clients:

@@ -15,9 +15,9 @@ from resolvers.caller import DIRECTOR, Caller
 from tests import dataset
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
+from tests.harness.redis_link import RedisMonitor
+from tests.harness.servers import RedisServer
 from tests.live_server import Served, serving
-from tests.processes import RedisMonitor
-from tests.servers import RedisServer
 from tests.subscription_clients import ws_session
 from tests.test_cache import refresh_all, settings_for
 from tests.test_subscriptions import COHORT, DASHBOARD, refresh_cohort, stamp

@@ -51,6 +51,9 @@ class FreshSource:
     async def user(self, user_id: int) -> Any:
         return await self._source().user(user_id)
 
+    async def identity(self, user_id: int) -> Any:
+        return await self._source().identity(user_id)
+
     async def director_ids(self, after: int, limit: int) -> list[int]:
         return await self._source().director_ids(after, limit)  # type: ignore[no-any-return]
 
