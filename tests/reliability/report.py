@@ -168,6 +168,47 @@ def rows() -> list[tuple[str, str, str]]:
             f"{m['demotion_event_to_refreshed_s']} s, {m['deletion_event_to_refreshed_s']} s, "
             f"{m['admin_demotion_event_to_refreshed_s']} s",
         )
+    if f := load("bounds_amplification_flood"):
+        before, after = f["cycle_before"], f["cycle_after"]
+        add(
+            "bounds",
+            f"{f['flood_requests']} distinct-variable GETs from one director: answers kept",
+            f"{f['answers_kept_by_the_flooder']} (cap {f['cap_per_caller']})",
+        )
+        add(
+            "bounds",
+            "cycle before → after the flood (time on remembered answers, its cap)",
+            f"{before['cycle_s']} → {after['cycle_s']} s ({after['remembered_s']} s of "
+            f"{f['remembered_cap_s']:.0f} s; {after['rebuilt']} rebuilt, "
+            f"{after['dropped']} dropped)",
+        )
+    if f := load("bounds_refresh_storm"):
+        add(
+            "bounds",
+            f"bench scale, embedded, interval {f['refresh_interval_s']} s, {f['load_s']:.0f} s "
+            "of reads: cycles completed (s each)",
+            f"{f['cycles_completed']} ({', '.join(f'{c:.1f}' for c in f['cycle_s'])})",
+        )
+        add(
+            "bounds",
+            "refreshes running at once, most (bound); started / merged / turned away",
+            f"{f['refreshes_running_peak']:.0f} ({f['refresh_concurrency']}); "
+            f"{f['refresh_requests']['started']:.0f} / {f['refresh_requests']['duplicate']:.0f}"
+            f" / {f['refresh_requests']['dropped']:.0f}",
+        )
+        add(
+            "bounds",
+            "storm requests: answers, p50 / p95",
+            f"{f['statuses']}, {f['p50_ms']} / {f['p95_ms']} ms",
+        )
+    if r := load("bounds_revocation_matrix"):
+        add(
+            "bounds",
+            "cohort-only events (moved, track handed over): rounds, failures on 5 transports",
+            f"{len(r['rounds'])}, {len(r['failures'])}",
+        )
+        spans = [x["event_to_refreshed_s"] for x in r["rounds"]]
+        add("bounds", "event → re-scoped (max)", f"{max(spans, default=0)} s")
     if s := load("soak"):
         load_ = s["load"]
         add(
