@@ -176,14 +176,27 @@ def cmd_manifest_build(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.check:
+        from workers.heartbeat import check
+
+        fresh, report = check(settings.worker_heartbeat_file, settings.worker_heartbeat_max_age_s)
+        print(report, file=sys.stdout if fresh else sys.stderr)
+        return 0 if fresh else 1
+
     from workers.worker import make_worker
 
-    settings = Settings()
     try:
         worker = make_worker(settings, burst=args.burst)
     except ValueError as exc:
         print(f"gateway worker: {exc}", file=sys.stderr)
         return 2
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from gateway.metrics import registry_for_scrape
+
+        start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry_for_scrape())
     worker.run()
     return 0
 
@@ -336,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="Run an arq worker: refresh jobs and the refresh cycle.")
     p.add_argument("--burst", action="store_true", help="Exit when the queue is empty.")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="Liveness probe: exit 0 if this worker's heartbeat is fresh, 1 otherwise.",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port."
+    )
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", help="Address of --metrics-port (internal only)."
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("refresh", help="Refresh the cache: enqueue jobs, or compute with --sync.")

@@ -52,6 +52,17 @@ REFRESH_DURATION = Histogram(
     ["kind"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
 )
+REFRESH_PHASE = Histogram(
+    "gateway_refresh_phase_seconds",
+    "Duration of each phase of a refresh cycle (cohorts, directors, answers).",
+    ["phase"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+REFRESH_BATCHES = Counter(
+    "gateway_refresh_batches_total",
+    "Batches of refresh cycles by phase and outcome (done, failed).",
+    ["phase", "outcome"],
+)
 REFRESH_LAST_SUCCESS = Gauge(
     "gateway_refresh_last_success_timestamp_seconds",
     "Unix time of the last successful full refresh cycle.",

@@ -207,6 +207,16 @@ class Settings(BaseSettings):
             "again)."
         ),
     )
+    worker_heartbeat_file: Path = Field(
+        Path("/tmp/gateway-worker.heartbeat"),
+        description=(
+            "File a worker rewrites every 5 s for `gateway worker --check`; give each worker "
+            "sharing a filesystem its own."
+        ),
+    )
+    worker_heartbeat_max_age_s: float = Field(
+        30.0, gt=0, description="`gateway worker --check` fails when the heartbeat is older."
+    )
     refresh_rate_limit: int = Field(
         6, description="requestRefresh calls allowed per caller per minute."
     )

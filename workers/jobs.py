@@ -8,7 +8,10 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from gateway.refresh.cycle import refresh_cycle
+from gateway.cache.keys import COLD_START_JOB_ID, JOB_REFRESH_ALL, QUEUE_NAME
+from gateway.cache.kv import CacheUnavailable
+from gateway.refresh.cycle import last_cycle, refresh_cycle
+from gateway.refresh.lease import Skipped
 from gateway.refresh.service import RefreshService
 from gateway.services import Services
 from gateway.settings import Settings
@@ -23,6 +26,26 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["services"].close()
+
+
+async def cold_start(ctx: dict[str, Any]) -> None:
+    """When Redis is reached (at start, after an outage): with no completed cycle recorded
+    (a cold cache), a cycle now rather than at the next tick. One job id for all workers,
+    so they ask for one cycle between them."""
+    try:
+        if await last_cycle(_services(ctx)) is not None:
+            return
+    except CacheUnavailable:
+        return  # the cache is away: the next tick (or reconnect) asks again
+    # Run only while the cache is still cold: a duplicate (e.g. asked for again across an
+    # outage) then ends at once instead of repeating the cycle that covered it.
+    job = await ctx["redis"].enqueue_job(
+        JOB_REFRESH_ALL, only_when_cold=True, _job_id=COLD_START_JOB_ID, _queue_name=QUEUE_NAME
+    )
+    log.info(
+        "no completed refresh cycle recorded: one is asked for now",
+        extra={"queued": job is not None},
+    )
 
 
 def _services(ctx: dict[str, Any]) -> Services:
@@ -49,10 +72,16 @@ def _span(
         yield
 
 
-async def refresh_all(ctx: dict[str, Any], trace: dict[str, str] | None = None) -> dict[str, Any]:
+async def refresh_all(
+    ctx: dict[str, Any], trace: dict[str, str] | None = None, only_when_cold: bool = False
+) -> dict[str, Any]:
     """Every subtree, then the answers built from them (stored or replaced)."""
     with _span(ctx, "refresh_all", trace):
-        cycle, answers = await refresh_cycle(_services(ctx))
+        try:
+            cycle, answers = await refresh_cycle(_services(ctx), only_when_cold=only_when_cold)
+        except Skipped as skipped:
+            log.info("refresh cycle skipped", extra={"reason": skipped.reason})
+            return {"skipped": skipped.reason}
     return {**asdict(cycle), "prewarm": asdict(answers)}
 
 

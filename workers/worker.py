@@ -3,8 +3,7 @@
 from typing import Any
 
 from arq import cron
-from arq.connections import RedisSettings
-from arq.worker import Worker, func
+from arq.worker import func
 
 from gateway.cache.keys import (
     CRON_REFRESH_ALL,
@@ -14,8 +13,10 @@ from gateway.cache.keys import (
     QUEUE_NAME,
 )
 from gateway.refresh.cycle import cron_fields
+from gateway.services import make_redis
 from gateway.settings import Settings
 from workers import jobs
+from workers.runner import ResilientWorker
 
 # A cycle may not overlap the next one; a job that outlives this is cancelled and retried.
 JOB_TIMEOUT_S = 600
@@ -44,7 +45,8 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
         ],
         "on_startup": jobs.startup,
         "on_shutdown": jobs.shutdown,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "on_connect": jobs.cold_start,
+        "heartbeat_file": None if burst else settings.worker_heartbeat_file,
         "queue_name": QUEUE_NAME,
         "ctx": {"settings": settings},
         "burst": burst,
@@ -55,5 +57,8 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
     }
 
 
-def make_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> Worker:
-    return Worker(**{**worker_settings(settings, burst=burst), **overrides})
+def make_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> ResilientWorker:
+    configured = worker_settings(settings, burst=burst)
+    # Our own client (short socket timeouts): arq's would wait forever on a dead link.
+    redis = make_redis(settings.redis_url or "")
+    return ResilientWorker(**{**configured, "redis_pool": redis, **overrides})

@@ -109,6 +109,12 @@ JOB_REFRESH_COHORT = "refresh_cohort"
 # The cron's job: arq names its runs cron:<name>:<unix ms>.
 CRON_REFRESH_ALL = "cron:refresh_all"
 QUEUE_NAME = "ddg:queue"
+# In the queue's Redis (gateway/refresh/lease.py): the running cycle's lease, and the one
+# slot for a cycle waiting to follow it.
+CYCLE_LEASE_KEY = f"{QUEUE_NAME}:cycle:lease"
+CYCLE_NEXT_KEY = f"{QUEUE_NAME}:cycle:next"
+# The cycle a worker asks for when it finds no completed cycle recorded (a cold cache).
+COLD_START_JOB_ID = f"{JOB_REFRESH_ALL}:cold-start"
 
 
 def director_job_id(caller: Caller) -> str:

@@ -35,6 +35,7 @@ from gateway.cache.answers import (
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.limits import LimitExceeded, prepared_schema
 from gateway.documents.persisted import load_manifest
+from gateway.refresh.service import Guard
 from loaders import programs
 from resolvers.caller import Caller
 
@@ -46,6 +47,8 @@ log = logging.getLogger("gateway.refresh.answers")
 # The pages opened without arguments; a cohort detail needs an id and is stored on first use.
 PREWARM_OPERATIONS = ("DirectorSummary", "CohortList")
 READ_BATCH = 500
+# The cycle's guard (its lease) is confirmed before every this many answers are built.
+GUARD_EVERY = 25
 
 
 @dataclass
@@ -143,12 +146,16 @@ class AnswerBuilder:
             used_at,  # a rebuild is not a use: the answer ages out of the window unasked
         )
 
-    async def dashboards(self, now: datetime) -> tuple[int, int, set[str]]:
+    async def dashboards(
+        self, now: datetime, guard: Guard | None = None
+    ) -> tuple[int, int, set[str]]:
         """Every director's and admin's argument-less pages: (callers, stored, keys)."""
         people = await programs.dashboard_users(self.services.upstream)
         now_s = now.timestamp()
         written: set[str] = set()
-        for person in people:
+        for n, person in enumerate(people):
+            if guard is not None and n % GUARD_EVERY == 0:
+                await guard()
             caller = Caller(person.id, person.role)
             for name in PREWARM_OPERATIONS:
                 sha256 = self.operations[name].sha256
@@ -158,7 +165,9 @@ class AnswerBuilder:
                     written.add(key)
         return len(people), len(written), written
 
-    async def replace(self, tags: Collection[str], done: set[str], now: datetime) -> Replaced:
+    async def replace(
+        self, tags: Collection[str], done: set[str], now: datetime, guard: Guard | None = None
+    ) -> Replaced:
         """Rebuilds the answers tagged with `tags` (except `done`) that were asked for
         within the window, most recently used first, up to GATEWAY_ANSWER_REBUILD_MAX and
         within the cycle's share of the interval; drops every other one."""
@@ -185,7 +194,11 @@ class AnswerBuilder:
                 outcome.over_budget += len(keys)
                 dropped.update(keys)
                 continue
-            for key, stored in zip(keys, await self.answers.get_stored(keys), strict=True):
+            for n, (key, stored) in enumerate(
+                zip(keys, await self.answers.get_stored(keys), strict=True)
+            ):
+                if guard is not None and n % GUARD_EVERY == 0:
+                    await guard()
                 if stored is None:  # expired or evicted meanwhile: nothing to replace
                     outcome.gone += 1
                     dropped.add(key)
@@ -218,7 +231,10 @@ class AnswerBuilder:
 
 
 async def prewarm_answers(
-    services: "Services", now: datetime, rewritten: Collection[str] = ()
+    services: "Services",
+    now: datetime,
+    rewritten: Collection[str] = (),
+    guard: Guard | None = None,
 ) -> AnswerReport:
     """Stores every director's dashboard pages, then replaces the answers tagged `rewritten`.
 
@@ -227,8 +243,8 @@ async def prewarm_answers(
     if services.answers is None:
         return AnswerReport(0, 0, 0.0)
     builder = AnswerBuilder(services)
-    callers, stored, written = await builder.dashboards(now)
-    replaced = await builder.replace(rewritten, written, now) if rewritten else Replaced()
+    callers, stored, written = await builder.dashboards(now, guard)
+    replaced = await builder.replace(rewritten, written, now, guard) if rewritten else Replaced()
     report = AnswerReport(callers, stored, time.perf_counter() - started, replaced)
     log.info(
         "prewarmed responses",

@@ -16,19 +16,23 @@ what it rewrote are dropped instead: none is left in place on a rewritten subtre
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from gateway import metrics
 from gateway.cache.kv import CacheUnavailable
 from gateway.cache.subtrees import Subtree
 from gateway.refresh.answers import AnswerReport, prewarm_answers
-from gateway.refresh.service import COHORT_BATCH, RefreshService
+from gateway.refresh.lease import Skipped, cycle_lease
+from gateway.refresh.service import COHORT_BATCH, Guard, RefreshService
 from loaders import programs
 from loaders.base import as_dict
 from resolvers.caller import DIRECTOR, Caller
@@ -49,22 +53,30 @@ class CycleReport:
 
 
 async def refresh_subtrees(
-    service: RefreshService, now: datetime, progress: Any = None, rewritten: set[str] | None = None
+    service: RefreshService,
+    now: datetime,
+    progress: Any = None,
+    rewritten: set[str] | None = None,
+    guard: Guard | None = None,
 ) -> CycleReport:
     """Every cohort once, then every director's scope, profile and summary from them.
 
     With `rewritten`, the stored answers built from the old entries are not dropped as
-    each batch is written: their tags are collected there, for the answer phase."""
+    each batch is written: their tags are collected there, for the answer phase. `guard`
+    is awaited before each write (it raises to stop the cycle)."""
     started = time.perf_counter()
     upstream = service.upstream
     cohort_ids = await programs.all_cohort_ids(upstream)
     cohorts: dict[int, Subtree] = {}
     for start in range(0, len(cohort_ids), COHORT_BATCH):
         chunk = cohort_ids[start : start + COHORT_BATCH]
-        cohorts.update(await service.refresh_cohorts(chunk, now, rewritten))
+        with counted_batch("cohorts"):
+            cohorts.update(await service.refresh_cohorts(chunk, now, rewritten, guard))
         if progress is not None:
             progress.update(len(chunk))
     incomplete = sum(1 for s in cohorts.values() if "unavailable" in s)
+    directors_started = time.perf_counter()
+    metrics.REFRESH_PHASE.labels("cohorts").observe(directors_started - started)
 
     tracks_by_director: dict[int, set[int]] = defaultdict(set)
     for row in await programs.director_track_pairs(upstream):
@@ -88,12 +100,14 @@ async def refresh_subtrees(
         entries.update(service.director_entries(caller, as_dict(person), ids, cohorts, now))
         scopes[caller] = ids
         summary_keys.add(service.keys.summary(caller))
-    await service.write_directors(scopes, entries, rewritten)
+    with counted_batch("directors"):
+        await service.write_directors(scopes, entries, rewritten, guard)
+    metrics.REFRESH_PHASE.labels("directors").observe(time.perf_counter() - directors_started)
     summaries = [entries[k]["computed_at"] for k in summary_keys if k in entries]
     seconds = time.perf_counter() - started
     directors = sum(1 for p in people if p.role == DIRECTOR)
     finished = now + timedelta(seconds=seconds)
-    await service.cache.write(
+    await service.write(
         {
             service.keys.refresh_stamp(): {
                 "computed_at": iso_instant(finished),
@@ -105,6 +119,7 @@ async def refresh_subtrees(
             }
         },
         rewritten,
+        guard,
     )
     metrics.REFRESH_DURATION.labels("all").observe(seconds)
     if not incomplete:
@@ -121,6 +136,19 @@ async def refresh_subtrees(
     return CycleReport(len(cohorts), directors, seconds, incomplete)
 
 
+@contextlib.contextmanager
+def counted_batch(phase: str) -> Iterator[None]:
+    """gateway_refresh_batches_total{phase, outcome}."""
+    try:
+        yield
+    except BaseException:
+        metrics.REFRESH_BATCHES.labels(phase, "failed").inc()
+        raise
+    metrics.REFRESH_BATCHES.labels(phase, "done").inc()
+
+
+# A cycle waits for the running one at most this many refresh intervals.
+LEASE_WAIT_INTERVALS = 2
 DROP_ATTEMPTS = 3
 DROP_RETRY_S = 1.1  # past the Redis circuit breaker's pause (RedisKV.retry_after_s)
 
@@ -144,22 +172,43 @@ async def drop_answers(services: "Services", tags: Collection[str]) -> None:
 
 
 async def refresh_cycle(
-    services: "Services", progress: Any = None
+    services: "Services", progress: Any = None, *, only_when_cold: bool = False
 ) -> tuple[CycleReport, AnswerReport]:
-    """A full refresh, then its answers; then one rewrite notice (gateway/live) for all of
-    it, once the answers built from what it rewrote are replaced (or dropped)."""
+    """A full refresh, then its answers, holding the cycle lease (gateway/refresh/lease.py);
+    then one rewrite notice (gateway/live) for all of it, once the answers built from what
+    it rewrote are replaced (or dropped).
+
+    Raises Skipped when a cycle is running and another already waits to follow it, or,
+    `only_when_cold`, when a completed cycle is recorded by the time the lease is held."""
     assert services.refresh is not None
-    now = services.clock()
-    rewritten: set[str] = set()
-    async with services.refresh.cache.unit():
+    wait_s = LEASE_WAIT_INTERVALS * services.settings.refresh_interval_s
+    async with cycle_lease(services.redis, wait_s) as lease, services.refresh.cache.unit():
+        if only_when_cold and await last_cycle(services) is not None:
+            raise Skipped("a completed cycle is recorded")
+        now = services.clock()  # the cycle's instant: read once the lease is held
+        rewritten: set[str] = set()
         try:
-            report = await refresh_subtrees(services.refresh, now, progress, rewritten)
-            answers = await prewarm_answers(services, now, rewritten)
+            report = await refresh_subtrees(
+                services.refresh, now, progress, rewritten, lease.confirm
+            )
+            with counted_batch("answers"):
+                answers = await prewarm_answers(services, now, rewritten, lease.confirm)
+            metrics.REFRESH_PHASE.labels("answers").observe(answers.seconds)
         except BaseException:
-            # What was rewritten before the failure must not keep its old answers.
-            await drop_answers(services, rewritten)
+            # What was rewritten before the failure must not keep its old answers; unless
+            # the lease was lost: the cycle holding it now replaces them all (or Redis
+            # came back empty), and a drop would delete that cycle's new answers.
+            if lease.lost is None:
+                await drop_answers(services, rewritten)
             raise
     return report, answers
+
+
+async def last_cycle(services: "Services") -> dict[str, Any] | None:
+    """The record of the last completed cycle; raises CacheUnavailable."""
+    assert services.cache is not None
+    [raw] = await services.kv.get_many([services.cache.keys.refresh_stamp()])
+    return None if raw is None else dict(orjson.loads(raw))
 
 
 async def embedded_scheduler(services: "Services") -> None:

@@ -8,7 +8,7 @@ takes the instant it computes as of (`now`), read once by its caller.
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +28,10 @@ log = logging.getLogger("gateway.refresh")
 # Cohorts computed per batch: bounds memory per statement and IN-list size.
 COHORT_BATCH = 400
 WRITE_BATCH = 500
+
+# Awaited before each write of a refresh cycle; raises when the cycle must stop
+# (gateway/refresh/lease.py: the cycle's lease is lost).
+Guard = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -53,16 +57,28 @@ class RefreshService:
     def live(self, now: datetime) -> LiveSource:
         return LiveSource(Loaders(self.upstream), now, self.thresholds)
 
-    async def write(self, entries: dict[str, Subtree], rewritten: set[str] | None = None) -> None:
+    async def write(
+        self,
+        entries: dict[str, Subtree],
+        rewritten: set[str] | None = None,
+        guard: Guard | None = None,
+    ) -> None:
         """In batches. `rewritten`: see SubtreeCache.write. A refresh that cannot write
-        fails (raises CacheUnavailable) rather than report done."""
+        fails (raises CacheUnavailable) rather than report done. `guard` is awaited before
+        each batch (a cycle's lease)."""
         items = list(entries.items())
         for start in range(0, len(items), WRITE_BATCH):
+            if guard is not None:
+                await guard()
             if not await self.cache.write(dict(items[start : start + WRITE_BATCH]), rewritten):
                 raise CacheUnavailable("the cache refused a refresh's write")
 
     async def refresh_cohorts(
-        self, cohort_ids: Sequence[int], now: datetime, rewritten: set[str] | None = None
+        self,
+        cohort_ids: Sequence[int],
+        now: datetime,
+        rewritten: set[str] | None = None,
+        guard: Guard | None = None,
     ) -> dict[int, Subtree]:
         """Recompute and store these cohorts; a cohort missing a module keeps its old entry."""
         out: dict[int, Subtree] = {}
@@ -72,6 +88,7 @@ class RefreshService:
             await self.write(
                 {self.keys.cohort(i): s for i, s in built.items() if "unavailable" not in s},
                 rewritten,
+                guard,
             )
             out.update(built)
         return out
@@ -100,10 +117,13 @@ class RefreshService:
         scopes: dict[Caller, list[int]],
         entries: dict[str, Subtree],
         rewritten: set[str] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         """Scopes are indexed (who may see each cohort) before they are written."""
+        if guard is not None:
+            await guard()
         await self.cache.index_viewers(scopes)
-        await self.write(entries, rewritten)
+        await self.write(entries, rewritten, guard)
 
     async def refresh_director(self, caller: Caller, now: datetime) -> None:
         """Scope, profile and summary of one director (or of every admin).

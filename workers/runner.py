@@ -1,0 +1,197 @@
+"""arq's Worker, kept up through Redis outages of any length.
+
+arq's own main loop ends at the first Redis error, and the process exits with a
+traceback. This subclass replaces only that loop (arq's job running, cron and signal
+handling are unchanged): a Redis error sends it into an outage, logged once when Redis
+goes away and once when it is back, with backoff between attempts (never more than
+BACKOFF_CAP_S apart); it then resumes polling jobs and cron. Cron ticks missed during the
+outage are skipped, not run in a burst; `on_connect` (the cold-start check) runs again.
+Jobs that were running when Redis went away end on their own (a refresh cycle stops at its
+next write: gateway/refresh/lease.py).
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from arq.connections import log_redis_info
+from arq.utils import poll
+from arq.worker import Worker
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import RedisError
+
+from workers import heartbeat, metrics
+
+log = logging.getLogger("workers.runner")
+arq_log = logging.getLogger("arq.worker")
+
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 5.0
+
+Hook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ResilientWorker(Worker):
+    def __init__(
+        self,
+        *args: Any,
+        heartbeat_file: Path | None = None,
+        on_connect: Hook | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.heartbeat_file = heartbeat_file
+        self.on_connect = on_connect
+        self.redis_up = False
+        self._backoff = EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
+        self._started_up = False
+
+    async def main(self) -> None:
+        beating = asyncio.ensure_future(self._beat()) if self.heartbeat_file else None
+        try:
+            await self._serve()
+        finally:
+            if beating is not None:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
+
+    async def _serve(self) -> None:
+        await self._until_connected()
+        while True:
+            try:
+                if not self._started_up:
+                    arq_log.info(
+                        "Starting worker for %d functions: %s",
+                        len(self.functions),
+                        ", ".join(self.functions),
+                    )
+                    await log_redis_info(self.pool, arq_log.info)
+                    self.ctx["redis"] = self.pool
+                    if self.on_startup:
+                        await self.on_startup(self.ctx)
+                    self._started_up = True
+                    await self._connected()
+                async for _ in poll(self.poll_delay_s):
+                    await self._poll_iteration()
+                    if self.burst and await self._burst_done():
+                        return
+            except REDIS_ERRORS as exc:
+                await self._ride_out(exc)
+
+    async def _burst_done(self) -> bool:
+        """arq's own end of a burst: the job budget spent, or the queue empty."""
+        if 0 <= self.max_burst_jobs <= self._jobs_started():
+            await asyncio.gather(*self.tasks.values())
+            return True
+        if await self.pool.zcard(self.queue_name) == 0:
+            await asyncio.gather(*self.tasks.values())
+            return True
+        return False
+
+    async def _ride_out(self, error: BaseException) -> None:
+        """After a Redis error: an outage until Redis answers again; else carry on."""
+        try:
+            await self.pool.ping()
+        except REDIS_ERRORS:
+            await self._until_connected(error)
+            self._skip_missed_cron()
+            await self._connected()
+            return
+        # Redis answers: one failed command (or a job that failed on one), not an outage.
+        log.warning("a redis command failed; carrying on", extra={"error": _describe(error)})
+
+    async def _until_connected(self, error: BaseException | None = None) -> None:
+        down_since = None
+        failures = 0
+        while True:
+            if error is not None:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    self.redis_up = False
+                    metrics.REDIS_UP.set(0)
+                    metrics.REDIS_OUTAGES.inc()
+                    log.warning(
+                        "redis went away; retrying with backoff",
+                        extra={"error": _describe(error), "backoff_cap_s": BACKOFF_CAP_S},
+                    )
+                await asyncio.sleep(self._backoff.compute(failures))
+                failures += 1
+            try:
+                await self.pool.ping()
+                break
+            except REDIS_ERRORS as exc:
+                error = exc
+        self.redis_up = True
+        metrics.REDIS_UP.set(1)
+        if down_since is not None:
+            self._forget_failed_jobs()
+            seconds = time.monotonic() - down_since
+            metrics.REDIS_OUTAGE_SECONDS.inc(seconds)
+            log.info(
+                "redis is back",
+                extra={"down_s": round(seconds, 3), "attempts": failures},
+            )
+
+    def _forget_failed_jobs(self) -> None:
+        """Jobs whose own Redis bookkeeping failed during the outage: already logged by
+        arq, their error is not one more (arq re-runs them once their claim expires)."""
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                if not task.cancelled():
+                    task.exception()
+
+    async def _connected(self) -> None:
+        if self.on_connect is not None and not self.burst:
+            await self.on_connect(self.ctx)
+
+    def _skip_missed_cron(self) -> None:
+        now = datetime.now(tz=self.timezone)
+        for cron_job in self.cron_jobs:
+            if cron_job.next_run is not None and cron_job.next_run < now:
+                cron_job.calculate_next(now)
+
+    async def _beat(self) -> None:
+        assert self.heartbeat_file is not None
+        while True:
+            try:
+                heartbeat.beat(
+                    self.heartbeat_file,
+                    redis="up" if self.redis_up else "down",
+                    jobs_running=sum(not t.done() for t in self.tasks.values()),
+                    jobs_complete=self.jobs_complete,
+                    jobs_failed=self.jobs_failed,
+                )
+                metrics.HEARTBEAT.set(time.time())
+            except OSError:
+                log.exception("could not write the heartbeat file")
+            await asyncio.sleep(heartbeat.HEARTBEAT_S)
+
+    async def close(self) -> None:
+        """arq's close, minus its failures when Redis is away at shutdown."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if self.heartbeat_file is not None:
+            heartbeat.forget(self.heartbeat_file)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.pool.delete(self.health_check_key)
+        if self.on_shutdown and self._started_up:
+            await self.on_shutdown(self.ctx)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
