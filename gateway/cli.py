@@ -216,7 +216,7 @@ async def _refresh_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.services import make_redis
     from resolvers.caller import Caller
 
-    redis = make_redis(settings.redis_url or "")
+    redis = make_redis(settings.queue_url or "")
     try:
         queue = QueueRefresher(redis)
         if args.all:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import strawberry
 from arq.connections import ArqRedis
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
 
 from gateway import metrics
 from gateway.auth import TokenVerifier
@@ -32,6 +32,8 @@ from resolvers.subtrees import LiveSource
 if TYPE_CHECKING:  # gateway.tracing is imported only when tracing is on
     from gateway.tracing import Tracing
 
+CacheClient = Redis | RedisCluster
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -45,8 +47,11 @@ class Services:
     verifier: TokenVerifier
     thresholds: Thresholds
     clock: Callable[[], datetime] = utc_now
-    # None in embedded mode (no GATEWAY_REDIS_URL).
+    # None in embedded mode (no GATEWAY_REDIS_URL). `redis`: the job queue's (and the
+    # cycle lease's) standalone Redis; `cache_redis`: the cache's, maybe a Redis Cluster,
+    # maybe the same client.
     redis: ArqRedis | None = None
+    cache_redis: CacheClient | None = None
     kv: KV = field(default_factory=MemoryKV)
     cache: SubtreeCache | None = None
     refresh: RefreshService | None = None
@@ -77,8 +82,9 @@ class Services:
         )
         upstream.observers.append(metrics.observe_statement)
         schema = build_schema([tracing.graphql_extension()] if tracing else None)
-        redis = make_redis(settings.redis_url) if settings.redis_url else None
-        kv: KV = RedisKV(redis) if redis is not None else MemoryKV()
+        redis = make_redis(settings.queue_url) if settings.queue_url else None
+        cache_redis = make_cache_redis(settings, redis)
+        kv: KV = RedisKV(cache_redis) if cache_redis is not None else MemoryKV()
         if tracing is not None:
             tracing.instrument(upstream)
             kv = tracing.wrap(kv)
@@ -113,6 +119,7 @@ class Services:
             thresholds=thresholds,
             clock=clock,
             redis=redis,
+            cache_redis=cache_redis,
             kv=kv,
             cache=cache,
             refresh=refresh,
@@ -187,16 +194,44 @@ class Services:
         if self.hub is not None:
             await self.hub.stop()
         await self.upstream.dispose()
+        if self.cache_redis is not None and self.cache_redis is not self.redis:
+            await self.cache_redis.aclose()
         if self.redis is not None:
             await self.redis.aclose(close_connection_pool=True)
         if self.tracing is not None:
             self.tracing.shutdown()
 
 
+# Short timeouts: an unreachable Redis must degrade to live answers, not hang requests.
+CONNECT_TIMEOUT_S = 0.5
+COMMAND_TIMEOUT_S = 1.0
+HEALTH_CHECK_S = 5
+
+
 def make_redis(url: str) -> ArqRedis:
-    # One client for the cache and the job queue. Short timeouts: an unreachable Redis
-    # must degrade to live answers, not hang requests.
+    """A standalone Redis client that can also enqueue arq jobs."""
     pool = ConnectionPool.from_url(
-        url, socket_connect_timeout=0.5, socket_timeout=1.0, health_check_interval=5
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=COMMAND_TIMEOUT_S,
+        health_check_interval=HEALTH_CHECK_S,
     )
     return ArqRedis(pool, default_queue_name=QUEUE_NAME)
+
+
+def make_cache_redis(settings: Settings, queue: ArqRedis | None) -> CacheClient | None:
+    """The cache's client: the cluster client, a second standalone one, or the queue's."""
+    if not settings.redis_url:
+        return None
+    if settings.redis_cluster:
+        # The cache issues single-key commands only (pipelined, never a transaction), so
+        # its keys may live on any node; the client routes each command by slot.
+        return RedisCluster.from_url(
+            settings.redis_url,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=COMMAND_TIMEOUT_S,
+            health_check_interval=HEALTH_CHECK_S,
+        )
+    if queue is not None and settings.redis_url == settings.queue_url:
+        return queue
+    return make_redis(settings.redis_url)

@@ -126,7 +126,25 @@ class Settings(BaseSettings):
         "(OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT by default).",
     )
     redis_url: str | None = Field(
-        None, description="Redis for the cache and the job queue; unset = embedded mode."
+        None,
+        description=(
+            "Redis for the cache (and the job queue unless GATEWAY_QUEUE_REDIS_URL is set); "
+            "unset = embedded mode."
+        ),
+    )
+    redis_cluster: bool = Field(
+        False,
+        description=(
+            "GATEWAY_REDIS_URL names a node of a Redis Cluster: the cache uses the cluster "
+            "client (the queue then needs GATEWAY_QUEUE_REDIS_URL)."
+        ),
+    )
+    queue_redis_url: str | None = Field(
+        None,
+        description=(
+            "A standalone Redis for the arq job queue and the refresh cycle's lease; "
+            "default GATEWAY_REDIS_URL."
+        ),
     )
     refresh_interval_s: float = Field(
         300.0, description="Prewarm interval; a subtree older than this is served as stale."
@@ -360,6 +378,24 @@ class Settings(BaseSettings):
         if self.field_suggestions is not None:
             return self.field_suggestions
         return not self.is_production
+
+    @model_validator(mode="after")
+    def _queue_on_a_standalone_redis(self) -> "Settings":
+        if self.queue_redis_url and not self.redis_url:
+            raise ValueError("GATEWAY_QUEUE_REDIS_URL needs GATEWAY_REDIS_URL (the cache) too")
+        if self.redis_cluster and not self.redis_url:
+            raise ValueError("GATEWAY_REDIS_CLUSTER needs GATEWAY_REDIS_URL")
+        if self.redis_cluster and not self.queue_redis_url:
+            raise ValueError(
+                "arq's queue cannot run on a Redis Cluster: set GATEWAY_QUEUE_REDIS_URL to a "
+                "standalone Redis"
+            )
+        return self
+
+    @property
+    def queue_url(self) -> str | None:
+        """The job queue's Redis: GATEWAY_QUEUE_REDIS_URL, else the cache's."""
+        return self.queue_redis_url or self.redis_url
 
     @model_validator(mode="after")
     def _safe_for_the_profile(self) -> "Settings":

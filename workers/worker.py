@@ -26,7 +26,7 @@ JOB_COMPLETION_WAIT_S = 20
 
 
 def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any]:
-    if not settings.redis_url:
+    if not settings.queue_url:
         raise ValueError("the worker needs GATEWAY_REDIS_URL (embedded mode refreshes in-process)")
     return {
         "functions": [
@@ -60,5 +60,5 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
 def make_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> ResilientWorker:
     configured = worker_settings(settings, burst=burst)
     # Our own client (short socket timeouts): arq's would wait forever on a dead link.
-    redis = make_redis(settings.redis_url or "")
+    redis = make_redis(settings.queue_url or "")
     return ResilientWorker(**{**configured, "redis_pool": redis, **overrides})

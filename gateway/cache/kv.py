@@ -1,8 +1,8 @@
 """Byte stores behind the cache: Redis, or process memory in embedded mode.
 
 Both raise `CacheUnavailable` instead of driver errors so callers degrade uniformly.
-Only single-key commands are used (GET/SET in pipelines), so every key may live in a
-different Redis Cluster slot.
+Only single-key commands are used (GET/SET in pipelines, never a transaction), so every
+key may live in a different Redis Cluster slot: `client` may be redis-py's cluster client.
 """
 
 import contextlib
@@ -161,7 +161,9 @@ class RedisKV:
     """Redis with a short circuit breaker: after a failure, skip Redis for `retry_after_s`
     instead of paying a connect timeout on every request while it is down."""
 
-    def __init__(self, client: aioredis.Redis, retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self, client: aioredis.Redis | aioredis.RedisCluster, retry_after_s: float = 1.0
+    ) -> None:
         self.client = client
         self.retry_after_s = retry_after_s
         self._down_until = 0.0
@@ -232,7 +234,9 @@ class RedisKV:
             await pipe.execute()
 
     async def incr(self, key: str, ttl_s: float) -> int:
-        async with self._guard(), self.client.pipeline(transaction=True) as pipe:
+        # Pipelined, not a transaction (a Redis Cluster client has none): should the link
+        # fail between the two, the counter of a past window outlives it, harmlessly.
+        async with self._guard(), self.client.pipeline(transaction=False) as pipe:
             pipe.incr(key)
             pipe.expire(key, max(int(ttl_s), 1), nx=True)
             value, _ = await pipe.execute()

@@ -70,7 +70,7 @@ class MemoryStore:
 class RedisStore:
     """Documents under APQ_KEY_PREFIX + hash with a TTL; a Redis error is a miss, never a 5xx."""
 
-    def __init__(self, redis: aioredis.Redis, ttl_s: int) -> None:
+    def __init__(self, redis: aioredis.Redis | aioredis.RedisCluster, ttl_s: int) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
 
@@ -113,7 +113,7 @@ class TieredStore:
 
 
 def make_apq_store(
-    redis: aioredis.Redis | None, *, ttl_s: int, memory_entries: int
+    redis: aioredis.Redis | aioredis.RedisCluster | None, *, ttl_s: int, memory_entries: int
 ) -> DocumentStore:
     memory = MemoryStore(memory_entries)
     return memory if redis is None else TieredStore(memory, RedisStore(redis, ttl_s))

@@ -105,7 +105,9 @@ class GraphQLEndpoint:
             load_manifest(settings.persisted_manifest) if settings.persisted_manifest else {}
         )
         self.apq: DocumentStore = make_apq_store(
-            services.redis, ttl_s=settings.apq_ttl_s, memory_entries=settings.apq_memory_entries
+            services.cache_redis,
+            ttl_s=settings.apq_ttl_s,
+            memory_entries=settings.apq_memory_entries,
         )
         self.preparer, self.schema = prepared_schema(services.schema, settings)
         self.graphiql = GraphiQL(settings.graphiql_enabled)
