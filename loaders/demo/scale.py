@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Table
 
 CHUNK_ROWS = 5_000
+# Rows per COPY on PostgreSQL: larger chunks, fewer round trips.
+COPY_CHUNK_ROWS = 50_000
 
 Row = dict[str, Any]
 Rows = Iterator[tuple[Table, Row]]
@@ -53,6 +55,18 @@ SCALES: dict[str, Scale] = {
         cohorts=2_500,
         learners=75_000,
         mentors=1_200,
+    ),
+    # Ten times bench (about 19 million rows): capacity measurements, on PostgreSQL.
+    "large": Scale(
+        "large",
+        admins=1,
+        directors=5_000,
+        programs=1_250,
+        archived_programs=80,
+        tracks=12_000,
+        cohorts=25_000,
+        learners=750_000,
+        mentors=12_000,
     ),
 }
 
