@@ -4,7 +4,8 @@ import asyncio
 import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from aiodataloader import DataLoader
@@ -43,14 +44,40 @@ class UpstreamLoader(DataLoader[Hashable, Any], ABC):
         rows = await self.upstream.fetch(self.module, self.statement(list(keys)))
         return regroup(keys, rows, self.key, many=self.many)
 
+    async def load_all(self, keys: Sequence[Any]) -> list[Any]:
+        """What load_many returns, for a batch known up front (a refresh cycle's cohorts):
+        the same statements, without a future per key nor the per-request cache."""
+        out: list[Any] = []
+        for start in range(0, len(keys), MAX_BATCH_SIZE):
+            out.extend(await self.batch_load_fn(keys[start : start + MAX_BATCH_SIZE]))
+        return out
+
+
+async def fetch_by_key(
+    upstream: Upstream,
+    module: str,
+    statement: Callable[[list[Any]], Executable],
+    keys: Sequence[Any],
+    key: str,
+) -> list[list[Row[Any]]]:
+    """A batch function: each key's rows, in key order, with one statement per
+    MAX_BATCH_SIZE keys (for rows that depend on more than the key, such as `now`)."""
+    out: list[list[Row[Any]]] = []
+    for start in range(0, len(keys), MAX_BATCH_SIZE):
+        chunk = list(keys[start : start + MAX_BATCH_SIZE])
+        rows = await upstream.fetch(module, statement(chunk))
+        out.extend(regroup(chunk, rows, key, many=True))
+    return out
+
 
 def regroup(keys: Sequence[Any], rows: Sequence[Row[Any]], key: str, *, many: bool) -> list[Any]:
+    key_of = attrgetter(key)
     if many:
         grouped: dict[Any, list[Row[Any]]] = defaultdict(list)
         for row in rows:
-            grouped[getattr(row, key)].append(row)
+            grouped[key_of(row)].append(row)
         return [grouped.get(k, []) for k in keys]
-    by_key = {getattr(row, key): row for row in rows}
+    by_key = {key_of(row): row for row in rows}
     return [by_key.get(k) for k in keys]
 
 

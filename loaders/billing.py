@@ -1,6 +1,7 @@
 """Upstream module `billing` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from sqlalchemy import (
@@ -13,10 +14,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
 )
+from sqlalchemy.engine import Row
 
-from loaders.base import UpstreamLoader
+from loaders.base import fetch_by_key
+from loaders.engines import Upstream
 from loaders.types import Timestamp
 
 metadata = MetaData()
@@ -44,25 +48,59 @@ refunds = Table(
 )
 
 
-class PaymentsByCohortIdLoader(UpstreamLoader):
-    module, key, many = "billing", "cohort_id", True
+# --- Batch functions (whole batches known up front: a refresh cycle's cohorts) ----------
 
-    def statement(self, keys: Sequence[Any]) -> Executable:
-        p = payments.c
-        return select(p.cohort_id, p.amount_cents, p.currency, p.status, p.due_date).where(
-            p.cohort_id.in_(keys)
+
+async def payment_totals_by_cohort_id(
+    upstream: Upstream, cohort_ids: Sequence[int], today: date
+) -> list[list[Row[Any]]]:
+    """Per cohort, its payments summed by currency, status and whether due before `today`:
+    rows (cohort_id, currency, status, past_due, amount_cents, payments)."""
+    p = payments.c
+
+    def statement(keys: list[int]) -> Executable:
+        flagged = (
+            select(
+                p.cohort_id,
+                p.currency,
+                p.status,
+                (p.due_date < today).label("past_due"),
+                p.amount_cents,
+            )
+            .where(p.cohort_id.in_(keys))
+            .subquery()
         )
+        f = flagged.c
+        return select(
+            f.cohort_id,
+            f.currency,
+            f.status,
+            f.past_due,
+            func.sum(f.amount_cents).label("amount_cents"),
+            func.count().label("payments"),
+        ).group_by(f.cohort_id, f.currency, f.status, f.past_due)
+
+    return await fetch_by_key(upstream, "billing", statement, cohort_ids, "cohort_id")
 
 
-class RefundsByCohortIdLoader(UpstreamLoader):
-    """Refunds of the cohort's payments, with the payment's currency."""
+async def refund_totals_by_cohort_id(
+    upstream: Upstream, cohort_ids: Sequence[int]
+) -> list[list[Row[Any]]]:
+    """Per cohort, the refunds of its payments summed by the payment's currency:
+    rows (cohort_id, currency, amount_cents, refunds)."""
+    r, p = refunds.c, payments.c
 
-    module, key, many = "billing", "cohort_id", True
-
-    def statement(self, keys: Sequence[Any]) -> Executable:
-        r = refunds.c
+    def statement(keys: list[int]) -> Executable:
         return (
-            select(payments.c.cohort_id, payments.c.currency, r.amount_cents)
-            .join_from(refunds, payments, r.payment_id == payments.c.id)
-            .where(payments.c.cohort_id.in_(keys))
+            select(
+                p.cohort_id,
+                p.currency,
+                func.sum(r.amount_cents).label("amount_cents"),
+                func.count().label("refunds"),
+            )
+            .join_from(refunds, payments, r.payment_id == p.id)
+            .where(p.cohort_id.in_(keys))
+            .group_by(p.cohort_id, p.currency)
         )
+
+    return await fetch_by_key(upstream, "billing", statement, cohort_ids, "cohort_id")

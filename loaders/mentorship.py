@@ -1,6 +1,7 @@
 """Upstream module `mentorship` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -12,10 +13,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
 )
+from sqlalchemy.engine import Row
 
-from loaders.base import UpstreamLoader
+from loaders.base import UpstreamLoader, fetch_by_key
+from loaders.engines import Upstream
 from loaders.types import Timestamp
 
 metadata = MetaData()
@@ -69,11 +73,26 @@ class ActiveMentorAssignmentsByCohortIdLoader(UpstreamLoader):
         )
 
 
-class MentorshipSessionsByCohortIdLoader(UpstreamLoader):
-    module, key, many = "mentorship", "cohort_id", True
+# --- Batch functions (whole batches known up front: a refresh cycle's cohorts) ----------
 
-    def statement(self, keys: Sequence[Any]) -> Executable:
-        s = mentorship_sessions.c
-        return select(s.cohort_id, s.mentor_id, s.scheduled_at, s.status).where(
-            s.cohort_id.in_(keys)
+
+async def session_counts_by_cohort_id(
+    upstream: Upstream, cohort_ids: Sequence[int], now: datetime
+) -> list[list[Row[Any]]]:
+    """Per cohort, its sessions counted by mentor, status and whether they are past
+    (scheduled at or before `now`): rows (cohort_id, mentor_id, status, past, sessions).
+    A cohort's few dozen counts instead of its hundreds of sessions."""
+    s = mentorship_sessions.c
+
+    def statement(keys: list[int]) -> Executable:
+        flagged = (
+            select(s.cohort_id, s.mentor_id, s.status, (s.scheduled_at <= now).label("past"))
+            .where(s.cohort_id.in_(keys))
+            .subquery()
         )
+        f = flagged.c
+        return select(
+            f.cohort_id, f.mentor_id, f.status, f.past, func.count().label("sessions")
+        ).group_by(f.cohort_id, f.mentor_id, f.status, f.past)
+
+    return await fetch_by_key(upstream, "mentorship", statement, cohort_ids, "cohort_id")

@@ -13,11 +13,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
 )
+from sqlalchemy.engine import Row
 
-from loaders.base import UpstreamLoader
-from loaders.types import Timestamp
+from loaders.base import UpstreamLoader, fetch_by_key
+from loaders.engines import Upstream
+from loaders.types import Timestamp, int_list, micros_between
 
 metadata = MetaData()
 missions = Table(
@@ -53,21 +56,37 @@ class MissionsByCohortIdLoader(UpstreamLoader):
         )
 
 
-class MissionSubmissionsByCohortIdLoader(UpstreamLoader):
-    """Submissions to the cohort's missions (missions and submissions share a module)."""
+# --- Batch functions (whole batches known up front: a refresh cycle's cohorts) ----------
 
-    module, key, many = "missions", "cohort_id", True
 
-    def statement(self, keys: Sequence[Any]) -> Executable:
-        s = mission_submissions.c
-        return (
+async def submission_counts_by_cohort_id(
+    upstream: Upstream, cohort_ids: Sequence[int]
+) -> list[list[Row[Any]]]:
+    """Per cohort, its missions' submissions counted by mission and status, with the review
+    times of those reviewed (`review_us`: microseconds from submitted_at to reviewed_at,
+    of each submission with both set): rows (cohort_id, mission_id, status, submissions,
+    review_us)."""
+    s = mission_submissions.c
+
+    def statement(keys: list[int]) -> Executable:
+        timed = (
             select(
                 missions.c.cohort_id,
                 s.mission_id,
                 s.status,
-                s.submitted_at,
-                s.reviewed_at,
+                micros_between(s.submitted_at, s.reviewed_at).label("review_us"),
             )
             .join_from(mission_submissions, missions, s.mission_id == missions.c.id)
             .where(missions.c.cohort_id.in_(keys))
+            .subquery()
         )
+        t = timed.c
+        return select(
+            t.cohort_id,
+            t.mission_id,
+            t.status,
+            func.count().label("submissions"),
+            int_list(t.review_us).label("review_us"),
+        ).group_by(t.cohort_id, t.mission_id, t.status)
+
+    return await fetch_by_key(upstream, "missions", statement, cohort_ids, "cohort_id")

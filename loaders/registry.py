@@ -8,7 +8,7 @@ import importlib
 
 from sqlalchemy import MetaData
 
-from loaders import MODULES, billing, mentorship, missions, portfolio, programs, talentscope
+from loaders import MODULES, mentorship, missions, portfolio, programs, talentscope
 from loaders.engines import Upstream
 
 
@@ -40,23 +40,11 @@ class Loaders:
         self.active_mentor_assignments_by_cohort_id = (
             mentorship.ActiveMentorAssignmentsByCohortIdLoader(upstream)
         )
-        self.mentorship_sessions_by_cohort_id = mentorship.MentorshipSessionsByCohortIdLoader(
-            upstream
-        )
         # talentscope
         self.latest_readiness_scores_by_cohort_id = (
             talentscope.LatestReadinessScoresByCohortIdLoader(upstream)
         )
-        self.latest_competency_levels_by_cohort_id = (
-            talentscope.LatestCompetencyLevelsByCohortIdLoader(upstream)
-        )
         # missions
         self.missions_by_cohort_id = missions.MissionsByCohortIdLoader(upstream)
-        self.mission_submissions_by_cohort_id = missions.MissionSubmissionsByCohortIdLoader(
-            upstream
-        )
         # portfolio
         self.portfolio_items_by_cohort_id = portfolio.PortfolioItemsByCohortIdLoader(upstream)
-        # billing
-        self.payments_by_cohort_id = billing.PaymentsByCohortIdLoader(upstream)
-        self.refunds_by_cohort_id = billing.RefundsByCohortIdLoader(upstream)

@@ -14,9 +14,11 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.engine import Row
 
-from loaders.base import UpstreamLoader
-from loaders.types import Timestamp
+from loaders.base import UpstreamLoader, fetch_by_key
+from loaders.engines import Upstream
+from loaders.types import Timestamp, int_list
 
 metadata = MetaData()
 readiness_scores = Table(
@@ -60,13 +62,18 @@ class LatestReadinessScoresByCohortIdLoader(UpstreamLoader):
         return select(sub.c.cohort_id, sub.c.learner_id, sub.c.score).where(sub.c.rank == 1)
 
 
-class LatestCompetencyLevelsByCohortIdLoader(UpstreamLoader):
-    """Per (cohort, learner, competency) the latest level: greatest assessed_at, then id."""
+# --- Batch functions (whole batches known up front: a refresh cycle's cohorts) ----------
 
-    module, key, many = "talentscope", "cohort_id", True
 
-    def statement(self, keys: Sequence[Any]) -> Executable:
-        c = competency_scores.c
+async def level_learners_by_cohort_id(
+    upstream: Upstream, cohort_ids: Sequence[int]
+) -> list[list[Row[Any]]]:
+    """Per cohort, the learners at each (competency, level) of their latest assessment
+    (greatest assessed_at, then greatest id, per learner and competency): rows
+    (cohort_id, competency, level, learner_ids)."""
+    c = competency_scores.c
+
+    def statement(keys: list[int]) -> Executable:
         rank = (
             func.row_number()
             .over(
@@ -75,10 +82,16 @@ class LatestCompetencyLevelsByCohortIdLoader(UpstreamLoader):
             )
             .label("rank")
         )
-        ranked = select(c.cohort_id, c.learner_id, c.competency, c.level, rank).where(
-            c.cohort_id.in_(keys)
+        ranked = (
+            select(c.cohort_id, c.learner_id, c.competency, c.level, rank)
+            .where(c.cohort_id.in_(keys))
+            .subquery()
         )
-        sub = ranked.subquery()
-        return select(sub.c.cohort_id, sub.c.learner_id, sub.c.competency, sub.c.level).where(
-            sub.c.rank == 1
+        r = ranked.c
+        return (
+            select(r.cohort_id, r.competency, r.level, int_list(r.learner_id).label("learner_ids"))
+            .where(r.rank == 1)
+            .group_by(r.cohort_id, r.competency, r.level)
         )
+
+    return await fetch_by_key(upstream, "talentscope", statement, cohort_ids, "cohort_id")

@@ -64,9 +64,11 @@ def active_learners(enrollments: Iterable[Any]) -> set[int]:
 
 
 def seats(seat_capacity: int, enrollments: Sequence[Any]) -> dict[str, Any]:
-    seated = [e for e in enrollments if e.status in SEATED_STATUSES]
-    by_type = Counter(e.seat_type for e in seated)
-    used = len(seated)
+    by_type: Counter[str] = Counter()
+    for e in enrollments:
+        if e.status in SEATED_STATUSES:
+            by_type[e.seat_type] += 1
+    used = by_type.total()
     return {
         "total": seat_capacity,
         "used": used,
@@ -79,8 +81,11 @@ def seats(seat_capacity: int, enrollments: Sequence[Any]) -> dict[str, Any]:
 
 
 def enrollment(enrollments: Sequence[Any]) -> dict[str, Any]:
-    by_status = Counter(e.status for e in enrollments)
-    by_type = Counter(e.seat_type for e in enrollments)
+    by_status: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    for e in enrollments:
+        by_status[e.status] += 1
+        by_type[e.seat_type] += 1
     enrolled = len(enrollments)
     out: dict[str, Any] = {"enrolled": enrolled}
     out.update({status: by_status[status] for status in ENROLLMENT_STATUSES})
@@ -95,10 +100,11 @@ def enrollment(enrollments: Sequence[Any]) -> dict[str, Any]:
 def mentorship(
     enrollments: Sequence[Any],
     active_assignments: Sequence[Any],
-    sessions: Sequence[Any],
+    session_counts: Sequence[Any],
     mentors_by_id: dict[int, Any],
-    now: datetime,
 ) -> dict[str, Any]:
+    """`session_counts`: the cohort's sessions counted by (mentor_id, status, past), past
+    meaning scheduled at or before now (rows with `sessions`, the count)."""
     active = active_learners(enrollments)
     learners_by_mentor: dict[int, set[int]] = defaultdict(set)
     for a in active_assignments:
@@ -107,10 +113,19 @@ def mentorship(
     covered = len(active & assigned)
     mentor_count = len(learners_by_mentor)
 
-    past = [s for s in sessions if s.scheduled_at <= now and s.status != "cancelled"]
-    completed_past = sum(1 for s in past if s.status == "completed")
-    upcoming = sum(1 for s in sessions if s.status == "scheduled" and s.scheduled_at > now)
-    by_mentor_status = Counter((s.mentor_id, s.status) for s in sessions)
+    past = completed_past = upcoming = 0
+    by_mentor_status: Counter[tuple[int, str]] = Counter()
+    for s in session_counts:
+        status, sessions = s.status, s.sessions
+        if s.past:
+            if status != "cancelled":
+                past += sessions
+                if status == "completed":
+                    completed_past += sessions
+        elif status == "scheduled":
+            upcoming += sessions
+        if status == "completed" or status == "no_show":
+            by_mentor_status[(s.mentor_id, status)] += sessions
 
     mentors = []
     for mentor_id in sorted(learners_by_mentor):
@@ -131,9 +146,9 @@ def mentorship(
         "covered_learners": covered,
         "mentor_coverage": rate(covered, len(active)),
         "learners_per_mentor": rate(len(active), mentor_count),
-        "past_sessions": len(past),
+        "past_sessions": past,
         "completed_past_sessions": completed_past,
-        "session_completion_rate": rate(completed_past, len(past)),
+        "session_completion_rate": rate(completed_past, past),
         "upcoming_sessions": upcoming,
         "mentors": mentors,
     }
@@ -147,14 +162,18 @@ def readiness(
 ) -> dict[str, Any]:
     seated = seated_learners(enrollments)
     scores = [r.score for r in latest_scores if r.learner_id in seated]
+    last = len(READINESS_BUCKETS) - 1
     counts = [0] * len(READINESS_BUCKETS)
+    ready = 0
     for score in scores:
-        counts[min(int(score // 20), len(READINESS_BUCKETS) - 1)] += 1
+        counts[min(int(score // 20), last)] += 1
+        if score >= ready_score:
+            ready += 1
     return {
         "average": mean(scores),
         "scored_learners": len(scores),
         "score_sum": sum(scores),
-        "ready": sum(1 for s in scores if s >= ready_score),
+        "ready": ready,
         "distribution": [
             {"lower": lower, "upper": upper, "count": count}
             for (lower, upper), count in zip(READINESS_BUCKETS, counts, strict=True)
@@ -163,62 +182,100 @@ def readiness(
 
 
 def competency_heatmap(
-    enrollments: Sequence[Any], latest_levels: Sequence[Any]
+    enrollments: Sequence[Any], level_learners: Sequence[Any]
 ) -> list[dict[str, Any]]:
+    """`level_learners`: per (competency, level), the learners whose latest assessment of
+    that competency is at that level (rows with learner_ids)."""
     seated = seated_learners(enrollments)
-    levels_by_competency: dict[str, list[int]] = defaultdict(list)
-    for row in latest_levels:
-        if row.learner_id in seated:
-            levels_by_competency[row.competency].append(row.level)
-    rows = []
-    for competency in sorted(levels_by_competency):
-        levels = levels_by_competency[competency]
-        counts = Counter(levels)
-        rows.append(
-            {
-                "competency": competency,
-                "learners": len(levels),
-                "levels": [counts[level] for level in COMPETENCY_LEVELS],
-                "average_level": mean(levels),
-            }
-        )
-    return rows
+    # competency → [learners, sum of their levels, learners per level 0..5]
+    found: dict[str, list[Any]] = {}
+    for row in level_learners:
+        learners = sum(1 for learner in row.learner_ids if learner in seated)
+        if not learners:
+            continue
+        acc = found.setdefault(row.competency, [0, 0, [0] * len(COMPETENCY_LEVELS)])
+        acc[0] += learners
+        acc[1] += row.level * learners
+        if row.level in COMPETENCY_LEVELS:
+            acc[2][row.level] += learners
+    return [
+        {
+            "competency": competency,
+            "learners": learners,
+            "levels": counts,
+            "average_level": level_sum / learners,
+        }
+        for competency, (learners, level_sum, counts) in sorted(found.items())
+    ]
 
 
 # --- missions -------------------------------------------------------------------------
 
 
-def funnel(submissions: Sequence[Any]) -> dict[str, Any]:
-    by_status = Counter(s.status for s in submissions)
-    approved, rejected = by_status["approved"], by_status["rejected"]
-    review_hours = [
-        (s.reviewed_at - s.submitted_at).total_seconds() / SECONDS_PER_HOUR
-        for s in submissions
-        if s.status in ("approved", "rejected")
-        and s.submitted_at is not None
-        and s.reviewed_at is not None
-    ]
-    return {
-        "started": len(submissions),
-        "submitted": by_status["submitted"] + approved + rejected,
-        "approved": approved,
-        "rejected": rejected,
-        "approval_rate": rate(approved, approved + rejected),
-        "median_review_hours": median(review_hours) if review_hours else None,
-    }
+REVIEWED = frozenset({"approved", "rejected"})
+MICROSECONDS_PER_SECOND = 1_000_000
 
 
-def mission_funnel(missions: Sequence[Any], submissions: Sequence[Any]) -> dict[str, Any]:
-    by_mission: dict[int, list[Any]] = defaultdict(list)
-    for s in submissions:
-        by_mission[s.mission_id].append(s)
-    out = funnel(submissions)
+class _Funnel:
+    """Counts and review durations of some submissions, gathered in one pass."""
+
+    __slots__ = ("hours", "started", "statuses")
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.statuses: Counter[str] = Counter()
+        self.hours: list[float] = []
+
+    def add(self, status: str, hours: list[float], submissions: int) -> None:
+        self.started += submissions
+        self.statuses[status] += submissions
+        self.hours.extend(hours)
+
+    def figures(self) -> dict[str, Any]:
+        approved, rejected = self.statuses["approved"], self.statuses["rejected"]
+        return {
+            "started": self.started,
+            "submitted": self.statuses["submitted"] + approved + rejected,
+            "approved": approved,
+            "rejected": rejected,
+            "approval_rate": rate(approved, approved + rejected),
+            "median_review_hours": median(self.hours) if self.hours else None,
+        }
+
+
+def _review_hours(s: Any) -> list[float]:
+    """Hours from submission to review of the reviewed submissions, each as timedelta's
+    total_seconds() / 3600 (the same float)."""
+    if s.status not in REVIEWED:
+        return []
+    return [us / MICROSECONDS_PER_SECOND / SECONDS_PER_HOUR for us in s.review_us]
+
+
+def funnel(submission_counts: Sequence[Any]) -> dict[str, Any]:
+    """`submission_counts`: submissions counted by status (`submissions`), with `review_us`
+    the microseconds from submitted_at to reviewed_at of each that has both."""
+    out = _Funnel()
+    for s in submission_counts:
+        out.add(s.status, _review_hours(s), s.submissions)
+    return out.figures()
+
+
+def mission_funnel(missions: Sequence[Any], submission_counts: Sequence[Any]) -> dict[str, Any]:
+    """`submission_counts`: as for `funnel`, by mission_id too."""
+    # One pass: each count is the cohort's and its mission's.
+    overall = _Funnel()
+    by_mission: dict[int, _Funnel] = defaultdict(_Funnel)
+    for s in submission_counts:
+        status, hours, submissions = s.status, _review_hours(s), s.submissions
+        overall.add(status, hours, submissions)
+        by_mission[s.mission_id].add(status, hours, submissions)
+    out = overall.figures()
     out["missions"] = [
         {
             "mission_id": m.id,
             "title": m.title,
             "due_date": m.due_date.isoformat(),
-            **funnel(by_mission.get(m.id, [])),
+            **(by_mission[m.id] if m.id in by_mission else _Funnel()).figures(),
         }
         for m in sorted(missions, key=lambda m: m.id)
     ]
@@ -230,10 +287,17 @@ def mission_funnel(missions: Sequence[Any], submissions: Sequence[Any]) -> dict[
 
 def portfolio(enrollments: Sequence[Any], items: Sequence[Any]) -> dict[str, Any]:
     seated = seated_learners(enrollments)
-    by_status = Counter(i.status for i in items)
-    published = [i for i in items if i.status == "published"]
-    with_published = len({i.learner_id for i in published} & seated)
-    qualities = [i.quality_score for i in published if i.quality_score is not None]
+    by_status: Counter[str] = Counter()
+    publishers: set[int] = set()
+    qualities: list[float] = []
+    for i in items:
+        status = i.status
+        by_status[status] += 1
+        if status == "published":
+            publishers.add(i.learner_id)
+            if i.quality_score is not None:
+                qualities.append(i.quality_score)
+    with_published = len(publishers & seated)
     out: dict[str, Any] = {status: by_status[status] for status in PORTFOLIO_STATUSES}
     out.update(
         learners_with_published=with_published,
@@ -246,9 +310,14 @@ def portfolio(enrollments: Sequence[Any], items: Sequence[Any]) -> dict[str, Any
 # --- billing --------------------------------------------------------------------------
 
 
-def payments(
-    payment_rows: Sequence[Any], refund_rows: Sequence[Any], today: date
-) -> list[dict[str, Any]]:
+CENTS_BY_STATUS = {status: f"{status}_cents" for status in ("paid", "pending", "failed")}
+
+
+def payments(payment_totals: Sequence[Any], refund_totals: Sequence[Any]) -> list[dict[str, Any]]:
+    """`payment_totals`: payments summed by (currency, status, past_due), past_due meaning
+    due before today (rows with amount_cents, the sum, and payments, the count);
+    `refund_totals`: refunds summed by the payment's currency (amount_cents, refunds)."""
+
     def empty() -> dict[str, Any]:
         return dict.fromkeys(
             (
@@ -265,19 +334,20 @@ def payments(
         )
 
     by_currency: dict[str, dict[str, Any]] = defaultdict(empty)
-    for p in payment_rows:
+    for p in payment_totals:
         acc = by_currency[p.currency]
-        acc["billed_cents"] += p.amount_cents
-        if p.status in ("paid", "pending", "failed"):
-            acc[f"{p.status}_cents"] += p.amount_cents
-        if p.status == "failed":
-            acc["failed_count"] += 1
-        if p.status == "pending" and p.due_date < today:
-            acc["overdue_cents"] += p.amount_cents
-    for r in refund_rows:
+        amount, status = p.amount_cents, p.status
+        acc["billed_cents"] += amount
+        if status in CENTS_BY_STATUS:
+            acc[CENTS_BY_STATUS[status]] += amount
+            if status == "failed":
+                acc["failed_count"] += p.payments
+            elif status == "pending" and p.past_due:
+                acc["overdue_cents"] += amount
+    for r in refund_totals:
         acc = by_currency[r.currency]
         acc["refunded_cents"] += r.amount_cents
-        acc["refund_count"] += 1
+        acc["refund_count"] += r.refunds
     return [
         {
             "currency": currency,

@@ -4,7 +4,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from loaders import programs
+from loaders import billing, mentorship, missions, programs, talentscope
 from loaders.engines import UpstreamUnavailable
 from loaders.registry import Loaders
 from resolvers import figures
@@ -46,23 +46,28 @@ async def build_cohorts(
     # Programs-module rows are the cohort itself: without them there is no subtree.
     # Any other module may fail alone; its sections are then left None and named in
     # "unavailable", for the caller to fill from the last cached subtree.
+    # The per-cohort rows of a whole batch are known up front: loaded with load_all (the
+    # same statements as load_many, without a future per key), the largest tables
+    # counted or summed by the database (rows per cohort in the tens, not hundreds).
+    upstream = loaders.upstream
+    today = now.astimezone(UTC).date()  # METRICS.md: today is the UTC date of now
     program_rows, enrollments, milestones = await asyncio.gather(
         loaders.program_by_id.load_many(sorted({t.program_id for t in tracks_by_id.values()})),
-        loaders.enrollments_by_cohort_id.load_many(ids),
-        loaders.milestones_by_cohort_id.load_many(ids),
+        loaders.enrollments_by_cohort_id.load_all(ids),
+        loaders.milestones_by_cohort_id.load_all(ids),
     )
     sections = await asyncio.gather(
-        _mentorship_rows(loaders, ids),
-        loaders.latest_readiness_scores_by_cohort_id.load_many(ids),
-        loaders.latest_competency_levels_by_cohort_id.load_many(ids),
+        _mentorship_rows(loaders, ids, now),
+        loaders.latest_readiness_scores_by_cohort_id.load_all(ids),
+        talentscope.level_learners_by_cohort_id(upstream, ids),
         asyncio.gather(
-            loaders.missions_by_cohort_id.load_many(ids),
-            loaders.mission_submissions_by_cohort_id.load_many(ids),
+            loaders.missions_by_cohort_id.load_all(ids),
+            missions.submission_counts_by_cohort_id(upstream, ids),
         ),
-        loaders.portfolio_items_by_cohort_id.load_many(ids),
+        loaders.portfolio_items_by_cohort_id.load_all(ids),
         asyncio.gather(
-            loaders.payments_by_cohort_id.load_many(ids),
-            loaders.refunds_by_cohort_id.load_many(ids),
+            billing.payment_totals_by_cohort_id(upstream, ids, today),
+            billing.refund_totals_by_cohort_id(upstream, ids),
         ),
         return_exceptions=True,
     )
@@ -72,7 +77,6 @@ async def build_cohorts(
     mentorship_rows, readiness, competencies, mission_rows, portfolio_items, billing_rows = sections
     programs_by_id = {p.id: p for p in program_rows if p is not None}
 
-    today = now.astimezone(UTC).date()  # METRICS.md: today is the UTC date of now
     computed_at = figures.iso_instant(now)
     out: dict[int, dict[str, Any]] = {}
     for i, c in enumerate(cohort_rows):
@@ -127,12 +131,12 @@ def _program(row: Any) -> dict[str, Any]:
 
 # Section → figure of (enrollment rows, that section's rows, now, today, thresholds).
 SECTION_BUILDERS: dict[str, Any] = {
-    "mentorship": lambda e, p, now, today, t: figures.mentorship(e, p[0], p[1], p[2], now),
+    "mentorship": lambda e, p, now, today, t: figures.mentorship(e, p[0], p[1], p[2]),
     "readiness": lambda e, p, now, today, t: figures.readiness(e, p, t.ready_score),
     "competencies": lambda e, p, now, today, t: figures.competency_heatmap(e, p),
     "mission_funnel": lambda e, p, now, today, t: figures.mission_funnel(p[0], p[1]),
     "portfolio": lambda e, p, now, today, t: figures.portfolio(e, p),
-    "payments": lambda e, p, now, today, t: figures.payments(p[0], p[1], today),
+    "payments": lambda e, p, now, today, t: figures.payments(p[0], p[1]),
 }
 
 
@@ -142,10 +146,12 @@ def finish_cohort(subtree: dict[str, Any], thresholds: Thresholds) -> None:
     subtree["flags"] = [a["code"] for a in subtree["alerts"]]
 
 
-async def _mentorship_rows(loaders: Loaders, ids: list[int]) -> tuple[Any, Any, dict[int, Any]]:
+async def _mentorship_rows(
+    loaders: Loaders, ids: list[int], now: datetime
+) -> tuple[Any, Any, dict[int, Any]]:
     assignments, sessions = await asyncio.gather(
-        loaders.active_mentor_assignments_by_cohort_id.load_many(ids),
-        loaders.mentorship_sessions_by_cohort_id.load_many(ids),
+        loaders.active_mentor_assignments_by_cohort_id.load_all(ids),
+        mentorship.session_counts_by_cohort_id(loaders.upstream, ids, now),
     )
     mentor_ids = sorted({a.mentor_id for rows in assignments for a in rows})
     mentors = await loaders.mentor_by_id.load_many(mentor_ids)

@@ -1,8 +1,12 @@
 """Every figure of spec/METRICS.md on tiny hand-built row sets, with exact expected values.
 
 Rows are `SimpleNamespace`s carrying the columns the loaders select; the clock is fixed.
-"""
+Sessions, submissions, competency levels and payments are written one row each, then
+counted or summed as their loaders count them (session_counts, submission_counts,
+level_learners, payment_totals, refund_totals below; tests/loaders/test_counts.py checks
+the loaders against these)."""
 
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone
 from types import SimpleNamespace as Row
 from typing import Any
@@ -68,6 +72,68 @@ def pay(amount: int, currency: str, status: str, due: date = TODAY) -> Row:
 
 def refund(amount: int, currency: str) -> Row:
     return Row(amount_cents=amount, currency=currency)
+
+
+def session_counts(sessions: list[Row], now: datetime) -> list[Row]:
+    """By (mentor_id, status, past): loaders.mentorship.session_counts_by_cohort_id."""
+    counts = Counter((s.mentor_id, s.status, s.scheduled_at <= now) for s in sessions)
+    return [
+        Row(mentor_id=mentor, status=status, past=past, sessions=n)
+        for (mentor, status, past), n in counts.items()
+    ]
+
+
+def review_us(s: Row) -> int | None:
+    if s.submitted_at is None or s.reviewed_at is None:
+        return None
+    return (s.reviewed_at - s.submitted_at) // timedelta(microseconds=1)
+
+
+def submission_counts(submissions: list[Row]) -> list[Row]:
+    """By (mission_id, status), with review times: submission_counts_by_cohort_id."""
+    groups: dict[tuple[int, str], list[Row]] = {}
+    for s in submissions:
+        groups.setdefault((s.mission_id, s.status), []).append(s)
+    return [
+        Row(
+            mission_id=mission,
+            status=status,
+            submissions=len(rows),
+            review_us=[us for us in map(review_us, rows) if us is not None],
+        )
+        for (mission, status), rows in groups.items()
+    ]
+
+
+def level_learners(latest_levels: list[Row]) -> list[Row]:
+    """By (competency, level), the learners: talentscope.level_learners_by_cohort_id."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for row in latest_levels:
+        groups.setdefault((row.competency, row.level), []).append(row.learner_id)
+    return [Row(competency=c, level=lv, learner_ids=ids) for (c, lv), ids in groups.items()]
+
+
+def payment_totals(payments: list[Row], today: date) -> list[Row]:
+    """By (currency, status, past_due): loaders.billing.payment_totals_by_cohort_id."""
+    totals: dict[tuple[str, str, bool], list[int]] = {}
+    for p in payments:
+        acc = totals.setdefault((p.currency, p.status, p.due_date < today), [0, 0])
+        acc[0] += p.amount_cents
+        acc[1] += 1
+    return [
+        Row(currency=c, status=st, past_due=due, amount_cents=amount, payments=n)
+        for (c, st, due), (amount, n) in totals.items()
+    ]
+
+
+def refund_totals(refunds: list[Row]) -> list[Row]:
+    """By currency: loaders.billing.refund_totals_by_cohort_id."""
+    totals: dict[str, list[int]] = {}
+    for r in refunds:
+        acc = totals.setdefault(r.currency, [0, 0])
+        acc[0] += r.amount_cents
+        acc[1] += 1
+    return [Row(currency=c, amount_cents=a, refunds=n) for c, (a, n) in totals.items()]
 
 
 def milestone(milestone_id: int, due: date, completed_at: datetime | None = None) -> Row:
@@ -234,7 +300,7 @@ def mentorship_rows() -> tuple[list[Row], list[Row], list[Row]]:
 
 def test_mentorship_cohort_figures() -> None:
     enrollments, assignments, sessions = mentorship_rows()
-    out = figures.mentorship(enrollments, assignments, sessions, MENTORS, NOW)
+    out = figures.mentorship(enrollments, assignments, session_counts(sessions, NOW), MENTORS)
     assert out["mentor_count"] == 3
     assert out["active_learners"] == 4  # learners 1, 2, 3, 6
     assert out["covered_learners"] == 2  # learners 1 and 2
@@ -249,7 +315,7 @@ def test_mentorship_cohort_figures() -> None:
 
 def test_mentorship_per_mentor_stats_ordered_by_mentor_id() -> None:
     enrollments, assignments, sessions = mentorship_rows()
-    out = figures.mentorship(enrollments, assignments, sessions, MENTORS, NOW)
+    out = figures.mentorship(enrollments, assignments, session_counts(sessions, NOW), MENTORS)
     assert out["mentors"] == [
         {
             "id": 10,
@@ -279,7 +345,7 @@ def test_mentorship_per_mentor_stats_ordered_by_mentor_id() -> None:
 
 
 def test_mentorship_mentor_row_missing_gives_null_name_and_capacity() -> None:
-    out = figures.mentorship([enr(1)], [assign(7, 1)], [], {}, NOW)
+    out = figures.mentorship([enr(1)], [assign(7, 1)], [], {})
     assert out["mentors"] == [
         {
             "id": 7,
@@ -293,14 +359,14 @@ def test_mentorship_mentor_row_missing_gives_null_name_and_capacity() -> None:
 
 
 def test_mentorship_session_exactly_now_is_past_and_counts_as_completed() -> None:
-    out = figures.mentorship([], [], [session(1, NOW, "completed")], {}, NOW)
+    out = figures.mentorship([], [], session_counts([session(1, NOW, "completed")], NOW), {})
     assert (out["past_sessions"], out["completed_past_sessions"]) == (1, 1)
     assert out["session_completion_rate"] == 1.0
     assert out["upcoming_sessions"] == 0
 
 
 def test_mentorship_nulls_when_nothing_to_divide_by() -> None:
-    out = figures.mentorship([], [], [], MENTORS, NOW)
+    out = figures.mentorship([], [], [], MENTORS)
     assert out == {
         "mentor_count": 0,
         "active_learners": 0,
@@ -316,7 +382,9 @@ def test_mentorship_nulls_when_nothing_to_divide_by() -> None:
 
 
 def test_mentorship_active_learners_without_mentors() -> None:
-    out = figures.mentorship([enr(1), enr(2)], [], [session(1, NOW, "cancelled")], {}, NOW)
+    out = figures.mentorship(
+        [enr(1), enr(2)], [], session_counts([session(1, NOW, "cancelled")], NOW), {}
+    )
     assert out["mentor_coverage"] == 0.0
     assert out["learners_per_mentor"] is None
     assert out["past_sessions"] == 0
@@ -422,7 +490,7 @@ def test_competency_heatmap_rows_by_name_over_seated_learners() -> None:
         level(1, "algorithms", 0),
         level(5, "algorithms", 1),
     ]
-    assert figures.competency_heatmap(enrollments, levels) == [
+    assert figures.competency_heatmap(enrollments, level_learners(levels)) == [
         {
             "competency": "algorithms",
             "learners": 3,
@@ -446,7 +514,7 @@ def test_competency_heatmap_rows_by_name_over_seated_learners() -> None:
 
 def test_competency_heatmap_empty() -> None:
     assert figures.competency_heatmap([enr(1)], []) == []
-    assert figures.competency_heatmap([], [level(1, "sql", 3)]) == []
+    assert figures.competency_heatmap([], level_learners([level(1, "sql", 3)])) == []
 
 
 # --- mission funnel -------------------------------------------------------------------
@@ -474,7 +542,7 @@ def funnel_rows() -> tuple[list[Row], list[Row]]:
 
 def test_mission_funnel_totals() -> None:
     missions, submissions = funnel_rows()
-    out = figures.mission_funnel(missions, submissions)
+    out = figures.mission_funnel(missions, submission_counts(submissions))
     assert {k: v for k, v in out.items() if k != "missions"} == {
         "started": 9,
         "submitted": 8,
@@ -488,7 +556,7 @@ def test_mission_funnel_totals() -> None:
 
 def test_mission_funnel_per_mission_ordered_by_id_with_empty_mission() -> None:
     missions, submissions = funnel_rows()
-    assert figures.mission_funnel(missions, submissions)["missions"] == [
+    assert figures.mission_funnel(missions, submission_counts(submissions))["missions"] == [
         {
             "mission_id": 1,
             "title": "First",
@@ -532,11 +600,11 @@ def test_funnel_median_even_count_is_mean_of_middle_values() -> None:
         reviewed(1, "approved", 1.5),
         reviewed(1, "approved", 4),
     ]
-    assert figures.funnel(rows)["median_review_hours"] == 2.75  # (1.5 + 4) / 2
+    assert figures.funnel(submission_counts(rows))["median_review_hours"] == 2.75  # (1.5 + 4) / 2
 
 
 def test_funnel_nothing_reviewed_has_null_rate_and_median() -> None:
-    out = figures.funnel([sub(1, "started"), sub(1, "submitted", NOW)])
+    out = figures.funnel(submission_counts([sub(1, "started"), sub(1, "submitted", NOW)]))
     assert out == {
         "started": 2,
         "submitted": 1,
@@ -548,7 +616,7 @@ def test_funnel_nothing_reviewed_has_null_rate_and_median() -> None:
 
 
 def test_funnel_reviewed_without_timestamps_has_rate_but_null_median() -> None:
-    out = figures.funnel([sub(1, "approved"), sub(1, "rejected", NOW)])
+    out = figures.funnel(submission_counts([sub(1, "approved"), sub(1, "rejected", NOW)]))
     assert out["approval_rate"] == 0.5
     assert out["median_review_hours"] is None
 
@@ -606,7 +674,7 @@ def test_payments_per_currency_ordered_by_code() -> None:
         pay(100, "CHF", "failed"),
     ]
     refunds = [refund(400, "USD"), refund(150, "USD"), refund(50, "EUR")]
-    assert figures.payments(rows, refunds, TODAY) == [
+    assert figures.payments(payment_totals(rows, TODAY), refund_totals(refunds)) == [
         {
             "currency": "CHF",
             "billed_cents": 100,
@@ -647,10 +715,10 @@ def test_payments_per_currency_ordered_by_code() -> None:
 
 
 def test_payments_nothing_billed_has_null_collection_rate() -> None:
-    out = figures.payments([pay(0, "JPY", "paid")], [], TODAY)
+    out = figures.payments(payment_totals([pay(0, "JPY", "paid")], TODAY), [])
     assert out[0]["billed_cents"] == 0
     assert out[0]["collection_rate"] is None
-    assert figures.payments([], [], TODAY) == []
+    assert figures.payments([], []) == []
 
 
 # --- milestones -----------------------------------------------------------------------
@@ -820,10 +888,10 @@ def test_alert_payment_failures(payments: list[Any], expected: list[Any]) -> Non
 
 def test_alert_payment_failures_from_payment_rows() -> None:
     rows = [pay(900, "USD", "paid"), pay(100, "USD", "failed")]
-    cohort = quiet_cohort(payments=figures.payments(rows, [], TODAY))
+    cohort = quiet_cohort(payments=figures.payments(payment_totals(rows, TODAY), []))
     assert codes(figures.cohort_alerts(cohort, DEFAULTS)) == [("PAYMENT_FAILURES", "warning")]
     rows.append(pay(1, "USD", "failed"))  # 101 / 1001 > 0.10
-    cohort = quiet_cohort(payments=figures.payments(rows, [], TODAY))
+    cohort = quiet_cohort(payments=figures.payments(payment_totals(rows, TODAY), []))
     assert codes(figures.cohort_alerts(cohort, DEFAULTS)) == [("PAYMENT_FAILURES", "critical")]
 
 
@@ -925,13 +993,13 @@ def subtree(
         "seats": figures.seats(capacity, enrollments),
         "enrollment": figures.enrollment(enrollments),
         "mentorship": figures.mentorship(
-            enrollments, list(assignments), list(sessions), MENTORS, NOW
+            enrollments, list(assignments), session_counts(list(sessions), NOW), MENTORS
         ),
         "readiness": figures.readiness(enrollments, list(scores), DEFAULTS.ready_score),
         "milestones": figures.milestones(
             list(milestone_rows), TODAY, DEFAULTS.milestone_horizon_days
         ),
-        "payments": figures.payments(list(payment_rows), [], TODAY),
+        "payments": figures.payments(payment_totals(list(payment_rows), TODAY), []),
     }
     out["alerts"] = figures.cohort_alerts(out, DEFAULTS)
     return out
