@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale",
         choices=["demo", "bench", "large"],
         default="demo",
-        help="demo (60 cohorts), bench (2,500) or large (25,000: use PostgreSQL).",
+        help="Dataset size: demo (60 cohorts), bench (2,500) or large (25,000, on PostgreSQL).",
     )
     p.add_argument(
         "--no-checksum",

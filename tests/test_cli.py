@@ -25,7 +25,10 @@ def test_serve_help_shows_the_defaults() -> None:
 
 
 def test_every_command_shows_its_defaults() -> None:
-    assert "--scale {demo,bench} Dataset size. (default: demo)" in help_of("seed")
+    assert (
+        "--scale {demo,bench,large} Dataset size: demo (60 cohorts), bench (2,500) or large"
+        " (25,000, on PostgreSQL). (default: demo)"
+    ) in help_of("seed")
     assert "--seed SEED Random seed (same seed, same rows). (default: 7)" in help_of("seed")
     assert "--role {director,admin} With --director-id. (default: director)" in help_of("refresh")
     assert "--ttl TTL Lifetime: 90s, 15m, 1h, 7d (default 1h)." in help_of("token")

@@ -48,7 +48,22 @@ from tests.test_fast_path import DETAIL_OP, LIST_OP, SUMMARY_OP, get, hits
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 # Commands the gateway sends the cache, and where their keys are.
-FIRST_KEY = {"GET", "SET", "EXPIRE", "PEXPIRE", "SADD", "SMEMBERS", "SREM", "INCRBY", "PTTL"}
+FIRST_KEY = {
+    "GET",
+    "SET",
+    "EXPIRE",
+    "PEXPIRE",
+    "SADD",
+    "SMEMBERS",
+    "SREM",
+    "INCRBY",
+    "PTTL",
+    "ZADD",
+    "ZCARD",
+    "ZPOPMIN",
+    "ZSCORE",
+    "ZREM",
+}
 ALL_KEYS = {"DEL", "UNLINK", "EXISTS", "MGET"}
 KEYLESS = {"PING", "INFO", "CLUSTER", "COMMAND", "CLIENT", "HELLO", "READONLY", "SELECT"}
 _ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"')
