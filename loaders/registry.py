@@ -8,7 +8,7 @@ import importlib
 
 from sqlalchemy import MetaData
 
-from loaders import MODULES, mentorship, missions, portfolio, programs, talentscope
+from loaders import MODULES, mentorship, missions, programs, talentscope
 from loaders.engines import Upstream
 
 
@@ -46,5 +46,3 @@ class Loaders:
         )
         # missions
         self.missions_by_cohort_id = missions.MissionsByCohortIdLoader(upstream)
-        # portfolio
-        self.portfolio_items_by_cohort_id = portfolio.PortfolioItemsByCohortIdLoader(upstream)

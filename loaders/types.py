@@ -90,7 +90,7 @@ class IntList(TypeDecorator[list[int]]):
             return []
         if isinstance(value, str):
             return [int(part) for part in value.split(",")]
-        return list(value)
+        return value if isinstance(value, list) else list(value)
 
 
 class int_list(FunctionElement[list[int]]):

@@ -158,9 +158,13 @@ def mentorship(
 
 
 def readiness(
-    enrollments: Sequence[Any], latest_scores: Sequence[Any], ready_score: float
+    enrollments: Sequence[Any],
+    latest_scores: Sequence[Any],
+    ready_score: float,
+    seated: set[int] | None = None,
 ) -> dict[str, Any]:
-    seated = seated_learners(enrollments)
+    """`seated`: seated_learners(enrollments), when the caller has it already."""
+    seated = seated_learners(enrollments) if seated is None else seated
     scores = [r.score for r in latest_scores if r.learner_id in seated]
     last = len(READINESS_BUCKETS) - 1
     counts = [0] * len(READINESS_BUCKETS)
@@ -182,11 +186,11 @@ def readiness(
 
 
 def competency_heatmap(
-    enrollments: Sequence[Any], level_learners: Sequence[Any]
+    enrollments: Sequence[Any], level_learners: Sequence[Any], seated: set[int] | None = None
 ) -> list[dict[str, Any]]:
     """`level_learners`: per (competency, level), the learners whose latest assessment of
-    that competency is at that level (rows with learner_ids)."""
-    seated = seated_learners(enrollments)
+    that competency is at that level (rows with learner_ids). `seated`: as for readiness."""
+    seated = seated_learners(enrollments) if seated is None else seated
     # competency → [learners, sum of their levels, learners per level 0..5]
     found: dict[str, list[Any]] = {}
     for row in level_learners:
@@ -285,14 +289,19 @@ def mission_funnel(missions: Sequence[Any], submission_counts: Sequence[Any]) ->
 # --- portfolio ------------------------------------------------------------------------
 
 
-def portfolio(enrollments: Sequence[Any], items: Sequence[Any]) -> dict[str, Any]:
-    seated = seated_learners(enrollments)
+def portfolio(
+    enrollments: Sequence[Any], item_rows: Sequence[Any], seated: set[int] | None = None
+) -> dict[str, Any]:
+    """`item_rows`: the cohort's items, `items` each (a published item one by one, with its
+    learner and quality score; the others may come counted by status). `seated`: as for
+    readiness."""
+    seated = seated_learners(enrollments) if seated is None else seated
     by_status: Counter[str] = Counter()
     publishers: set[int] = set()
     qualities: list[float] = []
-    for i in items:
+    for i in item_rows:
         status = i.status
-        by_status[status] += 1
+        by_status[status] += i.items
         if status == "published":
             publishers.add(i.learner_id)
             if i.quality_score is not None:
@@ -493,6 +502,34 @@ def sort_alerts(alerts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # --- director summary -----------------------------------------------------------------
+
+
+# What director_summary reads of a cohort subtree, section by section. A refresh cycle
+# pools every director's summary from these alone (summary_inputs): a few hundred bytes a
+# cohort instead of its whole subtree.
+SUMMARY_INPUTS = {
+    "seats": ("total", "used", "available", "paid", "scholarship", "sponsored"),
+    "enrollment": ("completed", "enrolled", "withdrawn"),
+    "program": ("id", "status"),
+    "readiness": ("score_sum", "scored_learners"),
+    "mentorship": (
+        "covered_learners",
+        "active_learners",
+        "completed_past_sessions",
+        "past_sessions",
+    ),
+}
+SUMMARY_KEEPS = ("id", "status", "alerts", "computed_at", "unavailable", "stale_forced")
+
+
+def summary_inputs(cohort: dict[str, Any]) -> dict[str, Any]:
+    """The part of a cohort subtree a summary is pooled from (director_summary's and its
+    caller's reads): director_summary(inputs) == director_summary(subtrees)."""
+    out = {key: cohort[key] for key in SUMMARY_KEEPS if key in cohort}
+    for section, fields in SUMMARY_INPUTS.items():
+        value = cohort.get(section)
+        out[section] = None if value is None else {f: value[f] for f in fields}
+    return out
 
 
 def director_summary(cohorts: Sequence[dict[str, Any]], computed_at: str) -> dict[str, Any]:

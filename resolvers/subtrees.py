@@ -4,7 +4,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from loaders import billing, mentorship, missions, programs, talentscope
+from loaders import billing, mentorship, missions, portfolio, programs, talentscope
 from loaders.engines import UpstreamUnavailable
 from loaders.registry import Loaders
 from resolvers import figures
@@ -64,7 +64,7 @@ async def build_cohorts(
             loaders.missions_by_cohort_id.load_all(ids),
             missions.submission_counts_by_cohort_id(upstream, ids),
         ),
-        loaders.portfolio_items_by_cohort_id.load_all(ids),
+        portfolio.portfolio_rows_by_cohort_id(upstream, ids),
         asyncio.gather(
             billing.payment_totals_by_cohort_id(upstream, ids, today),
             billing.refund_totals_by_cohort_id(upstream, ids),
@@ -107,12 +107,13 @@ async def build_cohorts(
             "computed_at": computed_at,
         }
         unavailable: dict[str, str] = {}
+        seated = figures.seated_learners(rows)  # once per cohort, for three sections
         for name, part in parts.items():
             if isinstance(part, UpstreamUnavailable):
                 unavailable[name] = part.module
                 subtree[name] = None
             else:
-                subtree[name] = SECTION_BUILDERS[name](rows, part, now, today, thresholds)
+                subtree[name] = SECTION_BUILDERS[name](rows, part, seated, today, thresholds)
         if unavailable:
             subtree["unavailable"] = unavailable
         else:
@@ -129,14 +130,15 @@ def _program(row: Any) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "status": row.status}
 
 
-# Section → figure of (enrollment rows, that section's rows, now, today, thresholds).
+# Section → figure of (enrollment rows, that section's rows, the seated learners, today,
+# thresholds).
 SECTION_BUILDERS: dict[str, Any] = {
-    "mentorship": lambda e, p, now, today, t: figures.mentorship(e, p[0], p[1], p[2]),
-    "readiness": lambda e, p, now, today, t: figures.readiness(e, p, t.ready_score),
-    "competencies": lambda e, p, now, today, t: figures.competency_heatmap(e, p),
-    "mission_funnel": lambda e, p, now, today, t: figures.mission_funnel(p[0], p[1]),
-    "portfolio": lambda e, p, now, today, t: figures.portfolio(e, p),
-    "payments": lambda e, p, now, today, t: figures.payments(p[0], p[1]),
+    "mentorship": lambda e, p, seated, today, t: figures.mentorship(e, p[0], p[1], p[2]),
+    "readiness": lambda e, p, seated, today, t: figures.readiness(e, p, t.ready_score, seated),
+    "competencies": lambda e, p, seated, today, t: figures.competency_heatmap(e, p, seated),
+    "mission_funnel": lambda e, p, seated, today, t: figures.mission_funnel(p[0], p[1]),
+    "portfolio": lambda e, p, seated, today, t: figures.portfolio(e, p, seated),
+    "payments": lambda e, p, seated, today, t: figures.payments(p[0], p[1]),
 }
 
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from loaders import MODULES, billing, mentorship, missions, talentscope
+from loaders import MODULES, billing, mentorship, missions, portfolio, talentscope
 from loaders.engines import Upstream
 from tests import dataset
 from tests.dataset import NOW, TODAY
 from tests.resolvers.test_figures import (
     level_learners,
     payment_totals,
+    portfolio_rows,
     refund_totals,
     session_counts,
     submission_counts,
@@ -200,3 +201,17 @@ async def test_level_learners_are_the_latest_levels_grouped(upstream: Upstream) 
     assert [shape(rows) for rows in got] == [shape(level_learners(latest(raw[c]))) for c in COHORTS]
     sql_levels = {(r.level, tuple(sorted(r.learner_ids))) for r in got[0] if r.competency == "sql"}
     assert (1, (11,)) in sql_levels and any(10 in ids for level, ids in sql_levels if level == 4)
+
+
+async def test_portfolio_rows_are_the_items_published_and_counted(upstream: Upstream) -> None:
+    raw = by_cohort(portfolio.portfolio_items, lambda r: r["cohort_id"])
+    got = await portfolio.portfolio_rows_by_cohort_id(upstream, COHORTS)
+    fields = ("learner_id", "status", "quality_score", "items")
+    assert [canonical(rows, *fields) for rows in got] == [
+        canonical(portfolio_rows(raw[c]), *fields) for c in COHORTS
+    ]
+    for rows, c in zip(got, COHORTS, strict=True):  # published ones in the database's order
+        published = [(r.learner_id, r.quality_score) for r in rows if r.status == "published"]
+        assert published == [
+            (r.learner_id, r.quality_score) for r in raw[c] if r.status == "published"
+        ]

@@ -36,7 +36,7 @@ async def test_every_loader_class_is_an_attribute_named_after_it(tmp_path) -> No
     finally:
         await upstream.dispose()
     assert attributes == loader_classes()
-    assert len(attributes) == 14
+    assert len(attributes) == 13
 
 
 def test_each_module_has_the_contracts_tables_and_every_loader_reads_its_own_module() -> None:

@@ -1,10 +1,10 @@
 """Every figure of spec/METRICS.md on tiny hand-built row sets, with exact expected values.
 
 Rows are `SimpleNamespace`s carrying the columns the loaders select; the clock is fixed.
-Sessions, submissions, competency levels and payments are written one row each, then
-counted or summed as their loaders count them (session_counts, submission_counts,
-level_learners, payment_totals, refund_totals below; tests/loaders/test_counts.py checks
-the loaders against these)."""
+Sessions, submissions, competency levels, portfolio items and payments are written one
+row each, then counted or summed as their loaders count them (session_counts,
+submission_counts, level_learners, portfolio_rows, payment_totals, refund_totals below;
+tests/loaders/test_counts.py checks the loaders against these)."""
 
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -64,6 +64,17 @@ def reviewed(mission_id: int, status: str, hours: float) -> Row:
 
 def item(learner_id: int, status: str, quality: float | None = None) -> Row:
     return Row(learner_id=learner_id, status=status, quality_score=quality)
+
+
+def portfolio_rows(items: list[Row]) -> list[Row]:
+    """Published ones one by one, the others by status: portfolio_rows_by_cohort_id."""
+    published = [Row(**vars(i), items=1) for i in items if i.status == "published"]
+    others = Counter(i.status for i in items if i.status != "published")
+    counted = [
+        Row(learner_id=None, status=status, quality_score=None, items=n)
+        for status, n in others.items()
+    ]
+    return published + counted
 
 
 def pay(amount: int, currency: str, status: str, due: date = TODAY) -> Row:
@@ -634,7 +645,7 @@ def test_portfolio_health() -> None:
         item(3, "published", 20.0),  # withdrawn learner: not in learnersWithPublished
         item(4, "published", 65.0),
     ]
-    assert figures.portfolio(enrollments, items) == {
+    assert figures.portfolio(enrollments, portfolio_rows(items)) == {
         "draft": 1,
         "submitted": 1,
         "published": 4,
@@ -654,7 +665,7 @@ def test_portfolio_empty_is_null() -> None:
         "published_rate": None,
         "average_quality": None,
     }
-    out = figures.portfolio([enr(1)], [item(1, "published", None)])
+    out = figures.portfolio([enr(1)], portfolio_rows([item(1, "published", None)]))
     assert out["published_rate"] == 1.0
     assert out["average_quality"] is None
 
@@ -1158,3 +1169,10 @@ def test_director_summary_completion_rate_only_over_closed_cohorts() -> None:
     assert figures.director_summary([running, planned], "t")["completion_rate"] is None
     closed = subtree(3, "closed", (1, "active"), 3, [enr(4, "completed"), enr(5), enr(6)])
     assert figures.director_summary([running, planned, closed], "t")["completion_rate"] == 1 / 3
+
+
+def test_a_summary_pooled_from_summary_inputs_is_the_same() -> None:
+    cohorts = summary_cohorts()
+    inputs = [figures.summary_inputs(c) for c in cohorts]
+    assert figures.director_summary(inputs, "t") == figures.director_summary(cohorts, "t")
+    assert figures.director_summary(inputs, "t")["total_cohorts"] == len(cohorts)
