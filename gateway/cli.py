@@ -244,13 +244,13 @@ async def _refresh_sync(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gateway.refresh.cycle import refresh_cycle
-    from gateway.services import Services
+    from gateway.services import REFRESH_COMMAND_TIMEOUT_S, Services
     from loaders.programs import all_cohort_ids
     from loaders.registry import Loaders
     from resolvers.caller import Caller
     from resolvers.subtrees import scope_cohort_ids
 
-    services = Services.build(settings)
+    services = Services.build(settings, command_timeout_s=REFRESH_COMMAND_TIMEOUT_S)
     refresh = services.refresh
     assert refresh is not None
     started = time.perf_counter()

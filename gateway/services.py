@@ -68,9 +68,12 @@ class Services:
         *,
         clock: Callable[[], datetime] = utc_now,
         tracing: "Tracing | None" = None,
+        command_timeout_s: float | None = None,
     ) -> "Services":
         """`tracing`: a tracer provider of the caller's; else one from the OTEL_* variables
-        when GATEWAY_TRACING is on."""
+        when GATEWAY_TRACING is on. `command_timeout_s`: how long a Redis command may take
+        (default: a request's; REFRESH_COMMAND_TIMEOUT_S for workers and refresh tools)."""
+        command_timeout_s = command_timeout_s or COMMAND_TIMEOUT_S
         if tracing is None and settings.tracing:
             from gateway.tracing import Tracing
 
@@ -82,8 +85,8 @@ class Services:
         )
         upstream.observers.append(metrics.observe_statement)
         schema = build_schema([tracing.graphql_extension()] if tracing else None)
-        redis = make_redis(settings.queue_url) if settings.queue_url else None
-        cache_redis = make_cache_redis(settings, redis)
+        redis = make_redis(settings.queue_url, command_timeout_s) if settings.queue_url else None
+        cache_redis = make_cache_redis(settings, redis, command_timeout_s)
         kv: KV = RedisKV(cache_redis) if cache_redis is not None else MemoryKV()
         if tracing is not None:
             tracing.instrument(upstream)
@@ -205,21 +208,26 @@ class Services:
 # Short timeouts: an unreachable Redis must degrade to live answers, not hang requests.
 CONNECT_TIMEOUT_S = 0.5
 COMMAND_TIMEOUT_S = 1.0
+# A refresh writes hundreds of entries per pipeline: on a loaded Redis its answer may take
+# longer than a request may wait, and a write wrongly taken for failed is redone.
+REFRESH_COMMAND_TIMEOUT_S = 10.0
 HEALTH_CHECK_S = 5
 
 
-def make_redis(url: str) -> ArqRedis:
+def make_redis(url: str, command_timeout_s: float = COMMAND_TIMEOUT_S) -> ArqRedis:
     """A standalone Redis client that can also enqueue arq jobs."""
     pool = ConnectionPool.from_url(
         url,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_timeout=COMMAND_TIMEOUT_S,
+        socket_timeout=command_timeout_s,
         health_check_interval=HEALTH_CHECK_S,
     )
     return ArqRedis(pool, default_queue_name=QUEUE_NAME)
 
 
-def make_cache_redis(settings: Settings, queue: ArqRedis | None) -> CacheClient | None:
+def make_cache_redis(
+    settings: Settings, queue: ArqRedis | None, command_timeout_s: float = COMMAND_TIMEOUT_S
+) -> CacheClient | None:
     """The cache's client: the cluster client, a second standalone one, or the queue's."""
     if not settings.redis_url:
         return None
@@ -229,9 +237,9 @@ def make_cache_redis(settings: Settings, queue: ArqRedis | None) -> CacheClient 
         return RedisCluster.from_url(
             settings.redis_url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=COMMAND_TIMEOUT_S,
+            socket_timeout=command_timeout_s,
             health_check_interval=HEALTH_CHECK_S,
         )
     if queue is not None and settings.redis_url == settings.queue_url:
         return queue
-    return make_redis(settings.redis_url)
+    return make_redis(settings.redis_url, command_timeout_s)

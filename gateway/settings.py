@@ -225,6 +225,20 @@ class Settings(BaseSettings):
             "again)."
         ),
     )
+    refresh_cohort_batch: int = Field(
+        125,
+        gt=0,
+        le=2000,
+        description=(
+            "Cohorts per batch job of a refresh cycle (one statement per upstream table per batch)."
+        ),
+    )
+    refresh_director_batch: int = Field(
+        250, gt=0, description="Directors' scopes and summaries per batch job of a refresh cycle."
+    )
+    refresh_answer_batch: int = Field(
+        50, gt=0, description="Stored answers (or callers' dashboards) per batch job of a cycle."
+    )
     worker_heartbeat_file: Path = Field(
         Path("/tmp/gateway-worker.heartbeat"),
         description=(

@@ -202,6 +202,12 @@ async def first_admin_id(upstream: Upstream) -> int | None:
     return rows[0].id if rows else None
 
 
+async def cohort_track_pairs(upstream: Upstream) -> Sequence[Row[Any]]:
+    """Every cohort's (id, track_id), by id."""
+    c = cohorts.c
+    return await upstream.fetch("programs", select(c.id, c.track_id).order_by(c.id))
+
+
 async def director_track_pairs(upstream: Upstream) -> Sequence[Row[Any]]:
     """Every (director_id, track_id) of track_directors."""
     t = track_directors.c

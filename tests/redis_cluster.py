@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Self
 
 import redis
-
 from tests.servers import HOST, POLL_INTERVAL_S, START_TIMEOUT_S, ServerError, free_port
 
 

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 from redis.crc import key_slot
+from tests.servers import HOST
 
 from gateway.cache.answers import AnswerId
 from gateway.documents.persisted import APQ_KEY_PREFIX
@@ -33,7 +34,6 @@ from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.gateway_client import gateway_client
 from tests.redis_cluster import RedisClusterServer
-from tests.servers import HOST
 from tests.test_cache import (
     StatementCounter,
     refresh_all,

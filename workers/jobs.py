@@ -3,17 +3,18 @@
 Each job reads the clock once and computes everything as of that instant."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
 from gateway.cache.keys import COLD_START_JOB_ID, JOB_REFRESH_ALL, QUEUE_NAME
 from gateway.cache.kv import CacheUnavailable
+from gateway.refresh import dispatch
 from gateway.refresh.cycle import last_cycle, refresh_cycle
 from gateway.refresh.lease import Skipped
 from gateway.refresh.service import RefreshService
-from gateway.services import Services
+from gateway.services import REFRESH_COMMAND_TIMEOUT_S, Services
 from gateway.settings import Settings
 from resolvers.caller import DIRECTOR, Caller
 
@@ -21,7 +22,11 @@ log = logging.getLogger("workers.jobs")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    ctx["services"] = Services.build(ctx.get("settings") or Settings(), tracing=ctx.get("tracing"))
+    ctx["services"] = Services.build(
+        ctx.get("settings") or Settings(),
+        tracing=ctx.get("tracing"),
+        command_timeout_s=REFRESH_COMMAND_TIMEOUT_S,
+    )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -104,3 +109,8 @@ async def refresh_cohort(
         for caller in done.later:
             await services.refresher.refresh_director(caller)
     return done.directors
+
+
+async def serve_batches(ctx: dict[str, Any], taking: Callable[[], bool]) -> None:
+    """Beside arq's job loop: batches of the running cycle (gateway/refresh/dispatch.py)."""
+    await dispatch.serve_batches(_services(ctx), taking)

@@ -8,6 +8,10 @@ BACKOFF_CAP_S apart); it then resumes polling jobs and cron. Cron ticks missed d
 outage are skipped, not run in a burst; `on_connect` (the cold-start check) runs again.
 Jobs that were running when Redis went away end on their own (a refresh cycle stops at its
 next write: gateway/refresh/lease.py).
+
+`beside` tasks run next to the job loop from start-up to shutdown (the cycle's batch runner,
+gateway/refresh/dispatch.py), told whether the worker still takes new work: not once it
+was told to stop.
 """
 
 import asyncio
@@ -15,7 +19,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 5.0
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
+Beside = Callable[[dict[str, Any], Callable[[], bool]], Awaitable[None]]
 
 
 class ResilientWorker(Worker):
@@ -44,11 +49,14 @@ class ResilientWorker(Worker):
         *args: Any,
         heartbeat_file: Path | None = None,
         on_connect: Hook | None = None,
+        beside: Sequence[Beside] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.heartbeat_file = heartbeat_file
         self.on_connect = on_connect
+        self.beside = list(beside)
+        self._beside_tasks: list[asyncio.Task[None]] = []
         self.redis_up = False
         self._backoff = EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
         self._started_up = False
@@ -58,10 +66,11 @@ class ResilientWorker(Worker):
         try:
             await self._serve()
         finally:
-            if beating is not None:
-                beating.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beating
+            for task in [beating, *self._beside_tasks]:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _serve(self) -> None:
         await self._until_connected()
@@ -78,6 +87,10 @@ class ResilientWorker(Worker):
                     if self.on_startup:
                         await self.on_startup(self.ctx)
                     self._started_up = True
+                    self._beside_tasks = [
+                        asyncio.ensure_future(task(self.ctx, lambda: self.allow_pick_jobs))
+                        for task in self.beside
+                    ]
                     await self._connected()
                 async for _ in poll(self.poll_delay_s):
                     await self._poll_iteration()

@@ -13,7 +13,7 @@ from gateway.cache.keys import (
     QUEUE_NAME,
 )
 from gateway.refresh.cycle import cron_fields
-from gateway.services import make_redis
+from gateway.services import REFRESH_COMMAND_TIMEOUT_S, make_redis
 from gateway.settings import Settings
 from workers import jobs
 from workers.runner import ResilientWorker
@@ -46,6 +46,7 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
         "on_startup": jobs.startup,
         "on_shutdown": jobs.shutdown,
         "on_connect": jobs.cold_start,
+        "beside": [] if burst else [jobs.serve_batches],
         "heartbeat_file": None if burst else settings.worker_heartbeat_file,
         "queue_name": QUEUE_NAME,
         "ctx": {"settings": settings},
@@ -60,5 +61,5 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
 def make_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> ResilientWorker:
     configured = worker_settings(settings, burst=burst)
     # Our own client (short socket timeouts): arq's would wait forever on a dead link.
-    redis = make_redis(settings.queue_url or "")
+    redis = make_redis(settings.queue_url or "", REFRESH_COMMAND_TIMEOUT_S)
     return ResilientWorker(**{**configured, "redis_pool": redis, **overrides})

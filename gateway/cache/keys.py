@@ -65,6 +65,7 @@ class Keys:
         return f"{key}:lock"
 
     def refresh_stamp(self) -> str:
+        """The record of the last cycle that ran to its end (complete or not)."""
         return f"{self.base}:refresh:last"
 
     def kind_of(self, key: str) -> tuple[str, str] | None:
@@ -81,6 +82,10 @@ class Keys:
         """The pub/sub channel of rewrite notices (gateway/live): one per cache version, so a
         process of another version never reads a notice naming keys it does not use."""
         return f"{self.base}:rewrites"
+
+    def refresh_success(self) -> str:
+        """The record of the last complete cycle."""
+        return f"{self.base}:refresh:success"
 
     def rate(self, user_id: int, window: int) -> str:
         return f"{PREFIX}:rate:{user_id}:{window}"
@@ -115,6 +120,23 @@ CYCLE_LEASE_KEY = f"{QUEUE_NAME}:cycle:lease"
 CYCLE_NEXT_KEY = f"{QUEUE_NAME}:cycle:next"
 # The cycle a worker asks for when it finds no completed cycle recorded (a cold cache).
 COLD_START_JOB_ID = f"{JOB_REFRESH_ALL}:cold-start"
+# The phase of the running cycle whose batches every worker's batch runner takes.
+CYCLE_OPEN_KEY = f"{QUEUE_NAME}:cycle:open"
+
+
+class CycleKeys:
+    """A cycle's state in the queue's Redis: its batches' payloads, claims, attempts and
+    results, and the summary inputs of its cohorts. Gone when the cycle ends (and expire)."""
+
+    def __init__(self, cycle_id: str) -> None:
+        self.base = f"{QUEUE_NAME}:cycle:{cycle_id}"
+        self.batches = f"{self.base}:batches"
+        self.done = f"{self.base}:done"
+        self.attempts = f"{self.base}:attempts"
+        self.inputs = f"{self.base}:inputs"
+
+    def claim(self, field: str) -> str:
+        return f"{self.base}:claim:{field}"
 
 
 def director_job_id(caller: Caller) -> str:

@@ -124,21 +124,21 @@ def _request_id(given: str | None) -> str:
 
 
 async def _observe_refresh_stamp(services: Services) -> None:
-    """Refresh cycles run in workers: their last stamp is read from the shared store."""
+    """Refresh cycles run in workers: their records are read from the shared store. The
+    last cycle's duration; the last complete cycle's end and, from its summaries, the lag."""
     if services.cache is None:
         return
-    key = services.cache.keys.refresh_stamp()
+    keys = services.cache.keys
     try:
-        [raw] = await services.kv.get_many([key])
+        last, success = await services.kv.get_many([keys.refresh_stamp(), keys.refresh_success()])
     except CacheUnavailable:
         return
-    if raw is None:
+    if last is not None:
+        metrics.REFRESH_LAST_DURATION.set(orjson.loads(last)["duration_s"])
+    if success is None:
         return
-    stamp = orjson.loads(raw)
-    finished = datetime.fromisoformat(stamp["computed_at"])
-    if not stamp.get("incomplete_cohorts"):
-        metrics.REFRESH_LAST_SUCCESS.set(finished.timestamp())
-    metrics.REFRESH_LAST_DURATION.set(stamp["duration_s"])
+    stamp = orjson.loads(success)
+    metrics.REFRESH_LAST_SUCCESS.set(datetime.fromisoformat(stamp["computed_at"]).timestamp())
     if stamp.get("oldest_summary_at"):
         oldest = datetime.fromisoformat(stamp["oldest_summary_at"])
         metrics.REFRESH_LAG.set((services.clock() - oldest).total_seconds())

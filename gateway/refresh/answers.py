@@ -14,7 +14,7 @@ After the subtrees of a full cycle are written:
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -146,24 +146,34 @@ class AnswerBuilder:
             used_at,  # a rebuild is not a use: the answer ages out of the window unasked
         )
 
+    def dashboard_key(self, caller: Caller, name: str) -> str:
+        return self.answers.key(caller, AnswerId.of(self.operations[name].sha256, name, None))
+
     async def dashboards(
         self, now: datetime, guard: Guard | None = None
     ) -> tuple[int, int, set[str]]:
         """Every director's and admin's argument-less pages: (callers, stored, keys)."""
         people = await programs.dashboard_users(self.services.upstream)
+        callers = [Caller(person.id, person.role) for person in people]
+        written = await self.dashboards_of(callers, now, guard)
+        return len(callers), len(written), written
+
+    async def dashboards_of(
+        self, callers: Sequence[Caller], now: datetime, guard: Guard | None = None
+    ) -> set[str]:
+        """These callers' argument-less pages, stored: the keys written."""
         now_s = now.timestamp()
         written: set[str] = set()
-        for n, person in enumerate(people):
+        for n, caller in enumerate(callers):
             if guard is not None and n % GUARD_EVERY == 0:
                 await guard()
-            caller = Caller(person.id, person.role)
             for name in PREWARM_OPERATIONS:
                 sha256 = self.operations[name].sha256
-                key = self.answers.key(caller, AnswerId.of(sha256, name, None))
+                key = self.dashboard_key(caller, name)
                 request = AnswerRequest(caller.user_id, caller.role, sha256, name, {}, now_s)
                 if await self.build(key, request):
                     written.add(key)
-        return len(people), len(written), written
+        return written
 
     async def replace(
         self, tags: Collection[str], done: set[str], now: datetime, guard: Guard | None = None
@@ -172,10 +182,19 @@ class AnswerBuilder:
         within the window, most recently used first, up to GATEWAY_ANSWER_REBUILD_MAX and
         within the cycle's share of the interval; drops every other one."""
         started = time.perf_counter()
+        deadline = time.time() + self.settings.answer_rebuild_share * (
+            self.settings.refresh_interval_s
+        )
+        selection = await self.select(tags, done, now)
+        outcome, dropped = await self.rebuild(selection.chosen, deadline, guard)
+        return await self.finish(selection, outcome, dropped, time.perf_counter() - started)
+
+    async def select(self, tags: Collection[str], done: set[str], now: datetime) -> "Selection":
+        """Which of the answers tagged with `tags` (except `done`) a cycle rebuilds: those
+        asked for within the window, most recently used first, up to
+        GATEWAY_ANSWER_REBUILD_MAX (each with when it was last used)."""
         settings = self.settings
-        budget_s = settings.answer_rebuild_share * settings.refresh_interval_s
-        kv = self.services.kv
-        by_tag = await kv.members(sorted(tags))
+        by_tag = await self.services.kv.members(sorted(tags))
         pending = sorted(set().union(*by_tag.values()) - done)
         used: dict[str, float] = {}
         for start in range(0, len(pending), READ_BATCH):
@@ -186,24 +205,36 @@ class AnswerBuilder:
             key=lambda k: (-used[k], k),
         )
         chosen = recent[: settings.answer_rebuild_max]
-        outcome = Replaced(unused=len(pending) - len(recent), over_cap=len(recent) - len(chosen))
-        dropped = set(pending) - set(chosen)
+        return Selection(
+            by_tag,
+            [(key, used[key]) for key in chosen],
+            Replaced(unused=len(pending) - len(recent), over_cap=len(recent) - len(chosen)),
+            set(pending) - set(chosen),
+        )
+
+    async def rebuild(
+        self, chosen: Sequence[tuple[str, float]], deadline: float, guard: Guard | None = None
+    ) -> tuple[Replaced, set[str]]:
+        """Rebuilds these answers in place until `deadline` (Unix seconds, the cycle's share
+        of the interval): what was rebuilt, and the keys to drop."""
+        outcome = Replaced()
+        dropped: set[str] = set()
         for start in range(0, len(chosen), READ_BATCH):
-            keys = chosen[start : start + READ_BATCH]
-            if time.perf_counter() - started > budget_s:
+            part = chosen[start : start + READ_BATCH]
+            keys = [key for key, _ in part]
+            if time.time() > deadline:
                 outcome.over_budget += len(keys)
                 dropped.update(keys)
                 continue
-            for n, (key, stored) in enumerate(
-                zip(keys, await self.answers.get_stored(keys), strict=True)
-            ):
+            stored_all = await self.answers.get_stored(keys)
+            for n, ((key, used_at), stored) in enumerate(zip(part, stored_all, strict=True)):
                 if guard is not None and n % GUARD_EVERY == 0:
                     await guard()
                 if stored is None:  # expired or evicted meanwhile: nothing to replace
                     outcome.gone += 1
                     dropped.add(key)
                     continue
-                if time.perf_counter() - started > budget_s:
+                if time.time() > deadline:
                     outcome.over_budget += 1
                     dropped.add(key)
                     continue
@@ -212,22 +243,49 @@ class AnswerBuilder:
                     request is not None
                     # Never rebuilt under another key than its own caller's request makes.
                     and self.answers.key(request.caller, request.answer_id) == key
-                    and await self.build(key, request, used_at=used[key])
+                    and await self.build(key, request, used_at=used_at)
                 ):
                     outcome.rebuilt += 1
                 else:
                     outcome.failed += 1
                     dropped.add(key)
+        return outcome, dropped
+
+    async def finish(
+        self, selection: "Selection", outcome: Replaced, dropped: set[str], seconds: float
+    ) -> Replaced:
+        """Drops what was not rebuilt; counts the outcome."""
+        dropped = dropped | selection.dropped
+        kv = self.services.kv
         if dropped:
             # Untagged before deleted: a request storing one of these keys in between keeps
             # its fresh tags (only its answer goes), so no stored answer is ever untagged.
-            await kv.untag({tag: found & dropped for tag, found in by_tag.items()})
+            await kv.untag({tag: found & dropped for tag, found in selection.by_tag.items()})
             await kv.delete(*sorted(dropped))
             await self.answers.forget(dropped)
-        outcome.seconds = time.perf_counter() - started
+        total = Replaced(
+            rebuilt=outcome.rebuilt,
+            unused=selection.outcome.unused,
+            over_cap=selection.outcome.over_cap,
+            over_budget=outcome.over_budget,
+            failed=outcome.failed,
+            gone=outcome.gone,
+            seconds=seconds,
+        )
         for name in ("rebuilt", "unused", "over_cap", "over_budget", "failed", "gone"):
-            metrics.ANSWER_REBUILDS.labels(name).inc(getattr(outcome, name))
-        return outcome
+            metrics.ANSWER_REBUILDS.labels(name).inc(getattr(total, name))
+        return total
+
+
+@dataclass
+class Selection:
+    """The answers a cycle rebuilds (`chosen`, with when each was last used), those it
+    drops without rebuilding, and the tags they were found under."""
+
+    by_tag: dict[str, set[str]]
+    chosen: list[tuple[str, float]]
+    outcome: Replaced
+    dropped: set[str]
 
 
 async def prewarm_answers(

@@ -1,41 +1,58 @@
 """The refresh cycle: every subtree rewritten, then every stored answer built from them.
 
 What the workers' cron, the embedded scheduler and `gateway refresh --all --sync` run,
-every refresh interval:
+every refresh interval, holding the cycle lease (one cycle at a time: lease.py), as of one
+instant read once the lease is held, in four phases of batches (batches.py) that any
+worker may run (dispatch.py; in this process without Redis):
 
-1. subtrees: every cohort once (in batches), then every director's and admin's profile,
-   scope and summary from those cohorts (scopes from one read of track_directors, no
-   statement per director);
-2. answers (gateway/refresh/answers.py): every director's dashboard pages are built and
-   stored, and the other stored answers built from a rewritten subtree are rebuilt in
-   place, so a dashboard stays a fast-path hit across cycles.
+1. cohorts: every cohort once, in batches of GATEWAY_REFRESH_COHORT_BATCH;
+2. directors: every director's and admin's profile, scope and summary, in batches of
+   GATEWAY_REFRESH_DIRECTOR_BATCH, pooled from the summary inputs phase 1 kept (scopes
+   from one read of track_directors and one of the cohorts' tracks);
+3. dashboards: every caller's argument-less dashboard pages, built and stored;
+4. answers: the other stored answers built from a rewritten subtree, rebuilt in place
+   (most recently used first, within GATEWAY_ANSWER_REBUILD_SHARE of the interval), so a
+   dashboard stays a fast-path hit across cycles; the rest are dropped.
 
-While the cycle runs, the answers it is about to replace keep being served (the previous
-cycle's bytes, with their computedAt). Should the cycle fail, the answers built from
-what it rewrote are dropped instead: none is left in place on a rewritten subtree.
+The cycle's record (`refresh:last`, and `refresh:success` when complete) is written at its
+end: last success, refresh lag and the `stale` flag speak of the whole cycle. A phase that
+lost a batch (out of attempts) ends the cycle there, reported incomplete: the next covers
+it. While the cycle runs, the answers it is about to replace keep being served (the
+previous cycle's bytes, with their computedAt). Should the cycle fail, the answers built
+from what it rewrote are dropped instead: none is left in place on a rewritten subtree.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from gateway import metrics
 from gateway.cache.kv import CacheUnavailable
-from gateway.cache.subtrees import Subtree
-from gateway.refresh.answers import AnswerReport, prewarm_answers
+from gateway.refresh.answers import AnswerBuilder, AnswerReport, Replaced
+from gateway.refresh.batches import CycleRun, MemoryInputs
+from gateway.refresh.dispatch import (
+    Dispatcher,
+    LocalDispatcher,
+    PhaseResult,
+    QueueDispatcher,
+    local_run,
+)
 from gateway.refresh.lease import Skipped, cycle_lease
-from gateway.refresh.service import COHORT_BATCH, Guard, RefreshService
+from gateway.refresh.service import Guard, RefreshService
+from gateway.settings import Settings
 from loaders import programs
-from loaders.base import as_dict
-from resolvers.caller import DIRECTOR, Caller
+from resolvers.caller import ADMIN
 from resolvers.figures import iso_instant
 
 if TYPE_CHECKING:
@@ -50,6 +67,96 @@ class CycleReport:
     directors: int
     seconds: float
     incomplete_cohorts: int
+    cycle: str = ""
+    lost_batches: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.incomplete_cohorts and not self.lost_batches
+
+
+def new_cycle_id(now: datetime) -> str:
+    return f"{int(now.timestamp() * 1000)}-{uuid.uuid4().hex[:8]}"
+
+
+def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+def batch_sizes(settings: Settings | None) -> tuple[int, int]:
+    """(cohorts, directors) per batch: the settings', or their defaults."""
+    if settings is not None:
+        return settings.refresh_cohort_batch, settings.refresh_director_batch
+    fields = Settings.model_fields
+    return fields["refresh_cohort_batch"].default, fields["refresh_director_batch"].default
+
+
+class Phases:
+    """A cycle's phases through a dispatcher, and what they wrote."""
+
+    def __init__(self, service: RefreshService, dispatcher: Dispatcher) -> None:
+        self.service = service
+        self.dispatcher = dispatcher
+        self.written: set[str] = set()  # keys of subtrees this cycle rewrote
+        self.lost = 0
+        self.seconds: dict[str, float] = {}
+
+    def note(self, phase: str, result: PhaseResult) -> None:
+        if phase in ("cohorts", "directors"):
+            self.written.update(k for r in result.done() for k in r["written"])
+        self.lost += len(result.lost)
+        self.seconds[phase] = result.seconds
+        metrics.REFRESH_PHASE.labels(phase).observe(result.seconds)
+
+    async def rewritten_keys(self) -> list[str]:
+        """Every subtree key the cycle rewrote so far, batches of a failed phase too."""
+        written = set(self.written)
+        # With the queue's Redis away: what the finished phases wrote.
+        with contextlib.suppress(RedisError, OSError):
+            written.update(await self.dispatcher.written())
+        return sorted(written)
+
+    async def rewritten_tags(self) -> list[str]:
+        return [self.service.keys.tag(k) for k in await self.rewritten_keys()]
+
+    async def subtrees(
+        self, sizes: tuple[int, int], guard: Guard | None, progress: Any = None
+    ) -> tuple[int, int, int, list[str]] | None:
+        """(cohorts built, incomplete cohorts, directors, summaries' computed_at), or None
+        when a batch was lost (the cycle stops there)."""
+        upstream = self.service.upstream
+        pairs = await programs.cohort_track_pairs(upstream)
+        track_of = {row.id: row.track_id for row in pairs}
+        result = await self.dispatcher.run_phase(
+            "cohorts", chunks(sorted(track_of), sizes[0]), guard, progress
+        )
+        self.note("cohorts", result)
+        if result.lost:
+            return None
+        built = sorted({i for r in result.done() for i in r["built"]})
+        incomplete = sum(len(r["incomplete"]) for r in result.done())
+
+        tracks_by_director: dict[int, set[int]] = defaultdict(set)
+        for row in await programs.director_track_pairs(upstream):
+            tracks_by_director[row.director_id].add(row.track_id)
+        cohorts_by_track: dict[int, list[int]] = defaultdict(list)
+        for cid in built:
+            cohorts_by_track[track_of[cid]].append(cid)
+        people = []
+        for person in await programs.dashboard_users(upstream):
+            if person.role == ADMIN:
+                ids = built
+            else:
+                tracks = tracks_by_director.get(person.id, ())
+                ids = sorted({c for t in tracks for c in cohorts_by_track[t]})
+            people.append([person.id, person.role, person.name, person.email, ids])
+        result = await self.dispatcher.run_phase("directors", chunks(people, sizes[1]), guard)
+        self.note("directors", result)
+        if result.lost:
+            return None
+        directors = sum(r["directors"] for r in result.done())
+        summaries = [r["oldest_summary_at"] for r in result.done() if r["oldest_summary_at"]]
+        return len(built), incomplete, directors, summaries
 
 
 async def refresh_subtrees(
@@ -59,92 +166,73 @@ async def refresh_subtrees(
     rewritten: set[str] | None = None,
     guard: Guard | None = None,
 ) -> CycleReport:
-    """Every cohort once, then every director's scope, profile and summary from them.
+    """Every cohort once, then every director's scope, profile and summary from them, in
+    this process; then the cycle's record. (The subtree phases of refresh_cycle, for
+    tools and tests: no lease, no answer phase.)
 
     With `rewritten`, the stored answers built from the old entries are not dropped as
-    each batch is written: their tags are collected there, for the answer phase. `guard`
-    is awaited before each write (it raises to stop the cycle)."""
+    each batch is written: their tags are added there, for an answer phase."""
     started = time.perf_counter()
-    upstream = service.upstream
-    cohort_ids = await programs.all_cohort_ids(upstream)
-    cohorts: dict[int, Subtree] = {}
-    for start in range(0, len(cohort_ids), COHORT_BATCH):
-        chunk = cohort_ids[start : start + COHORT_BATCH]
-        with counted_batch("cohorts"):
-            cohorts.update(await service.refresh_cohorts(chunk, now, rewritten, guard))
-        if progress is not None:
-            progress.update(len(chunk))
-    incomplete = sum(1 for s in cohorts.values() if "unavailable" in s)
-    directors_started = time.perf_counter()
-    metrics.REFRESH_PHASE.labels("cohorts").observe(directors_started - started)
-
-    tracks_by_director: dict[int, set[int]] = defaultdict(set)
-    for row in await programs.director_track_pairs(upstream):
-        tracks_by_director[row.director_id].add(row.track_id)
-    cohorts_by_track: dict[int, list[int]] = defaultdict(list)
-    for cid in sorted(cohorts):
-        cohorts_by_track[cohorts[cid]["track"]["id"]].append(cid)
-    people = await programs.dashboard_users(upstream)
-    entries: dict[str, Subtree] = {}
-    scopes: dict[Caller, list[int]] = {}
-    summary_keys: set[str] = set()
-    every_cohort = sorted(cohorts)
-    for person in people:
-        caller = Caller(person.id, person.role)
-        if caller.is_admin:
-            ids = every_cohort
-        else:
-            tracks = tracks_by_director.get(person.id, ())
-            ids = sorted({c for t in tracks for c in cohorts_by_track[t]})
-        # Admins share one scope and summary (one key): the same content each time.
-        entries.update(service.director_entries(caller, as_dict(person), ids, cohorts, now))
-        scopes[caller] = ids
-        summary_keys.add(service.keys.summary(caller))
-    with counted_batch("directors"):
-        await service.write_directors(scopes, entries, rewritten, guard)
-    metrics.REFRESH_PHASE.labels("directors").observe(time.perf_counter() - directors_started)
-    summaries = [entries[k]["computed_at"] for k in summary_keys if k in entries]
-    seconds = time.perf_counter() - started
-    directors = sum(1 for p in people if p.role == DIRECTOR)
-    finished = now + timedelta(seconds=seconds)
-    await service.write(
-        {
-            service.keys.refresh_stamp(): {
-                "computed_at": iso_instant(finished),
-                "duration_s": seconds,
-                "directors": directors,
-                "cohorts": len(cohorts),
-                "incomplete_cohorts": incomplete,
-                "oldest_summary_at": min(summaries, default=None),
-            }
-        },
-        rewritten,
-        guard,
+    run = local_run(new_cycle_id(now), now)
+    # The subtree phases need the refresh service alone.
+    phases = Phases(service, LocalDispatcher(SimpleNamespace(refresh=service), run))  # type: ignore[arg-type]
+    done = await phases.subtrees(batch_sizes(None), guard, progress)
+    assert done is not None  # local batches raise rather than get lost
+    if rewritten is not None:
+        rewritten.update(service.keys.tag(k) for k in phases.written)
+    cohorts, incomplete, directors, summaries = done
+    report = CycleReport(
+        cohorts, directors, time.perf_counter() - started, incomplete, run.id, phases.lost
     )
-    metrics.REFRESH_DURATION.labels("all").observe(seconds)
-    if not incomplete:
+    await record(service, now, report, summaries, phases.seconds, guard)
+    return report
+
+
+async def record(
+    service: RefreshService,
+    now: datetime,
+    report: CycleReport,
+    summaries: list[str],
+    phase_seconds: dict[str, float],
+    guard: Guard | None,
+) -> None:
+    """The cycle's record (and, when complete, the last successful cycle's), then its
+    metrics and its one log line."""
+    finished = now + timedelta(seconds=report.seconds)
+    stamp = {
+        "cycle": report.cycle,
+        "started_at": iso_instant(now),
+        "computed_at": iso_instant(finished),
+        "duration_s": report.seconds,
+        "directors": report.directors,
+        "cohorts": report.cohorts,
+        "incomplete_cohorts": report.incomplete_cohorts,
+        "lost_batches": report.lost_batches,
+        "complete": report.complete,
+        "oldest_summary_at": min(summaries, default=None),
+        "phases_s": {name: round(seconds, 3) for name, seconds in phase_seconds.items()},
+    }
+    entries = {service.keys.refresh_stamp(): stamp}
+    if report.complete:
+        entries[service.keys.refresh_success()] = dict(stamp)
+    await service.write(entries, set(), guard)
+    metrics.REFRESH_DURATION.labels("all").observe(report.seconds)
+    metrics.REFRESH_LAST_DURATION.set(report.seconds)
+    if report.complete:
         metrics.REFRESH_LAST_SUCCESS.set(finished.timestamp())
-    log.info(
-        "refresh cycle done",
-        extra={
-            "directors": directors,
-            "cohorts": len(cohorts),
-            "duration_s": round(seconds, 3),
-            "incomplete_cohorts": incomplete,
-        },
-    )
-    return CycleReport(len(cohorts), directors, seconds, incomplete)
-
-
-@contextlib.contextmanager
-def counted_batch(phase: str) -> Iterator[None]:
-    """gateway_refresh_batches_total{phase, outcome}."""
-    try:
-        yield
-    except BaseException:
-        metrics.REFRESH_BATCHES.labels(phase, "failed").inc()
-        raise
-    metrics.REFRESH_BATCHES.labels(phase, "done").inc()
+    extra = {
+        "cycle": report.cycle,
+        "directors": report.directors,
+        "cohorts": report.cohorts,
+        "duration_s": round(report.seconds, 3),
+        "incomplete_cohorts": report.incomplete_cohorts,
+        "lost_batches": report.lost_batches,
+        "phases_s": stamp["phases_s"],
+    }
+    if report.lost_batches:
+        log.warning("refresh cycle incomplete: batches lost", extra=extra)
+    else:
+        log.info("refresh cycle done", extra=extra)
 
 
 # A cycle waits for the running one at most this many refresh intervals.
@@ -174,34 +262,126 @@ async def drop_answers(services: "Services", tags: Collection[str]) -> None:
 async def refresh_cycle(
     services: "Services", progress: Any = None, *, only_when_cold: bool = False
 ) -> tuple[CycleReport, AnswerReport]:
-    """A full refresh, then its answers, holding the cycle lease (gateway/refresh/lease.py);
-    then one rewrite notice (gateway/live) for all of it, once the answers built from what
-    it rewrote are replaced (or dropped).
+    """A full refresh, in batches any worker may run (gateway/refresh/dispatch.py; in this
+    process without Redis), holding the cycle lease (gateway/refresh/lease.py); then one
+    rewrite notice (gateway/live) for all of it, once the answers built from what it
+    rewrote are replaced (or dropped).
 
     Raises Skipped when a cycle is running and another already waits to follow it, or,
     `only_when_cold`, when a completed cycle is recorded by the time the lease is held."""
     assert services.refresh is not None
     wait_s = LEASE_WAIT_INTERVALS * services.settings.refresh_interval_s
-    async with cycle_lease(services.redis, wait_s) as lease, services.refresh.cache.unit():
+    async with (
+        cycle_lease(services.redis, wait_s) as lease,
+        services.refresh.cache.unit() as rewrites,
+    ):
         if only_when_cold and await last_cycle(services) is not None:
             raise Skipped("a completed cycle is recorded")
         now = services.clock()  # the cycle's instant: read once the lease is held
-        rewritten: set[str] = set()
+        cycle_id = new_cycle_id(now)
+        dispatcher: Dispatcher
+        if services.redis is not None and lease.token is not None:
+            run = CycleRun(cycle_id, now, MemoryInputs())
+            dispatcher = QueueDispatcher(services, run, lease.token)
+        else:
+            run = local_run(cycle_id, now)
+            dispatcher = LocalDispatcher(services, run)
+        phases = Phases(services.refresh, dispatcher)
         try:
-            report = await refresh_subtrees(
-                services.refresh, now, progress, rewritten, lease.confirm
-            )
-            with counted_batch("answers"):
-                answers = await prewarm_answers(services, now, rewritten, lease.confirm)
-            metrics.REFRESH_PHASE.labels("answers").observe(answers.seconds)
+            return await _cycle(services, phases, now, cycle_id, lease.confirm, progress)
         except BaseException:
             # What was rewritten before the failure must not keep its old answers; unless
             # the lease was lost: the cycle holding it now replaces them all (or Redis
             # came back empty), and a drop would delete that cycle's new answers.
             if lease.lost is None:
-                await drop_answers(services, rewritten)
+                await drop_answers(services, await phases.rewritten_tags())
             raise
+        finally:
+            # Batches run by other workers wrote without telling anyone: the cycle's one
+            # notice names everything it rewrote (at its instant), here or elsewhere.
+            stamp = {"computed_at": iso_instant(now)}
+            keys = await phases.rewritten_keys()
+            rewrites.note(services.refresh.keys, dict.fromkeys(keys, stamp))
+            await dispatcher.close()
+
+
+async def _cycle(
+    services: "Services",
+    phases: Phases,
+    now: datetime,
+    cycle_id: str,
+    guard: Guard,
+    progress: Any,
+) -> tuple[CycleReport, AnswerReport]:
+    assert services.refresh is not None
+    started = time.perf_counter()
+    settings = services.settings
+    done = await phases.subtrees(batch_sizes(settings), guard, progress)
+    answers = AnswerReport(0, 0, 0.0)
+    if done is None:
+        cohorts, incomplete, directors = 0, 0, 0
+        summaries: list[str] = []
+        await drop_answers(services, await phases.rewritten_tags())
+    else:
+        cohorts, incomplete, directors, summaries = done
+        if services.answers is not None:
+            answers = await _answers(services, phases, now, guard)
+    report = CycleReport(
+        cohorts, directors, time.perf_counter() - started, incomplete, cycle_id, phases.lost
+    )
+    await record(services.refresh, now, report, summaries, phases.seconds, guard)
     return report, answers
+
+
+async def _answers(
+    services: "Services", phases: Phases, now: datetime, guard: Guard
+) -> AnswerReport:
+    """Phases 3 and 4: every caller's dashboard pages, then the other stored answers
+    built from what the cycle rewrote (rebuilt within the cycle's share, else dropped)."""
+    assert services.refresh is not None
+    started = time.perf_counter()
+    settings = services.settings
+    people = await programs.dashboard_users(services.upstream)
+    callers = [[p.id, p.role] for p in people]
+    result = await phases.dispatcher.run_phase(
+        "dashboards", chunks(callers, settings.refresh_answer_batch), guard
+    )
+    phases.note("dashboards", result)
+    written = {k for r in result.done() for k in r["written"]}
+    builder = AnswerBuilder(services)
+    deadline = time.time() + settings.answer_rebuild_share * settings.refresh_interval_s
+    tags = [services.refresh.keys.tag(k) for k in sorted(phases.written)]
+    selection = await builder.select(tags, written, now)
+    payloads: list[dict[str, Any]] = [
+        {"chosen": part, "deadline": deadline}
+        for part in chunks(selection.chosen, settings.refresh_answer_batch)
+    ]
+    rebuilt = await phases.dispatcher.run_phase("answers", payloads, guard)
+    phases.note("answers", rebuilt)
+    outcome = Replaced()
+    dropped: set[str] = set()
+    for payload, r in zip(payloads, rebuilt.results, strict=True):
+        if r is None:  # lost: none of its answers may stay on the rewritten subtrees
+            dropped.update(key for key, _ in payload["chosen"])
+            outcome.failed += len(payload["chosen"])
+            continue
+        for name in ("rebuilt", "over_budget", "failed", "gone"):
+            setattr(outcome, name, getattr(outcome, name) + r[name])
+        dropped.update(r["dropped"])
+    replaced = await builder.finish(selection, outcome, dropped, rebuilt.seconds)
+    report = AnswerReport(len(callers), len(written), time.perf_counter() - started, replaced)
+    log.info(
+        "prewarmed responses",
+        extra={
+            "callers": report.callers,
+            "stored": report.stored,
+            "rebuilt": report.rebuilt,
+            "dropped": report.dropped,
+            "remembered_s": round(replaced.seconds, 3),
+            "duration_s": round(report.seconds, 3),
+        },
+    )
+    return report
 
 
 async def last_cycle(services: "Services") -> dict[str, Any] | None:
