@@ -43,6 +43,9 @@ class Config:
     cold_samples: int = 200
     prewarm_runs: int = 3
     postgres: bool = True
+    cycles: bool = True  # per-cohort cost against `baseline`, 1 vs 2 workers (bench/cycles.py)
+    cycle_runs: int = 3
+    baseline: str = "d5c0887"
     profile: str = "auto"  # auto: fast path always, and whatever misses a target; off
     profile_seconds: float = 10.0
     mix: str = "DirectorSummary=0.4,CohortList=0.3,CohortDetail=0.3"

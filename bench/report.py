@@ -336,6 +336,7 @@ def render(results: dict[str, Any], results_path: Path) -> str:
         f"{results.get('directors', {}).get('scope_cohorts_max', '?')} cohorts (median "
         f"{results.get('directors', {}).get('scope_cohorts_median', '?')})."
     )
+    lines += cycles_lines(results.get("cycles"))
     lines += ["", "## Profiles", ""]
     profiles = results.get("profiles") or {}
     if profiles.get("fast_path"):
@@ -443,3 +444,26 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def cycles_lines(found: dict[str, Any] | None) -> list[str]:
+    """The refresh side (bench/cycles.py): per-cohort cost, and 1 vs 2 workers."""
+    if not found:
+        return []
+    cost, out = found["per_cohort_cost"], found["scale_out"]
+    old = ", ".join(f"{r['wall_s']:.1f}" for r in cost["runs"]["baseline"])
+    new = ", ".join(f"{r['wall_s']:.1f}" for r in cost["runs"]["this_tree"])
+    one = ", ".join(f"{r['cycle_s']:.1f}" for r in out["runs"]["1"])
+    two = ", ".join(f"{r['cycle_s']:.1f}" for r in out["runs"]["2"])
+    return [
+        f"- **Subtree phase against {cost['baseline']}** (bench/subtree_phase.py on the same "
+        f"PostgreSQL, {cost['cohorts']:,} cohorts, alternately): median "
+        f"**{cost['median_s']:.1f} s** vs {cost['median_baseline_s']:.1f} s, ratio "
+        f"**{cost['ratio']:.2f}** (target ≤ {cost['target_ratio']:.2f}; runs {new} vs {old} s); "
+        f"CPU per cohort {cost['median_cpu_ms_per_cohort']['this_tree']} ms vs "
+        f"{cost['median_cpu_ms_per_cohort']['baseline']} ms.",
+        f"- **Refresh cycle, 1 vs 2 workers** (`gateway worker` processes, the whole cycle as "
+        f"its coordinator logs it, alternately): median **{out['median_1_worker_s']:.1f} s** "
+        f"with 1, **{out['median_2_workers_s']:.1f} s** with 2, ratio **{out['ratio']:.2f}** "
+        f"(target ≤ {out['target_ratio']:.2f}; runs {one} and {two} s).",
+    ]

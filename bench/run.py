@@ -9,7 +9,9 @@ Steps:
     private redis-server; the persisted-query manifest; a token for each of the directors
     (bench/setup.py, bench/workload.py);
  2. full prewarm (`gateway refresh --all --sync`: every subtree, then every director's
-    DirectorSummary and CohortList answer) on SQLite and on a private PostgreSQL;
+    DirectorSummary and CohortList answer) on SQLite and on a private PostgreSQL; there,
+    the subtree phase against a reference commit and a cycle with 1 and 2 workers
+    (bench/cycles.py);
  3. the gateway (`gateway serve`, production profile) and an arq worker (`gateway worker`);
  4. closed-loop load with wrk + bench/requests.lua: (a) the limit, bench/limit_app.py;
     (b) the response fast path; (c) subtree cache + execution; (d) no cache;
@@ -89,6 +91,7 @@ class Bench:
         self.results["prewarm"] = {}
         if cfg.postgres:
             self.results["prewarm"]["postgres"] = prewarm.on_postgres(rig)
+            self.results["cycles"] = self.results["prewarm"]["postgres"].pop("cycles", None)
         self.results["prewarm"]["sqlite"] = prewarm.on_sqlite(rig)
         worker = rig.start_worker()
         self.results["directors"] = rig.workload.load_dataset(rig.sqlite_path)

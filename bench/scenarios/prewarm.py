@@ -9,6 +9,7 @@ from typing import Any
 
 import redis as redis_sync
 
+from bench import cycles
 from bench.config import TARGETS
 from bench.cpu import CpuWindow
 from bench.results import parse_refresh_output
@@ -44,6 +45,15 @@ def on_postgres(rig: Rig) -> dict[str, Any]:
         env = rig.env(database_url=url, redis_url=f"redis://{HOST}:{rig.redis_port}/1")
         result = _runs(rig, "postgres", env, rig.config.prewarm_runs)
         result["seed_s"] = seed_s
+        if rig.config.cycles:  # on the same database, while it is up
+            result["cycles"] = cycles.measure(
+                url,
+                rig.redis_port,
+                db=2,
+                runs=rig.config.cycle_runs,
+                baseline=rig.config.baseline,
+                work=rig.work,
+            )
         result["server"] = rig.postgres.version()
         if profiling(rig) and result["median_total_s"] > TARGETS["prewarm_postgres_s"]:
             result["profile"] = profile_prewarm(rig, "postgres", env)
