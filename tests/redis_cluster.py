@@ -15,7 +15,9 @@ from types import TracebackType
 from typing import Self
 
 import redis
-from tests.servers import HOST, POLL_INTERVAL_S, START_TIMEOUT_S, ServerError, free_port
+
+from tests.harness.processes import HOST, ServerError, free_port
+from tests.harness.waiting import CEILING_S, POLL_S
 
 
 class RedisClusterServer:
@@ -89,7 +91,7 @@ class RedisClusterServer:
                 ],  # fmt: skip
                 capture_output=True,
                 text=True,
-                timeout=START_TIMEOUT_S,
+                timeout=CEILING_S,
                 check=False,
             )
             if created.returncode != 0:
@@ -162,13 +164,13 @@ class RedisClusterServer:
         return True
 
     def _wait(self, ready: object, what: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + CEILING_S
         while not ready():  # type: ignore[operator]
             if any(p.poll() is not None for p in self._processes):
                 raise ServerError(f"a redis cluster node exited while waiting for {what}")
             if time.monotonic() > deadline:
                 raise ServerError(f"timed out waiting for {what}")
-            time.sleep(POLL_INTERVAL_S)
+            time.sleep(POLL_S)
 
     def __enter__(self) -> Self:
         return self.start()

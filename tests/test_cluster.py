@@ -46,7 +46,14 @@ from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
 
 from gateway.auth import mint_token
-from gateway.cache.keys import JOB_REFRESH_ALL, QUEUE_NAME, Keys, cache_version
+from gateway.cache.keys import (
+    CYCLE_LEASE_KEY,
+    CYCLE_NEXT_KEY,
+    JOB_REFRESH_ALL,
+    QUEUE_NAME,
+    Keys,
+    cache_version,
+)
 from gateway.settings import Settings
 from resolvers.caller import Caller
 from resolvers.schema import build_schema
@@ -248,7 +255,29 @@ def small_workers(small: Cluster) -> Iterator[list[WorkerProcess]]:
     """Two workers joining the small cluster (its cron every SMALL_INTERVAL_S)."""
     small.workers = [small.worker("worker-1"), small.worker("worker-2")]
     with running(*small.workers):
+        warmed(small)
         yield small.workers
+
+
+def warmed(cluster: Cluster) -> None:
+    """Workers that find the cache cold run a cycle at once: the tests start after it."""
+    wait_until(lambda: refresh_stamp(cluster), "the cold-start cycle", poll_s=0.2)
+    with cluster.redis() as client:
+        wait_until(lambda: not client.exists(CYCLE_LEASE_KEY), "the cycle to end")
+
+
+def quiet_moment(cluster: Cluster) -> None:
+    """Until no cycle runs or waits, and the next cron tick is at least 4 s away: a test
+    that needs its own cycles alone starts then."""
+
+    def quiet() -> bool:
+        into_period = time.time() % cluster.interval_s
+        if not 2.0 <= into_period <= cluster.interval_s - 4.0:
+            return False
+        with cluster.redis() as client:
+            return not client.exists(CYCLE_LEASE_KEY, CYCLE_NEXT_KEY)
+
+    wait_until(quiet, "a moment without cycles", poll_s=0.1)
 
 
 class TestTwoGatewaysTwoWorkers:
@@ -778,6 +807,7 @@ def big(redis_server, postgres_url_factory, tmp_path_factory) -> Iterator[Cluste
     )
     cluster.workers = [cluster.worker(f"worker-{n}") for n in (3, 4, 5)]
     with running(*cluster.workers):
+        warmed(cluster)
         yield cluster
 
 
@@ -796,7 +826,13 @@ def running_job(cluster: Cluster, job_id: str) -> tuple[WorkerProcess, float]:
 
 class TestWorkerLoss:
     async def test_worker_sigterm_mid_cycle_finishes_its_jobs(self, big: Cluster) -> None:
-        victim, *peers = [w for w in big.workers if w.alive]
+        await asyncio.to_thread(quiet_moment, big)
+        alive = [w for w in big.workers if w.alive]
+        # The victim: a worker that ran no job yet (the warm-up cycle ran on another one),
+        # so that its count of jobs completed is the two cycles of this test.
+        fresh = [w for w in alive if not w.messages(r"s ← ")]
+        victim = fresh[0] if fresh else alive[0]
+        peers = [w for w in alive if w is not victim]
         demand, tick = "cluster-sigterm-cycle", f"{CRON_REFRESH_ALL}:sigterm-test"
         ref = f"{demand}:{JOB_REFRESH_ALL}"
         # Both cycles wait on the lock: SIGTERM lands mid-cycle, however fast the machine.

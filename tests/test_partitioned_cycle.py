@@ -28,8 +28,6 @@ import pytest
 import redis
 from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
-from tests.processes import RedisMonitor, WorkerProcess, epoch, run_sync, running, wait_until
-from tests.servers import HOST
 
 from gateway.cache.keys import (
     CYCLE_LEASE_KEY,
@@ -47,6 +45,9 @@ from tests import dataset
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NORA, NOW
 from tests.gateway_client import gateway_client
+from tests.harness.processes import HOST, WorkerProcess, child_env, epoch, running
+from tests.harness.redis_link import RedisMonitor
+from tests.harness.waiting import run_sync, wait_until
 from tests.test_cache import services_of, settings_for
 
 pytestmark = pytest.mark.postgres
@@ -82,20 +83,22 @@ def two_workers(
     workers = [
         WorkerProcess(
             name,
-            many_cohorts,
+            child_env(
+                many_cohorts,
+                redis_url=url,
+                refresh_interval_s="3600",  # no tick during a test: cycles are asked for
+                upstream_query_timeout_s="60",  # statements may wait on a lock held on purpose
+                worker_heartbeat_file=str(tmp_path / f"{name}.heartbeat"),
+            ),
             tmp_path,
-            redis_url=url,
-            refresh_interval_s="3600",  # no tick during a test: cycles are asked for
-            upstream_query_timeout_s="60",  # statements may wait on a lock held on purpose
-            worker_heartbeat_file=str(tmp_path / f"{name}.heartbeat"),
         )
         for name in ("worker-a", "worker-b")
     ]
     with running(*workers):
         # A cold cache: one cycle at once; the tests start after it.
-        wait_until(lambda: cycles_done(workers), 180, "the cold-start cycle", poll_s=0.2)
+        wait_until(lambda: cycles_done(workers), "the cold-start cycle", poll_s=0.2)
         with redis.Redis(host=HOST, port=redis_server.port, db=DB) as client:
-            wait_until(lambda: not client.exists(CYCLE_LEASE_KEY), 60, "the cycle to end")
+            wait_until(lambda: not client.exists(CYCLE_LEASE_KEY), "the cycle to end")
         yield workers, url
 
 
@@ -138,7 +141,7 @@ def test_two_workers_split_a_cycle_each_target_once(
     before = len(cycles_done(workers))
     with RedisMonitor(redis_server.port, DB) as monitor:
         enqueue(url, "split-cycle")
-        wait_until(lambda: len(cycles_done(workers)) > before, 180, "the cycle", poll_s=0.2)
+        wait_until(lambda: len(cycles_done(workers)) > before, "the cycle", poll_s=0.2)
         time.sleep(1.0)  # a second write of any target would show by now
     [done] = cycles_done(workers)[before:]
     assert (done["cohorts"], done["directors"], done["lost_batches"]) == (len(COHORTS), 3, 0)
@@ -185,7 +188,6 @@ async def test_a_killed_workers_batches_are_taken_over(
                 lambda: next(
                     (w for w in workers if w.job_starts(f"kill-cycle:{JOB_REFRESH_ALL}")), None
                 ),
-                60,
                 "the cycle to start",
             )
             victim = next(w for w in workers if w is not coordinator)
@@ -201,18 +203,16 @@ async def test_a_killed_workers_batches_are_taken_over(
                 return found
 
             taken = await asyncio.to_thread(
-                wait_until, victims_claims, 60, "the victim to claim batches"
+                wait_until, victims_claims, "the victim to claim batches"
             )
-            victim.signal(signal.SIGKILL)
-            assert victim.wait(10.0) == -signal.SIGKILL
+            victim.send_signal(signal.SIGKILL)
+            assert victim.wait() == -signal.SIGKILL
             killed = time.time()
             await transaction.rollback()
             await asyncio.to_thread(
                 wait_until,
                 lambda: len(cycles_done(workers)) > before,
-                180,
                 "the cycle to complete without the victim",
-                0.2,
             )
             await asyncio.sleep(1.0)
     finally:

@@ -22,7 +22,6 @@ import orjson
 import pytest
 from pydantic import ValidationError
 from redis.crc import key_slot
-from tests.servers import HOST
 
 from gateway.cache.answers import AnswerId
 from gateway.documents.persisted import APQ_KEY_PREFIX
@@ -33,6 +32,7 @@ from resolvers.caller import Caller
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.gateway_client import gateway_client
+from tests.harness.processes import HOST
 from tests.redis_cluster import RedisClusterServer
 from tests.test_cache import (
     StatementCounter,

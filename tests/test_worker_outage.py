@@ -27,22 +27,16 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 from prometheus_client.parser import text_string_to_metric_families
-from tests.processes import (
-    ROOT,
-    RedisMonitor,
-    WorkerProcess,
-    epoch,
-    run_sync,
-    running,
-    wait_until,
-)
-from tests.servers import HOST, RedisServer, free_port
 
 from gateway.cache.keys import COLD_START_JOB_ID, JOB_REFRESH_ALL, QUEUE_NAME, Keys, cache_version
 from resolvers.caller import Caller
 from resolvers.schema import build_schema
 from tests import dataset
 from tests.dataset import ADMIN, DANA, DREW, NORA
+from tests.harness.processes import HOST, ROOT, WorkerProcess, child_env, epoch, free_port, running
+from tests.harness.redis_link import RedisMonitor
+from tests.harness.servers import RedisServer
+from tests.harness.waiting import run_sync, wait_until
 
 CLONES = 2000
 COHORTS = [101, 102, 103, 104] + [1000 + n for n in range(1, CLONES + 1)]
@@ -74,15 +68,14 @@ def redis() -> Iterator[RedisServer]:
 
 
 def worker(name: str, url: str, redis: RedisServer, log_dir: Path, *args: str) -> WorkerProcess:
-    process = WorkerProcess(
-        name,
+    env = child_env(
         url,
-        log_dir,
         redis_url=redis.url,
         refresh_interval_s=INTERVAL_S,
         worker_heartbeat_file=str(log_dir / f"{name}.heartbeat"),
     )
-    process.args += list(args)
+    process = WorkerProcess(name, env, log_dir)
+    process.argv += list(args)
     return process
 
 
@@ -139,9 +132,7 @@ def test_two_workers_ride_out_a_redis_outage_during_a_cycle(
     with running(*workers):
         # A cold cache: one cycle at once, between the two of them.
         cold = f"{COLD_START_JOB_ID}:{JOB_REFRESH_ALL}"
-        wait_until(
-            lambda: [r for w in workers for r in w.job_ends(cold)], 120, "the cold-start cycle"
-        )
+        wait_until(lambda: [r for w in workers for r in w.job_ends(cold)], "the cold-start cycle")
         assert len([r for w in workers for r in w.job_starts(cold)]) == 1, workers
 
         # Another cycle; Redis stops once it is under way.
@@ -152,7 +143,7 @@ def test_two_workers_ride_out_a_redis_outage_during_a_cycle(
             hits = [epoch(r) for w in workers for r in w.job_starts(ref)]
             return hits[0] if hits else None
 
-        began = wait_until(started, 60, "the cycle to start")
+        began = wait_until(started, "the cycle to start")
         time.sleep(max(0.0, began + 0.5 - time.time()))
         assert not [r for w in workers for r in w.job_ends(ref)], "it ended before the outage"
         stopped = time.time()
@@ -170,7 +161,7 @@ def test_two_workers_ride_out_a_redis_outage_during_a_cycle(
         # written once.
         with RedisMonitor(redis.port, 0) as monitor:
             wait_until(
-                lambda: done_after(workers, restarted), 180, "a cycle after the outage", poll_s=0.2
+                lambda: done_after(workers, restarted), "a cycle after the outage", poll_s=0.2
             )
             time.sleep(1.0)  # a second writer of any target would show by now
         writes = Counter(c.key for c in list(monitor.commands) if c.name == "SET")
@@ -192,7 +183,7 @@ def test_two_workers_ride_out_a_redis_outage_during_a_cycle(
             assert gone["level"] == "warning" and returned["level"] == "info"
             assert 0 < returned["down_s"] <= outage_s + 15, returned
         # Nothing printed outside the JSON log lines (no traceback, no exit).
-        assert all(line.startswith("{") for line in w.text().splitlines()), w.tail()
+        assert all(line.startswith("{") for line in w.log().splitlines()), w.tail()
     assert noticed >= 1
     if outage_s >= 60:
         assert noticed == len(workers)
@@ -222,7 +213,7 @@ def test_worker_waits_for_redis_at_start_check_and_metrics(
     try:
         assert check(first).returncode == 1  # no heartbeat yet
         first.spawn()
-        wait_until(lambda: check(first).returncode == 0, 60, "a heartbeat without Redis")
+        wait_until(lambda: check(first).returncode == 0, "a heartbeat without Redis")
         assert '"redis":"down"' in check(first).stdout
         values = metric_values(port)
         assert values["gateway_worker_redis_up"] == 0
@@ -233,8 +224,8 @@ def test_worker_waits_for_redis_at_start_check_and_metrics(
         first.wait_for_message("^redis_version=", 30)
         # The cache is cold: a cycle at once, not at the next tick.
         cold = f"{COLD_START_JOB_ID}:{JOB_REFRESH_ALL}"
-        wait_until(lambda: first.job_ends(cold), 120, "the cold-start cycle")
-        wait_until(lambda: '"redis":"up"' in check(first).stdout, 30, "a heartbeat with Redis")
+        wait_until(lambda: first.job_ends(cold), "the cold-start cycle")
+        wait_until(lambda: '"redis":"up"' in check(first).stdout, "a heartbeat with Redis")
         values = metric_values(port)
         assert values["gateway_worker_redis_up"] == 1
         assert values["gateway_worker_redis_outages_total"] == 1
@@ -263,13 +254,11 @@ def test_check_fails_when_the_heartbeat_is_stale(
     one = worker("worker-stale", many_cohorts_url, redis, tmp_path)
     one.env["GATEWAY_WORKER_HEARTBEAT_MAX_AGE_S"] = "3"
     with running(one):
-        wait_until(lambda: check(one).returncode == 0, 30, "a fresh heartbeat")
+        wait_until(lambda: check(one).returncode == 0, "a fresh heartbeat")
         os.kill(one.pid, signal.SIGSTOP)  # a wedged process: alive, but no longer beating
         try:
-            probe = wait_until(
-                lambda: (p := check(one)).returncode == 1 and p, 60, "the probe to fail"
-            )
+            probe = wait_until(lambda: (p := check(one)).returncode == 1 and p, "the probe to fail")
             assert "stale heartbeat" in probe.stderr, probe.stderr
         finally:
             os.kill(one.pid, signal.SIGCONT)
-        wait_until(lambda: check(one).returncode == 0, 30, "the heartbeat again")
+        wait_until(lambda: check(one).returncode == 0, "the heartbeat again")
