@@ -131,8 +131,9 @@ def parse_refresh_output(text: str) -> dict[str, Any]:
 
 
 def parse_cycles(text: str) -> list[dict[str, Any]]:
-    """Refresh cycles from the worker's JSON lines: `refresh cycle done` (its duration)
-    followed by `prewarmed responses`."""
+    """Refresh cycles from the worker's JSON lines. A cycle in phases logs `refresh cycle
+    done` last, with the whole cycle's duration and each phase's (`phases_s`); an older
+    one logged it after its subtrees, then `prewarmed responses` after its answers."""
     cycles: list[dict[str, Any]] = []
     for line in text.splitlines():
         if not line.startswith("{"):
@@ -146,12 +147,25 @@ def parse_cycles(text: str) -> list[dict[str, Any]]:
         if not ts or message not in ("refresh cycle done", "prewarmed responses"):
             continue
         at = datetime.fromisoformat(ts).timestamp()
-        if message == "refresh cycle done":
+        phases = entry.get("phases_s")
+        if message == "refresh cycle done" and isinstance(phases, dict):
+            duration = float(entry.get("duration_s", 0))
+            subtrees = sum(float(phases.get(p, 0)) for p in ("cohorts", "directors"))
+            responses = sum(float(phases.get(p, 0)) for p in ("dashboards", "answers"))
+            cycles.append(
+                {
+                    "start": at - duration,
+                    "subtrees_s": round(subtrees, 3),
+                    "end": at,
+                    "responses_s": round(responses, 3),
+                }
+            )
+        elif message == "refresh cycle done":
             duration = float(entry.get("duration_s", 0))
             cycles.append(
                 {"start": at - duration, "subtrees_s": duration, "end": at, "responses_s": None}
             )
-        elif cycles and cycles[-1]["responses_s"] is None:
+        elif message == "prewarmed responses" and cycles and cycles[-1]["responses_s"] is None:
             cycles[-1]["responses_s"] = float(entry.get("duration_s", 0))
             cycles[-1]["end"] = at
     for c in cycles:
