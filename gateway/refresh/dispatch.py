@@ -52,8 +52,12 @@ BATCHES_PER_WORKER = 3  # a worker's batches at once: some compute while others 
 # In one process alone (embedded, --sync): the whole machine's share of the work.
 LOCAL_BATCHES = 4
 RUNNER_POLL_S = 0.2  # how often an idle batch runner looks for an open phase
+# Within a cycle (a phase seen open lately) it looks this often: the next phase opens the
+# moment the last one ends, and a worker that noticed late would leave its core idle.
+RUNNER_CYCLE_POLL_S = 0.02
+RUNNER_CYCLE_LINGER_S = 2.0
 SUBTREE_PHASES = ("cohorts", "directors")  # their results name the subtree keys written
-POLL_S = 0.1  # how often the cycle's job looks at its batches
+POLL_S = 0.025  # how often the cycle's job looks at its batches (all claimed: the tail)
 CYCLE_KEYS_TTL_S = 3600  # a cycle's keys outlive any cycle; deleted at its end anyway
 
 # KEYS: cycle lease, claim, done, attempts. ARGV: lease token, claim token, field,
@@ -266,14 +270,26 @@ async def serve_batches(services: "Services", taking: Callable[[], bool]) -> Non
     redis = services.redis
     assert redis is not None
     running: set[asyncio.Task[str]] = set()
+    freed = asyncio.Event()  # a batch ended: look for the next one at once, not at the poll
+
+    def ended(task: "asyncio.Task[str]") -> None:
+        running.discard(task)
+        freed.set()
+
+    loop = asyncio.get_running_loop()
+    in_cycle_until = 0.0
     while True:
-        await asyncio.sleep(RUNNER_POLL_S)
+        poll_s = RUNNER_CYCLE_POLL_S if loop.time() < in_cycle_until else RUNNER_POLL_S
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(freed.wait(), poll_s)
+        freed.clear()
         if not taking() or len(running) >= BATCHES_PER_WORKER:
             continue
         try:
             raw = await cast(Any, redis).get(CYCLE_OPEN_KEY)
             if raw is None:
                 continue
+            in_cycle_until = loop.time() + RUNNER_CYCLE_LINGER_S
             opened = orjson.loads(raw)
             keys = CycleKeys(opened["cycle"])
             fields = [f"{opened['phase']}:{i}" for i in range(opened["batches"])]
@@ -296,7 +312,7 @@ async def serve_batches(services: "Services", taking: Callable[[], bool]) -> Non
                 )  # fmt: skip
             )
             running.add(task)
-            task.add_done_callback(running.discard)
+            task.add_done_callback(ended)
             claimed.add(f)
 
 
