@@ -399,6 +399,8 @@ One process, `bench/run.py`, does everything on this machine, in this order:
    which the prewarm does not cover, get stored, and the answer bytes are copied for the
    limit app. Then per scenario: {warmup:.0f} s warm-up (discarded), {duration:.0f} s measured.
    Worker counts {workers} are measured for (a) and (b); the best fast-path one runs the rest.
+   No closed-loop window shares the cores with a refresh cycle of the bench's own worker:
+   each starts once no cycle holds the lease and the next cron boundary lies beyond it.
    wrk is closed loop: its latencies are those of a saturated server with
    {connections} requests in flight, and wrk counts statuses ≥ 400 as errors (no request sends
    If-None-Match, so no 304s can occur); socket errors are connect + read + write + timeout.

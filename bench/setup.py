@@ -20,6 +20,7 @@ import redis as redis_sync
 from bench.config import JWT_SECRET, WEBHOOK_SECRET, Config
 from bench.cpu import other_load
 from bench.workload import Workload
+from gateway.cache.keys import CYCLE_LEASE_KEY
 from tests.harness.processes import (
     HOST,
     ROOT,
@@ -37,6 +38,8 @@ BIN = Path(sys.executable).parent
 GATEWAY = [str(BIN / "python"), "-m", "gateway.cli"]
 # Settle time after a server is ready, before load: its first requests are not measured.
 SETTLE_S = 0.5
+CYCLE_WAIT_S = 180.0  # the longest a cycle of the bench's worker is waited for
+CRON_GRACE_S = 5.0  # after a cron boundary, until the cycle surely holds its lease
 
 
 def log(message: str) -> None:
@@ -251,6 +254,31 @@ class Rig:
         self.stop_child(server.child)
 
     # ---------------------------------------------------------------- the machine
+
+    def clear_of_cycles(self, seconds: float, what: str) -> float:
+        """Waits (bounded) until a window of `seconds` can run with no refresh cycle of the
+        bench's own worker on the same cores: none running now (its lease is held) and the
+        next cron boundary further away than the window. Closed-loop windows are compared
+        with each other; a cycle inside one of them would skew the ratio. Returns the wait."""
+        started = time.monotonic()
+        if self.worker is None:
+            return 0.0
+        interval = self.config.refresh_interval
+        queue = self.redis(0)
+        while time.monotonic() - started < interval + CYCLE_WAIT_S:
+            now = time.time()
+            since = now % interval
+            try:
+                running = bool(queue.exists(CYCLE_LEASE_KEY))
+            except redis_sync.RedisError:
+                running = False
+            # Just past a boundary, the cron may not have taken the lease yet.
+            if not running and since > CRON_GRACE_S and interval - since > seconds + 5.0:
+                break
+            if time.monotonic() - started < 1.0:
+                log(f"waiting for the worker's refresh cycle to be over before {what} …")
+            time.sleep(1.0)
+        return round(time.monotonic() - started, 1)
 
     def wait_quiet(self, what: str) -> dict[str, Any]:
         """Until processes outside the bench use < quiet_threshold cores (bounded wait)."""

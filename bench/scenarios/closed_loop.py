@@ -124,6 +124,9 @@ def measure(rig: Rig, server: Server, scenario: str) -> dict[str, Any]:
 
 def _measure_once(rig: Rig, server: Server, scenario: str, attempt: int) -> dict[str, Any]:
     label = f"{scenario}-{server.workers}-{attempt}"
+    cycle_wait_s = rig.clear_of_cycles(
+        rig.config.warmup + rig.config.duration, f"scenario ({scenario})"
+    )
     quiet = rig.wait_quiet(f"scenario ({scenario})")
     if rig.config.warmup > 0:
         wrk(rig, server, rig.config.warmup, label + "-warmup")
@@ -157,6 +160,7 @@ def _measure_once(rig: Rig, server: Server, scenario: str, attempt: int) -> dict
         "memory": server.child.memory(),
         "cpu": usage,
         "quiet_wait": quiet,
+        "cycle_wait_s": cycle_wait_s,
         # CPU the server's processes spent per answered request: unlike throughput,
         # this does not depend on what else the machine's cores were doing.
         "server_cpu_us_per_request": round(
