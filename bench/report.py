@@ -444,10 +444,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def cycles_lines(found: dict[str, Any] | None) -> list[str]:
     """The refresh side (bench/cycles.py): per-cohort cost, and 1 vs 2 workers."""
     if not found:
@@ -469,3 +465,7 @@ def cycles_lines(found: dict[str, Any] | None) -> list[str]:
         f"with 1, **{out['median_2_workers_s']:.1f} s** with 2, ratio **{out['ratio']:.2f}** "
         f"(target ≤ {out['target_ratio']:.2f}; runs {one} and {two} s).",
     ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
