@@ -83,6 +83,20 @@ class AnswerReport:
     def dropped(self) -> int:
         return self.replaced.dropped
 
+    def log(self) -> None:
+        """The answer phase's one log line (the bench reads it from a worker's log)."""
+        log.info(
+            "prewarmed responses",
+            extra={
+                "callers": self.callers,
+                "stored": self.stored,
+                "rebuilt": self.rebuilt,
+                "dropped": self.dropped,
+                "remembered_s": round(self.replaced.seconds, 3),
+                "duration_s": round(self.seconds, 3),
+            },
+        )
+
 
 class AnswerBuilder:
     """Executes stored operations outside a request, as the endpoint does for one."""
@@ -294,7 +308,9 @@ async def prewarm_answers(
     rewritten: Collection[str] = (),
     guard: Guard | None = None,
 ) -> AnswerReport:
-    """Stores every director's dashboard pages, then replaces the answers tagged `rewritten`.
+    """Stores every director's dashboard pages, then replaces the answers tagged `rewritten`,
+    all in this process. (The answer phases of refresh_cycle, for tools and tests, as
+    refresh_subtrees is for its subtree phases; a cycle runs them in batches.)
 
     Raises on failure; the cycle then drops the answers tagged `rewritten`."""
     started = time.perf_counter()
@@ -304,15 +320,5 @@ async def prewarm_answers(
     callers, stored, written = await builder.dashboards(now, guard)
     replaced = await builder.replace(rewritten, written, now, guard) if rewritten else Replaced()
     report = AnswerReport(callers, stored, time.perf_counter() - started, replaced)
-    log.info(
-        "prewarmed responses",
-        extra={
-            "callers": report.callers,
-            "stored": report.stored,
-            "rebuilt": report.rebuilt,
-            "dropped": report.dropped,
-            "remembered_s": round(replaced.seconds, 3),
-            "duration_s": round(report.seconds, 3),
-        },
-    )
+    report.log()
     return report

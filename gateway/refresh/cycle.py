@@ -370,17 +370,7 @@ async def _answers(
         dropped.update(r["dropped"])
     replaced = await builder.finish(selection, outcome, dropped, rebuilt.seconds)
     report = AnswerReport(len(callers), len(written), time.perf_counter() - started, replaced)
-    log.info(
-        "prewarmed responses",
-        extra={
-            "callers": report.callers,
-            "stored": report.stored,
-            "rebuilt": report.rebuilt,
-            "dropped": report.dropped,
-            "remembered_s": round(replaced.seconds, 3),
-            "duration_s": round(report.seconds, 3),
-        },
-    )
+    report.log()
     return report
 
 
