@@ -11,11 +11,9 @@ command each node runs is recorded (MONITOR on each) and none spans two slots.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
-import re
-import socket
-import threading
 from collections.abc import Iterator
 
 import orjson
@@ -32,7 +30,7 @@ from resolvers.caller import Caller
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.gateway_client import gateway_client
-from tests.harness.processes import HOST
+from tests.harness.redis_link import RedisMonitor
 from tests.redis_cluster import RedisClusterServer
 from tests.test_cache import (
     StatementCounter,
@@ -66,57 +64,18 @@ FIRST_KEY = {
 }
 ALL_KEYS = {"DEL", "UNLINK", "EXISTS", "MGET"}
 KEYLESS = {"PING", "INFO", "CLUSTER", "COMMAND", "CLIENT", "HELLO", "READONLY", "SELECT"}
-_ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"')
 
 
-class NodeMonitor:
-    """Every command one node runs (MONITOR on a raw socket, in a thread): name and args."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.commands: list[list[bytes]] = []
-        self._stop = threading.Event()
-        self._sock = socket.create_connection((HOST, port), timeout=5.0)
-        self._sock.sendall(b"MONITOR\r\n")
-        assert self._sock.recv(5).startswith(b"+OK")
-        self._sock.settimeout(0.2)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        buffer = b""
-        while not self._stop.is_set():
-            try:
-                chunk = self._sock.recv(1 << 16)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\r\n")
-            for line in lines:
-                args = _ARG.findall(line)
-                if args:
-                    self.commands.append(args)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-        self._sock.close()
-
-
-def keys_of(args: list[bytes]) -> list[bytes]:
+def keys_of(args: tuple[bytes, ...]) -> tuple[bytes, ...]:
     name = args[0].decode().upper()
     if name in FIRST_KEY:
-        return [args[1]]
+        return args[1:2]
     if name in ALL_KEYS:
         return args[1:]
     if name in ("EVALSHA", "EVAL"):
         return args[3 : 3 + int(args[2])]
     if name in KEYLESS or name == "MONITOR":
-        return []
+        return ()
     raise AssertionError(f"unexpected command {name}: classify its keys")
 
 
@@ -127,14 +86,10 @@ def cluster() -> Iterator[RedisClusterServer]:
 
 
 @pytest.fixture
-def monitors(cluster: RedisClusterServer) -> Iterator[dict[int, NodeMonitor]]:
+def monitors(cluster: RedisClusterServer) -> Iterator[dict[int, RedisMonitor]]:
     cluster.flushall()
-    found = {port: NodeMonitor(port) for port in cluster.ports}
-    try:
-        yield found
-    finally:
-        for monitor in found.values():
-            monitor.close()
+    with contextlib.ExitStack() as stack:
+        yield {port: stack.enter_context(RedisMonitor(port, None)) for port in cluster.ports}
 
 
 def cluster_settings(dataset_url: str, cluster: RedisClusterServer, queue_url: str, **more):
@@ -162,7 +117,7 @@ async def test_the_cache_works_on_a_redis_cluster(
     redis_url: str,
     manifest: str,
     cluster: RedisClusterServer,
-    monitors: dict[int, NodeMonitor],
+    monitors: dict[int, RedisMonitor],
 ) -> None:
     settings = cluster_settings(dataset_url, cluster, redis_url, persisted_manifest=manifest)
     clock = MovableClock(NOW)
@@ -277,7 +232,7 @@ async def test_the_cache_works_on_a_redis_cluster(
     for port, monitor in monitors.items():
         served = slots[port]
         seen = 0
-        for args in list(monitor.commands):
+        for args in [c.args for c in list(monitor.commands)]:
             found_keys = keys_of(args)
             if not found_keys:
                 continue

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from tests.harness.processes import HOST, ServerError, free_port
 from tests.harness.waiting import CEILING_S
 
-_MONITOR_LINE = re.compile(rb'^\+(\d+\.\d+) \[(\d+) [^\]]*\] "([^"]*)"(?: "([^"]*)")?')
+_MONITOR_LINE = re.compile(rb"^\+(\d+\.\d+) \[(\d+) [^\]]*\] ")
+_MONITOR_ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"')  # as MONITOR quotes it, escapes kept
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,14 @@ class Command:
     db: int
     name: str  # upper case, e.g. SET
     key: str | None
+    args: tuple[bytes, ...]  # the whole command, its name first, as MONITOR shows it
 
 
 class RedisMonitor:
     """Every command the Redis server runs while open (MONITOR on a raw socket, in a
-    thread): who wrote which key, and when. Only the command name and first key are kept."""
+    thread): who wrote which key, and when. `db` None: the commands on every database."""
 
-    def __init__(self, port: int, db: int) -> None:
+    def __init__(self, port: int, db: int | None) -> None:
         self.port = port
         self.db = db
         self.commands: list[Command] = []
@@ -71,15 +73,18 @@ class RedisMonitor:
             *lines, buffer = buffer.split(b"\r\n")
             for line in lines:
                 match = _MONITOR_LINE.match(line)
-                if match is None or int(match.group(2)) != self.db:
+                if match is None or self.db not in (None, int(match.group(2))):
                     continue
-                key = match.group(4)
+                args = tuple(_MONITOR_ARG.findall(line, match.end()))
+                if not args:
+                    continue
                 self.commands.append(
                     Command(
                         float(match.group(1)),
                         int(match.group(2)),
-                        match.group(3).decode().upper(),
-                        key.decode() if key is not None else None,
+                        args[0].decode().upper(),
+                        args[1].decode() if len(args) > 1 else None,
+                        args,
                     )
                 )
 
