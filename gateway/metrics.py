@@ -54,7 +54,7 @@ REFRESH_DURATION = Histogram(
 )
 REFRESH_PHASE = Histogram(
     "gateway_refresh_phase_seconds",
-    "Duration of each phase of a refresh cycle (cohorts, directors, answers).",
+    "Duration of each phase of a refresh cycle (cohorts, directors, dashboards, answers).",
     ["phase"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
 )
