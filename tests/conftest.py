@@ -67,6 +67,16 @@ async def dataset_url(backend: str, request: pytest.FixtureRequest, tmp_path_fac
 
 
 @pytest.fixture
+async def db(tmp_path) -> str:
+    """The dataset in a SQLite database of this test's own (for tests that change it)."""
+    from tests import dataset
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'upstream.sqlite3'}"
+    await dataset.load(url)
+    return url
+
+
+@pytest.fixture
 def manifest(tmp_path) -> str:
     """The dashboard's operations as a persisted-query manifest file."""
     import json

@@ -510,6 +510,16 @@ async def load(url: str, rows: dict[Any, list[dict[str, Any]]] | None = None) ->
         await engine.dispose()
 
 
+async def execute(url: str, statement: Any) -> None:
+    """One statement against the dataset at `url`, committed (tests that change upstream)."""
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(statement)
+    finally:
+        await engine.dispose()
+
+
 def replicated(copies: int) -> dict[Any, list[dict[str, Any]]]:
     """ROWS plus `copies` clones of cohort 101 (ids 1001, 1002, …) with all its rows."""
     rows = {table: list(table_rows) for table, table_rows in ROWS.items()}

@@ -26,7 +26,6 @@ from gateway.settings import Settings
 from loaders.engines import make_engine
 from loaders.programs import cohorts
 from resolvers.caller import Caller
-from tests import dataset
 from tests.dataset import DANA, DREW
 from tests.gateway_client import gateway_client
 from tests.harness.processes import running
@@ -106,13 +105,6 @@ def at(obj: Any, path: str) -> Any:
     for key in path.split("."):
         obj = obj[key]
     return obj
-
-
-@pytest.fixture
-async def db(tmp_path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'upstream.sqlite3'}"
-    await dataset.load(url)
-    return url
 
 
 async def api(url: str, user: int, name: str, variables: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from sqlalchemy import delete, update
 
 from gateway.cache.answers import AnswerId, AnswerRequest
 from gateway.refresh.answers import AnswerBuilder, prewarm_answers
-from loaders.engines import make_engine
 from loaders.programs import track_directors, users
 from resolvers.caller import Caller
 from tests import dataset
@@ -46,15 +45,6 @@ async def api(private_db: str, redis_url: str, manifest: str):
         await refresh_all(services)
         await prewarm_answers(services, clock())
         yield client
-
-
-async def change(url: str, statement: Any) -> None:
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(statement)
-    finally:
-        await engine.dispose()
 
 
 async def refresh_user(api: GatewayClient, caller: Caller) -> None:
@@ -127,7 +117,9 @@ async def test_a_demotion_takes_effect_with_one_refresh_of_that_user(
     api: GatewayClient, private_db: str
 ) -> None:
     etag = await etag_of(api, DANA, "director")
-    await change(private_db, update(users).where(users.c.id == DANA).values(role="learner"))
+    await dataset.execute(
+        private_db, update(users).where(users.c.id == DANA).values(role="learner")
+    )
     # Until that user is refreshed (or their profile entry turns stale), what is cached
     # stands: the change is not known yet.
     assert (await post(api, DANA, "director")).status_code == 200
@@ -143,7 +135,9 @@ async def test_an_admin_demoted_to_director_loses_every_cohort(
     api: GatewayClient, private_db: str
 ) -> None:
     etag = await etag_of(api, ADMIN, "admin")
-    await change(private_db, update(users).where(users.c.id == ADMIN).values(role="director"))
+    await dataset.execute(
+        private_db, update(users).where(users.c.id == ADMIN).values(role="director")
+    )
     await refresh_user(api, Caller(ADMIN, "director"))  # a webhook names directors so
     message = "The token's role is not the user's role."
     assert_refused(await post(api, ADMIN, "admin"), message)
@@ -158,8 +152,10 @@ async def test_a_deleted_user_is_refused_after_their_refresh(
     api: GatewayClient, private_db: str
 ) -> None:
     etag = await etag_of(api, DREW, "director")
-    await change(private_db, delete(track_directors).where(track_directors.c.director_id == DREW))
-    await change(private_db, delete(users).where(users.c.id == DREW))
+    await dataset.execute(
+        private_db, delete(track_directors).where(track_directors.c.director_id == DREW)
+    )
+    await dataset.execute(private_db, delete(users).where(users.c.id == DREW))
     await refresh_user(api, Caller(DREW, "director"))
     message = "The token's user has no dashboard."
     assert_refused(await post(api, DREW, "director"), message)
@@ -170,7 +166,9 @@ async def test_a_deleted_user_is_refused_after_their_refresh(
 async def test_without_a_refresh_a_demotion_counts_once_the_profile_turns_stale(
     api: GatewayClient, private_db: str
 ) -> None:
-    await change(private_db, update(users).where(users.c.id == DANA).values(role="learner"))
+    await dataset.execute(
+        private_db, update(users).where(users.c.id == DANA).values(role="learner")
+    )
     services = services_of(api)
     api.clock.advance(services.settings.fresh_s + 1)  # type: ignore[attr-defined]
     assert_refused(await post(api, DANA, "director"), "The token's user has no dashboard.")
@@ -181,7 +179,9 @@ async def test_a_stored_answer_is_never_rebuilt_for_an_unconfirmed_caller(
 ) -> None:
     """A refresh cycle replaces stored answers for their caller: not once the table
     disagrees with the role they were stored for."""
-    await change(private_db, update(users).where(users.c.id == DANA).values(role="learner"))
+    await dataset.execute(
+        private_db, update(users).where(users.c.id == DANA).values(role="learner")
+    )
     await refresh_user(api, Caller(DANA, "director"))
     services = services_of(api)
     now_s = services.clock().timestamp()

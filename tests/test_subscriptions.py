@@ -11,7 +11,6 @@ from sqlalchemy import delete, update
 from gateway.documents.dashboard import dashboard_operations
 from gateway.live.notices import Rewrites
 from gateway.refresh.cycle import refresh_cycle
-from loaders.engines import make_engine
 from loaders.programs import track_directors, users
 from resolvers.caller import DIRECTOR, Caller
 from tests import dataset
@@ -36,29 +35,12 @@ SHORT_TTL_S = 5
 
 
 @pytest.fixture
-async def db(tmp_path) -> str:
-    """The dataset in a database of this test's own: these tests change it."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'upstream.sqlite3'}"
-    await dataset.load(url)
-    return url
-
-
-@pytest.fixture
 async def live(db: str):
     clock = MovableClock(NOW)
     async with serving(settings_for(db, None), clock) as served:
         served.clock = clock  # type: ignore[attr-defined]
         await refresh_all(served.services)
         yield served
-
-
-async def execute(db: str, statement) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine(db)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(statement)
-    finally:
-        await engine.dispose()
 
 
 async def refresh_cohort(live: Served, cohort_id: int) -> None:
@@ -187,7 +169,7 @@ async def test_losing_a_cohort_ends_its_subscription_at_once(live: Served, db: s
         await ws.data("c")
         await ws.subscribe("d", DASHBOARD)
         await ws.data("d")
-        await execute(
+        await dataset.execute(
             db,
             delete(track_directors).where(
                 (track_directors.c.track_id == 2) & (track_directors.c.director_id == DANA)
@@ -215,7 +197,7 @@ async def test_a_demoted_user_is_ended_and_refused(live: Served, db: str) -> Non
     async with ws_session(live.ws_url, token) as ws:
         await ws.subscribe("d", DASHBOARD)
         await ws.data("d")
-        await execute(db, update(users).where(users.c.id == DANA).values(role="learner"))
+        await dataset.execute(db, update(users).where(users.c.id == DANA).values(role="learner"))
         await refresh_cohort(live, 101)  # the next push checks the role first
         assert await ws.closed() == (4403, f"User {DANA} is no longer a director.")
     async with ws_connect(live.ws_url) as ws:

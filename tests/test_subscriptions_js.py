@@ -17,7 +17,6 @@ from gateway.cache.keys import JOB_REFRESH_COHORT, cohort_job_id
 from gateway.documents.dashboard import OPERATIONS_DIR, dashboard_operations
 from gateway.http.webhooks import signature
 from gateway.settings import Settings
-from tests import dataset
 from tests.dataset import ADMIN, DANA, DREW, NORA
 from tests.harness.processes import GatewayProcess, WorkerProcess, child_env, running
 from tests.live_gateway import live_gateway
@@ -31,13 +30,6 @@ SECRET = "js-webhook-secret"
 SETTINGS = Settings(webhook_secret=SECRET)
 
 OPERATIONS = dashboard_operations()
-
-
-@pytest.fixture
-async def db(tmp_path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'upstream.sqlite3'}"
-    await dataset.load(url)
-    return url
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 from gateway.cache.keys import Keys, cache_version
 from gateway.cache.kv import CacheUnavailable
 from resolvers.caller import DIRECTOR, Caller
-from tests import dataset
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
 from tests.harness.redis_link import RedisMonitor
@@ -23,13 +22,6 @@ from tests.test_cache import refresh_all, settings_for
 from tests.test_subscriptions import COHORT, DASHBOARD, refresh_cohort, stamp
 
 SUBSCRIBERS = {DANA: 6, DREW: 4}
-
-
-@pytest.fixture
-async def db(tmp_path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'upstream.sqlite3'}"
-    await dataset.load(url)
-    return url
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import update
 
 from gateway.refresh.requests import LocalRefresher
-from loaders.engines import make_engine
 from loaders.programs import cohorts, track_directors
 from tests import dataset
 from tests.clock import MovableClock
@@ -33,22 +32,13 @@ Change = Callable[[str], Awaitable[None]]
 
 async def move_cohort_101_to_track_3(url: str) -> None:
     """101 leaves Dana's track 1 for Drew's track 3."""
-    await execute(url, update(cohorts).where(cohorts.c.id == 101).values(track_id=3))
+    await dataset.execute(url, update(cohorts).where(cohorts.c.id == 101).values(track_id=3))
 
 
 async def hand_track_1_to_nora(url: str) -> None:
     """Dana's track 1 (cohorts 101 and 104) is handed to Nora."""
     stmt = update(track_directors).where(track_directors.c.track_id == 1).values(director_id=NORA)
-    await execute(url, stmt)
-
-
-async def execute(url: str, statement) -> None:
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(statement)
-    finally:
-        await engine.dispose()
+    await dataset.execute(url, stmt)
 
 
 # change, loser, gainer, the loser's and the gainer's cohorts after (by start date)
