@@ -21,15 +21,14 @@ from sqlalchemy import update
 
 from gateway.auth import TokenVerifier, mint_token
 from gateway.documents.dashboard import dashboard_operations
-from gateway.http.webhooks import signature
 from gateway.settings import Settings
-from loaders.engines import make_engine
 from loaders.programs import cohorts
 from resolvers.caller import Caller
+from tests import dataset
 from tests.dataset import DANA, DREW
 from tests.gateway_client import gateway_client
 from tests.harness.processes import running
-from tests.live_gateway import live_gateway
+from tests.live_gateway import live_gateway, send_change_event
 from tests.test_graphiql import CHROMIUM, CHROMIUM_ARGS, RunProcess
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -149,35 +148,12 @@ async def check_against_api(page: Page, url: str, user: int) -> list[int]:
 
 
 async def webhook(url: str, cohort_ids: list[int]) -> None:
-    body = json.dumps(
-        {
-            "id": f"evt-{time.time_ns()}",
-            "module": "programs",
-            "occurred_at": "2026-11-24T10:00:00Z",
-            "cohort_ids": cohort_ids,
-        }
-    ).encode()
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        response = await http.post(
-            "/webhooks/upstream",
-            content=body,
-            headers={
-                "X-Signature": signature(SECRET.encode(), body),
-                "Content-Type": "application/json",
-            },
-        )
-    assert response.status_code == 202, response.text
+    await send_change_event(url, SECRET, cohort_ids, "programs")
 
 
 async def set_capacity(url: str, cohort_id: int, seats: int) -> None:
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                update(cohorts).where(cohorts.c.id == cohort_id).values(seat_capacity=seats)
-            )
-    finally:
-        await engine.dispose()
+    stmt = update(cohorts).where(cohorts.c.id == cohort_id).values(seat_capacity=seats)
+    await dataset.execute(url, stmt)
 
 
 async def open_page(browser: Any, url: str, user: int) -> Page:

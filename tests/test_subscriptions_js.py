@@ -5,7 +5,6 @@ on one Redis, and the refusals with their codes."""
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,10 @@ import pytest
 from gateway.auth import mint_token
 from gateway.cache.keys import JOB_REFRESH_COHORT, cohort_job_id
 from gateway.documents.dashboard import OPERATIONS_DIR, dashboard_operations
-from gateway.http.webhooks import signature
 from gateway.settings import Settings
 from tests.dataset import ADMIN, DANA, DREW, NORA
 from tests.harness.processes import GatewayProcess, WorkerProcess, child_env, running
-from tests.live_gateway import live_gateway
+from tests.live_gateway import live_gateway, send_change_event
 from tests.node import node_binary
 from tests.test_subscriptions import DASHBOARD
 
@@ -110,26 +108,7 @@ async def warm(url: str, *callers: tuple[int, str]) -> None:
 
 async def webhook(url: str, cohort_ids: list[int]) -> float:
     """Sends a signed change event; returns when it was sent (unix time)."""
-    body = json.dumps(
-        {
-            "id": f"evt-{time.time_ns()}",
-            "module": "missions",
-            "occurred_at": "2026-11-24T10:00:00Z",
-            "cohort_ids": cohort_ids,
-        }
-    ).encode()
-    sent = time.time()
-    async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as http:
-        response = await http.post(
-            "/webhooks/upstream",
-            content=body,
-            headers={
-                "X-Signature": signature(SECRET.encode(), body),
-                "Content-Type": "application/json",
-            },
-        )
-    assert response.status_code == 202, response.text
-    return sent
+    return await send_change_event(url, SECRET, cohort_ids, "missions", WAIT_S)
 
 
 def record(name: str, figures: dict[str, Any]) -> None:
