@@ -155,6 +155,9 @@ async def test_a_subscriber_on_replica_b_hears_of_a_refresh_through_replica_a(
     b = GatewayProcess("gateway-b", env, tmp_path)
     worker = WorkerProcess("worker", env, tmp_path)
     with running(a, b, worker):
+        # On an empty Redis the worker runs a cycle at once (a cold start): its notice,
+        # naming all of Dana's cohorts, must not fall after the subscription's first event.
+        await asyncio.to_thread(worker.wait_for_message, "^refresh cycle done$")
         await warm(a.url, (DANA, "director"))
         async with Clients(node) as clients:
             await clients.start("ws", "on-b", b.url, token(DANA), DASHBOARD)
