@@ -63,7 +63,15 @@ class Settings(BaseSettings):
     upstream_query_timeout_s: float = Field(
         5.0, description="Per-statement timeout of upstream reads, seconds."
     )
-    upstream_pool_size: int = Field(10, description="Connections per upstream engine (PostgreSQL).")
+    upstream_pool_size: int = Field(
+        10,
+        gt=0,
+        description=(
+            "Connections per upstream engine (PostgreSQL); statements beyond them wait for one "
+            "within the query timeout (no overflow: each new connection costs the server a "
+            "process and a password exchange)."
+        ),
+    )
 
     jwt_secret: SecretStr = Field(
         SecretStr(DEV_JWT_SECRET),

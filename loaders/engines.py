@@ -25,11 +25,15 @@ class UpstreamUnavailable(Exception):
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """PostgreSQL: `pool_size` connections and no overflow. Statements beyond them wait for
+    one (within the query timeout) rather than open connections that are closed again on
+    return: each costs the server a process and a password exchange, and a refresh batch's
+    statements come ten at a time (tests/loaders/test_engines.py)."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
         kwargs["connect_args"] = {"timeout": 5}
     return create_async_engine(url, **kwargs)
 
