@@ -23,8 +23,9 @@ async def test_a_burst_of_statements_shares_the_pool_without_opening_more(
     event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
     try:
         # 40 statements at once (four batches of a cycle, ten statements each).
+        statements = [text(f"SELECT {n}, pg_sleep(0.02)") for n in range(40)]
         rows = await asyncio.gather(
-            *(upstream.fetch(MODULES[n % 6], text(f"SELECT {n}, pg_sleep(0.02)")) for n in range(40))
+            *(upstream.fetch(MODULES[n % 6], s) for n, s in enumerate(statements))
         )
         assert [row[0][0] for row in rows] == list(range(40))
         assert len(opened) == 3
