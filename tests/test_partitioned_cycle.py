@@ -1,6 +1,6 @@
 """The refresh cycle in batches any worker runs (gateway/refresh/dispatch.py).
 
-With real `gateway worker` processes on PostgreSQL (2,004 cohorts, 9 cohort batches):
+With real `gateway worker` processes on PostgreSQL (2,004 cohorts, 32 cohort batches):
 - two workers split a cycle, and every cohort, summary and record is written exactly once
   (every SET seen through MONITOR), every batch done once;
 - a worker killed in the middle of its batches: another takes them over (attempt 2) and
@@ -37,7 +37,7 @@ from gateway.cache.keys import (
     cache_version,
 )
 from gateway.refresh import batches
-from gateway.refresh.cycle import refresh_cycle
+from gateway.refresh.cycle import refresh_cycle, tapered
 from gateway.refresh.lease import Skipped
 from resolvers.caller import Caller
 from resolvers.schema import build_schema
@@ -56,7 +56,7 @@ CLONES = 2000
 COHORTS = [101, 102, 103, 104] + [1000 + n for n in range(1, CLONES + 1)]
 SUMMARIES = {DANA: "director", DREW: "director", NORA: "director", ADMIN: "admin"}
 DB = 4  # of the session's Redis: this module's
-COHORT_BATCHES = 17  # 2,004 cohorts in batches of 125
+COHORT_BATCHES = len(tapered(range(len(COHORTS)), 125))  # 2,004 cohorts: 32
 DONE = "^refresh batch done$"
 
 
@@ -244,7 +244,7 @@ async def test_a_killed_workers_batches_are_taken_over(
 @pytest.fixture
 async def api(tmp_path, redis_url: str):
     url = f"sqlite+aiosqlite:///{tmp_path / 'upstream.sqlite3'}"
-    await dataset.load(url, dataset.replicated(600))  # 604 cohorts: 5 batches of 125
+    await dataset.load(url, dataset.replicated(600))  # 604 cohorts: 20 batches
     clock = MovableClock(NOW)
     async with gateway_client(settings_for(url, redis_url), clock) as client:
         client.clock = clock  # type: ignore[attr-defined]
@@ -262,7 +262,7 @@ async def test_a_batch_failing_three_times_is_lost_and_the_next_cycle_covers_it(
     attempts: list[int] = []
 
     async def failing(services: Any, run: Any, ids: list[int], guard: Any) -> dict[str, Any]:
-        if 1500 in ids:  # one of the five batches
+        if 1500 in ids:  # in one of the batches
             attempts.append(1)
             raise RuntimeError("upstream bug in one batch")
         return await cohort_work(services, run, ids, guard)

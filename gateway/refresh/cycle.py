@@ -83,6 +83,27 @@ def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
+# A phase ends with its slowest runner. Its batches are taken in order, so the last ones
+# are made smaller (guided self-scheduling): none holds more than 1/TAPER_RUNNERS of what
+# is left (the batches a few workers run at once), down to 1/TAPER_FLOOR of the size.
+TAPER_RUNNERS = 8
+TAPER_FLOOR = 8
+
+
+def tapered(items: Sequence[Any], size: int) -> list[list[Any]]:
+    """`items` in batches of `size`, the last ones shrinking: every runner finishes its last
+    batch at about the same time instead of one running a whole batch alone."""
+    out: list[list[Any]] = []
+    floor = max(1, size // TAPER_FLOOR)
+    start = 0
+    while start < len(items):
+        left = len(items) - start
+        step = min(size, max(floor, -(-left // TAPER_RUNNERS)))
+        out.append(list(items[start : start + step]))
+        start += step
+    return out
+
+
 def batch_sizes(settings: Settings | None) -> tuple[int, int]:
     """(cohorts, directors) per batch: the settings', or their defaults."""
     if settings is not None:
@@ -128,7 +149,7 @@ class Phases:
         pairs = await programs.cohort_track_pairs(upstream)
         track_of = {row.id: row.track_id for row in pairs}
         result = await self.dispatcher.run_phase(
-            "cohorts", chunks(sorted(track_of), sizes[0]), guard, progress
+            "cohorts", tapered(sorted(track_of), sizes[0]), guard, progress
         )
         self.note("cohorts", result)
         if result.lost:
@@ -344,7 +365,7 @@ async def _answers(
     people = await programs.dashboard_users(services.upstream)
     callers = [[p.id, p.role] for p in people]
     result = await phases.dispatcher.run_phase(
-        "dashboards", chunks(callers, settings.refresh_answer_batch), guard
+        "dashboards", tapered(callers, settings.refresh_answer_batch), guard
     )
     phases.note("dashboards", result)
     written = {k for r in result.done() for k in r["written"]}
@@ -354,7 +375,7 @@ async def _answers(
     selection = await builder.select(tags, written, now)
     payloads: list[dict[str, Any]] = [
         {"chosen": part, "deadline": deadline}
-        for part in chunks(selection.chosen, settings.refresh_answer_batch)
+        for part in tapered(selection.chosen, settings.refresh_answer_batch)
     ]
     rebuilt = await phases.dispatcher.run_phase("answers", payloads, guard)
     phases.note("answers", rebuilt)
