@@ -79,10 +79,6 @@ def new_cycle_id(now: datetime) -> str:
     return f"{int(now.timestamp() * 1000)}-{uuid.uuid4().hex[:8]}"
 
 
-def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
-    return [list(items[start : start + size]) for start in range(0, len(items), size)]
-
-
 # A phase ends with its slowest runner. Its batches are taken in order, so the last ones
 # are made smaller (guided self-scheduling): none holds more than 1/TAPER_RUNNERS of what
 # is left (the batches a few workers run at once), down to 1/TAPER_FLOOR of the size.
@@ -121,6 +117,7 @@ class Phases:
         self.written: set[str] = set()  # keys of subtrees this cycle rewrote
         self.lost = 0
         self.seconds: dict[str, float] = {}
+        self.users: Sequence[Any] = ()  # who has a dashboard, as the cycle read it
 
     def note(self, phase: str, result: PhaseResult) -> None:
         if phase in ("cohorts", "directors"):
@@ -148,9 +145,21 @@ class Phases:
         upstream = self.service.upstream
         pairs = await programs.cohort_track_pairs(upstream)
         track_of = {row.id: row.track_id for row in pairs}
-        result = await self.dispatcher.run_phase(
-            "cohorts", tapered(sorted(track_of), sizes[0]), guard, progress
-        )
+        # Who directs what, and who has a dashboard: read while the cohorts are built
+        # (phase 2 starts the moment they are), as of the same cycle.
+        directing = asyncio.ensure_future(programs.director_track_pairs(upstream))
+        users = asyncio.ensure_future(programs.dashboard_users(upstream))
+        try:
+            result = await self.dispatcher.run_phase(
+                "cohorts", tapered(sorted(track_of), sizes[0]), guard, progress
+            )
+        except BaseException:
+            for task in (directing, users):
+                task.cancel()
+            await asyncio.gather(directing, users, return_exceptions=True)
+            raise
+        self.users = await users
+        director_tracks = await directing
         self.note("cohorts", result)
         if result.lost:
             return None
@@ -158,20 +167,20 @@ class Phases:
         incomplete = sum(len(r["incomplete"]) for r in result.done())
 
         tracks_by_director: dict[int, set[int]] = defaultdict(set)
-        for row in await programs.director_track_pairs(upstream):
+        for row in director_tracks:
             tracks_by_director[row.director_id].add(row.track_id)
         cohorts_by_track: dict[int, list[int]] = defaultdict(list)
         for cid in built:
             cohorts_by_track[track_of[cid]].append(cid)
         people = []
-        for person in await programs.dashboard_users(upstream):
+        for person in self.users:
             if person.role == ADMIN:
                 ids = built
             else:
                 tracks = tracks_by_director.get(person.id, ())
                 ids = sorted({c for t in tracks for c in cohorts_by_track[t]})
             people.append([person.id, person.role, person.name, person.email, ids])
-        result = await self.dispatcher.run_phase("directors", chunks(people, sizes[1]), guard)
+        result = await self.dispatcher.run_phase("directors", tapered(people, sizes[1]), guard)
         self.note("directors", result)
         if result.lost:
             return None
@@ -362,8 +371,7 @@ async def _answers(
     assert services.refresh is not None
     started = time.perf_counter()
     settings = services.settings
-    people = await programs.dashboard_users(services.upstream)
-    callers = [[p.id, p.role] for p in people]
+    callers = [[p.id, p.role] for p in phases.users]
     result = await phases.dispatcher.run_phase(
         "dashboards", tapered(callers, settings.refresh_answer_batch), guard
     )

@@ -56,6 +56,8 @@ RUNNER_POLL_S = 0.2  # how often an idle batch runner looks for an open phase
 # moment the last one ends, and a worker that noticed late would leave its core idle.
 RUNNER_CYCLE_POLL_S = 0.02
 RUNNER_CYCLE_LINGER_S = 2.0
+# The batch runners of this process (their wake-up events).
+_RUNNERS: set[asyncio.Event] = set()
 SUBTREE_PHASES = ("cohorts", "directors")  # their results name the subtree keys written
 POLL_S = 0.025  # how often the cycle's job looks at its batches (all claimed: the tail)
 CYCLE_KEYS_TTL_S = 3600  # a cycle's keys outlive any cycle; deleted at its end anyway
@@ -201,6 +203,8 @@ class QueueDispatcher:
                 pipe.expire(key, CYCLE_KEYS_TTL_S)
             pipe.set(CYCLE_OPEN_KEY, opened, ex=CYCLE_KEYS_TTL_S)
             await pipe.execute()
+        for runner in _RUNNERS:  # this process's runner looks now, not at its next poll
+            runner.set()
         counted: set[str] = set()
         while True:
             if guard is not None:
@@ -270,8 +274,22 @@ async def serve_batches(services: "Services", taking: Callable[[], bool]) -> Non
     redis = services.redis
     assert redis is not None
     running: set[asyncio.Task[str]] = set()
-    freed = asyncio.Event()  # a batch ended: look for the next one at once, not at the poll
+    # A batch ended, or this process opened a phase: look at once, not at the next poll.
+    freed = asyncio.Event()
+    _RUNNERS.add(freed)
+    try:
+        await _serve(redis, services, taking, running, freed)
+    finally:
+        _RUNNERS.discard(freed)
 
+
+async def _serve(
+    redis: Any,
+    services: "Services",
+    taking: Callable[[], bool],
+    running: "set[asyncio.Task[str]]",
+    freed: asyncio.Event,
+) -> None:
     def ended(task: "asyncio.Task[str]") -> None:
         running.discard(task)
         freed.set()
