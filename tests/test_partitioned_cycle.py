@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.cache.keys import (
     CYCLE_LEASE_KEY,
+    CYCLE_OPENED_CHANNEL,
     JOB_REFRESH_ALL,
     QUEUE_NAME,
     Keys,
@@ -47,7 +48,7 @@ from tests.dataset import ADMIN, DANA, DREW, NORA, NOW
 from tests.gateway_client import gateway_client
 from tests.harness.processes import HOST, WorkerProcess, child_env, epoch, running
 from tests.harness.redis_link import RedisMonitor
-from tests.harness.waiting import run_sync, wait_until
+from tests.harness.waiting import async_wait_until, run_sync, wait_until
 from tests.test_cache import services_of, settings_for
 
 pytestmark = pytest.mark.postgres
@@ -321,3 +322,44 @@ async def test_cycles_never_overlap_and_speak_of_one_instant(api, monkeypatch) -
         [k.cohort(101), k.cohort(1600), k.summary(Caller(DANA, "director"))]
     )
     assert {orjson.loads(e)["computed_at"] for e in entries} == {stamp["started_at"]}
+
+
+async def test_an_opened_phase_wakes_the_batch_runners_without_waiting_for_their_poll(
+    api, monkeypatch
+) -> None:
+    """A batch runner that would not poll for an hour still takes batches the moment a
+    phase opens (the announcement on `ddg:queue:cycle:opened`): with every cohort batch
+    waiting until another has started, the cycle completes only if the runner ran
+    alongside the coordinator."""
+    from gateway.refresh import dispatch
+
+    services = services_of(api)
+    monkeypatch.setattr(dispatch, "RUNNER_POLL_S", 3600.0)
+    monkeypatch.setattr(dispatch, "RUNNER_CYCLE_POLL_S", 3600.0)
+    cohort_work = batches.WORK["cohorts"]
+    started: list[int] = []
+    two_running = asyncio.Event()
+
+    async def paired(services: Any, run: Any, ids: list[int], guard: Any) -> dict[str, Any]:
+        started.append(ids[0])
+        if len(started) >= 2:
+            two_running.set()
+        await asyncio.wait_for(two_running.wait(), 60)  # the first batch waits for a second
+        return await cohort_work(services, run, ids, guard)
+
+    monkeypatch.setitem(batches.WORK, "cohorts", paired)
+    runner = asyncio.ensure_future(dispatch.serve_batches(services, lambda: True))
+    try:
+
+        async def subscribed() -> bool:
+            [(_, count)] = await services.redis.pubsub_numsub(CYCLE_OPENED_CHANNEL)
+            return bool(count)
+
+        # The announcement is the runner's only way to learn of the phases.
+        await async_wait_until(subscribed, "the runner to subscribe")
+        report, _ = await refresh_cycle(services)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert report.complete and report.cohorts == 604
+    assert len(started) == len(tapered(range(604), 125)) == 20

@@ -122,6 +122,8 @@ CYCLE_NEXT_KEY = f"{QUEUE_NAME}:cycle:next"
 COLD_START_JOB_ID = f"{JOB_REFRESH_ALL}:cold-start"
 # The phase of the running cycle whose batches every worker's batch runner takes.
 CYCLE_OPEN_KEY = f"{QUEUE_NAME}:cycle:open"
+# Pub/sub channel: a phase was just opened (batch runners look at once, not at their poll).
+CYCLE_OPENED_CHANNEL = f"{QUEUE_NAME}:cycle:opened"
 
 
 class CycleKeys:

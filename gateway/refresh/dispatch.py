@@ -3,8 +3,9 @@
 
 With Redis, a phase's batches are written to the cycle's hash in the queue's Redis and
 the phase is opened (`ddg:queue:cycle:open`: the cycle, its lease token, the phase and
-its number of batches). Every worker's batch runner (serve_batches, beside arq's job
-loop) takes batches of the open phase, BATCHES_PER_WORKER at a time; the cycle's own job
+its number of batches) and announced (`ddg:queue:cycle:opened`, pub/sub). Every worker's
+batch runner (serve_batches, beside arq's job loop), woken by the announcement or at its
+poll, takes batches of the open phase, BATCHES_PER_WORKER at a time; the cycle's own job
 runs whatever is still unclaimed meanwhile, so a cycle completes with one worker. Not arq
 jobs: a killed worker's arq job stays claimed for the job timeout (minutes), a batch claim
 for LEASE_S. Each batch is run exactly once:
@@ -35,7 +36,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from gateway import metrics
-from gateway.cache.keys import CYCLE_LEASE_KEY, CYCLE_OPEN_KEY, CycleKeys
+from gateway.cache.keys import CYCLE_LEASE_KEY, CYCLE_OPEN_KEY, CYCLE_OPENED_CHANNEL, CycleKeys
 from gateway.live.notices import unit
 from gateway.refresh.batches import WORK, CycleRun, MemoryInputs, RedisInputs
 from gateway.refresh.lease import LEASE_S, LeaseLost
@@ -52,12 +53,11 @@ BATCHES_PER_WORKER = 3  # a worker's batches at once: some compute while others 
 # In one process alone (embedded, --sync): the whole machine's share of the work.
 LOCAL_BATCHES = 4
 RUNNER_POLL_S = 0.2  # how often an idle batch runner looks for an open phase
+RESUBSCRIBE_S = 1.0  # a runner whose subscription to opened phases failed tries again
 # Within a cycle (a phase seen open lately) it looks this often: the next phase opens the
 # moment the last one ends, and a worker that noticed late would leave its core idle.
 RUNNER_CYCLE_POLL_S = 0.02
 RUNNER_CYCLE_LINGER_S = 2.0
-# The batch runners of this process (their wake-up events).
-_RUNNERS: set[asyncio.Event] = set()
 SUBTREE_PHASES = ("cohorts", "directors")  # their results name the subtree keys written
 POLL_S = 0.025  # how often the cycle's job looks at its batches (all claimed: the tail)
 CYCLE_KEYS_TTL_S = 3600  # a cycle's keys outlive any cycle; deleted at its end anyway
@@ -202,9 +202,8 @@ class QueueDispatcher:
             for key in (self.keys.batches, self.keys.inputs):
                 pipe.expire(key, CYCLE_KEYS_TTL_S)
             pipe.set(CYCLE_OPEN_KEY, opened, ex=CYCLE_KEYS_TTL_S)
+            pipe.publish(CYCLE_OPENED_CHANNEL, phase)  # every batch runner looks now
             await pipe.execute()
-        for runner in _RUNNERS:  # this process's runner looks now, not at its next poll
-            runner.set()
         counted: set[str] = set()
         while True:
             if guard is not None:
@@ -274,13 +273,30 @@ async def serve_batches(services: "Services", taking: Callable[[], bool]) -> Non
     redis = services.redis
     assert redis is not None
     running: set[asyncio.Task[str]] = set()
-    # A batch ended, or this process opened a phase: look at once, not at the next poll.
+    # A batch ended, or a phase was opened: look at once, not at the next poll.
     freed = asyncio.Event()
-    _RUNNERS.add(freed)
+    listener = asyncio.ensure_future(_phases_opened(redis, freed))
     try:
         await _serve(redis, services, taking, running, freed)
     finally:
-        _RUNNERS.discard(freed)
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+async def _phases_opened(redis: Any, freed: asyncio.Event) -> None:
+    """Sets `freed` whenever a coordinator opens a phase (CYCLE_OPENED_CHANNEL), so every
+    runner starts its batches at once. Polling covers what it misses (Redis away, or the
+    subscription being renewed)."""
+    while True:
+        with contextlib.suppress(RedisError, OSError):
+            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(CYCLE_OPENED_CHANNEL)
+                while True:
+                    # With a timeout: no read outlasts the client's socket timeout.
+                    if await pubsub.get_message(True, timeout=RESUBSCRIBE_S) is not None:
+                        freed.set()
+        await asyncio.sleep(RESUBSCRIBE_S)
 
 
 async def _serve(
