@@ -38,7 +38,8 @@ from gateway.cache.keys import (
     cache_version,
 )
 from gateway.refresh import batches
-from gateway.refresh.cycle import refresh_cycle, tapered
+from gateway.refresh.cycle import refresh_cycle
+from gateway.refresh.dispatch import tapered
 from gateway.refresh.lease import Skipped
 from resolvers.caller import Caller
 from resolvers.schema import build_schema

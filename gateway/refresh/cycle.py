@@ -79,27 +79,6 @@ def new_cycle_id(now: datetime) -> str:
     return f"{int(now.timestamp() * 1000)}-{uuid.uuid4().hex[:8]}"
 
 
-# A phase ends with its slowest runner. Its batches are taken in order, so the last ones
-# are made smaller (guided self-scheduling): none holds more than 1/TAPER_RUNNERS of what
-# is left (the batches a few workers run at once), down to 1/TAPER_FLOOR of the size.
-TAPER_RUNNERS = 8
-TAPER_FLOOR = 8
-
-
-def tapered(items: Sequence[Any], size: int) -> list[list[Any]]:
-    """`items` in batches of `size`, the last ones shrinking: every runner finishes its last
-    batch at about the same time instead of one running a whole batch alone."""
-    out: list[list[Any]] = []
-    floor = max(1, size // TAPER_FLOOR)
-    start = 0
-    while start < len(items):
-        left = len(items) - start
-        step = min(size, max(floor, -(-left // TAPER_RUNNERS)))
-        out.append(list(items[start : start + step]))
-        start += step
-    return out
-
-
 def batch_sizes(settings: Settings | None) -> tuple[int, int]:
     """(cohorts, directors) per batch: the settings', or their defaults."""
     if settings is not None:
@@ -151,7 +130,7 @@ class Phases:
         users = asyncio.ensure_future(programs.dashboard_users(upstream))
         try:
             result = await self.dispatcher.run_phase(
-                "cohorts", tapered(sorted(track_of), sizes[0]), guard, progress
+                "cohorts", self.dispatcher.cut(sorted(track_of), sizes[0]), guard, progress
             )
         except BaseException:
             for task in (directing, users):
@@ -180,7 +159,8 @@ class Phases:
                 tracks = tracks_by_director.get(person.id, ())
                 ids = sorted({c for t in tracks for c in cohorts_by_track[t]})
             people.append([person.id, person.role, person.name, person.email, ids])
-        result = await self.dispatcher.run_phase("directors", tapered(people, sizes[1]), guard)
+        batches = self.dispatcher.cut(people, sizes[1])
+        result = await self.dispatcher.run_phase("directors", batches, guard)
         self.note("directors", result)
         if result.lost:
             return None
@@ -373,7 +353,7 @@ async def _answers(
     settings = services.settings
     callers = [[p.id, p.role] for p in phases.users]
     result = await phases.dispatcher.run_phase(
-        "dashboards", tapered(callers, settings.refresh_answer_batch), guard
+        "dashboards", phases.dispatcher.cut(callers, settings.refresh_answer_batch), guard
     )
     phases.note("dashboards", result)
     written = {k for r in result.done() for k in r["written"]}
@@ -383,7 +363,7 @@ async def _answers(
     selection = await builder.select(tags, written, now)
     payloads: list[dict[str, Any]] = [
         {"chosen": part, "deadline": deadline}
-        for part in tapered(selection.chosen, settings.refresh_answer_batch)
+        for part in phases.dispatcher.cut(selection.chosen, settings.refresh_answer_batch)
     ]
     rebuilt = await phases.dispatcher.run_phase("answers", payloads, guard)
     phases.note("answers", rebuilt)

@@ -104,6 +104,31 @@ return 0
 """
 
 
+def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+# A phase ends with its slowest runner. Its batches are taken in order, so the last ones
+# are made smaller (guided self-scheduling): none holds more than 1/TAPER_RUNNERS of what
+# is left (the batches a few workers run at once), down to 1/TAPER_FLOOR of the size.
+TAPER_RUNNERS = 8
+TAPER_FLOOR = 8
+
+
+def tapered(items: Sequence[Any], size: int) -> list[list[Any]]:
+    """`items` in batches of `size`, the last ones shrinking: every runner finishes its last
+    batch at about the same time instead of one running a whole batch alone."""
+    out: list[list[Any]] = []
+    floor = max(1, size // TAPER_FLOOR)
+    start = 0
+    while start < len(items):
+        left = len(items) - start
+        step = min(size, max(floor, -(-left // TAPER_RUNNERS)))
+        out.append(list(items[start : start + step]))
+        start += step
+    return out
+
+
 @dataclass
 class PhaseResult:
     results: list[dict[str, Any] | None]  # by batch; None: lost
@@ -125,6 +150,11 @@ class LocalDispatcher:
         self.services = services
         self.run = run
         self.subtree_keys: set[str] = set()
+
+    @staticmethod
+    def cut(items: Sequence[Any], size: int) -> list[list[Any]]:
+        """Batches of `size`: one process keeps its core busy to the end of a phase."""
+        return chunks(items, size)
 
     async def run_phase(
         self, phase: str, payloads: Sequence[Any], guard: Guard | None, progress: Any = None
@@ -179,6 +209,12 @@ class QueueDispatcher:
         self.run = run
         self.token = token
         self.keys = CycleKeys(run.id)
+
+    @staticmethod
+    def cut(items: Sequence[Any], size: int) -> list[list[Any]]:
+        """Batches of `size`, the last ones shrinking (tapered): the workers end a phase
+        together."""
+        return tapered(items, size)
 
     async def run_phase(
         self, phase: str, payloads: Sequence[Any], guard: Guard | None, progress: Any = None

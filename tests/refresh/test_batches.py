@@ -1,6 +1,6 @@
 """How a cycle's phases are cut into batches (gateway/refresh/cycle.py `tapered`)."""
 
-from gateway.refresh.cycle import TAPER_FLOOR, TAPER_RUNNERS, tapered
+from gateway.refresh.dispatch import TAPER_FLOOR, TAPER_RUNNERS, tapered
 
 
 def test_bench_scale_cohorts_are_cut_full_then_shrinking() -> None:
