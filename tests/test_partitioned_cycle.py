@@ -246,7 +246,7 @@ async def test_a_killed_workers_batches_are_taken_over(
 @pytest.fixture
 async def api(tmp_path, redis_url: str):
     url = f"sqlite+aiosqlite:///{tmp_path / 'upstream.sqlite3'}"
-    await dataset.load(url, dataset.replicated(600))  # 604 cohorts: 20 batches
+    await dataset.load(url, dataset.replicated(600))  # 604 cohorts: 5 batches of 125
     clock = MovableClock(NOW)
     async with gateway_client(settings_for(url, redis_url), clock) as client:
         client.clock = clock  # type: ignore[attr-defined]

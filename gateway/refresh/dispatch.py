@@ -58,6 +58,8 @@ RESUBSCRIBE_S = 1.0  # a runner whose subscription to opened phases failed tries
 # moment the last one ends, and a worker that noticed late would leave its core idle.
 RUNNER_CYCLE_POLL_S = 0.02
 RUNNER_CYCLE_LINGER_S = 2.0
+# Batch runners serving in this process (a worker's: one).
+_runners_here = 0
 SUBTREE_PHASES = ("cohorts", "directors")  # their results name the subtree keys written
 POLL_S = 0.025  # how often the cycle's job looks at its batches (all claimed: the tail)
 CYCLE_KEYS_TTL_S = 3600  # a cycle's keys outlive any cycle; deleted at its end anyway
@@ -212,9 +214,11 @@ class QueueDispatcher:
 
     @staticmethod
     def cut(items: Sequence[Any], size: int) -> list[list[Any]]:
-        """Batches of `size`, the last ones shrinking (tapered): the workers end a phase
-        together."""
-        return tapered(items, size)
+        """In a worker: batches of `size`, the last ones shrinking (tapered), so the workers
+        end a phase together. In a process without a batch runner (`refresh --all --sync`,
+        the embedded gateway), whose cycle's job runs its batches one at a time unless
+        workers help: batches of `size` (fewer statements)."""
+        return tapered(items, size) if _runners_here else chunks(items, size)
 
     async def run_phase(
         self, phase: str, payloads: Sequence[Any], guard: Guard | None, progress: Any = None
@@ -308,13 +312,16 @@ async def serve_batches(services: "Services", taking: Callable[[], bool]) -> Non
     Rides out Redis outages (the worker logs them): it looks again at its next poll."""
     redis = services.redis
     assert redis is not None
+    global _runners_here
     running: set[asyncio.Task[str]] = set()
     # A batch ended, or a phase was opened: look at once, not at the next poll.
     freed = asyncio.Event()
     listener = asyncio.ensure_future(_phases_opened(redis, freed))
+    _runners_here += 1
     try:
         await _serve(redis, services, taking, running, freed)
     finally:
+        _runners_here -= 1
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
