@@ -128,17 +128,17 @@ class Phases:
         # (phase 2 starts the moment they are), as of the same cycle.
         directing = asyncio.ensure_future(programs.director_track_pairs(upstream))
         users = asyncio.ensure_future(programs.dashboard_users(upstream))
+        director_tracks: Sequence[Any]
         try:
             result = await self.dispatcher.run_phase(
                 "cohorts", self.dispatcher.cut(sorted(track_of), sizes[0]), guard, progress
             )
+            self.users, director_tracks = await asyncio.gather(users, directing)
         except BaseException:
             for task in (directing, users):
                 task.cancel()
             await asyncio.gather(directing, users, return_exceptions=True)
             raise
-        self.users = await users
-        director_tracks = await directing
         self.note("cohorts", result)
         if result.lost:
             return None
