@@ -336,7 +336,6 @@ async def test_an_opened_phase_wakes_the_batch_runners_without_waiting_for_their
 
     services = services_of(api)
     monkeypatch.setattr(dispatch, "RUNNER_POLL_S", 3600.0)
-    monkeypatch.setattr(dispatch, "RUNNER_CYCLE_POLL_S", 3600.0)
     cohort_work = batches.WORK["cohorts"]
     started: list[int] = []
     two_running = asyncio.Event()

@@ -52,12 +52,10 @@ BATCH_ATTEMPTS = 3  # claims of one batch before it is lost
 BATCHES_PER_WORKER = 3  # a worker's batches at once: some compute while others wait on SQL
 # In one process alone (embedded, --sync): the whole machine's share of the work.
 LOCAL_BATCHES = 4
-RUNNER_POLL_S = 0.2  # how often an idle batch runner looks for an open phase
+# How often an idle batch runner looks for an open phase when it missed the announcement
+# of one (which wakes it at once, as the end of one of its batches does).
+RUNNER_POLL_S = 0.2
 RESUBSCRIBE_S = 1.0  # a runner whose subscription to opened phases failed tries again
-# Within a cycle (a phase seen open lately) it looks this often: the next phase opens the
-# moment the last one ends, and a worker that noticed late would leave its core idle.
-RUNNER_CYCLE_POLL_S = 0.02
-RUNNER_CYCLE_LINGER_S = 2.0
 # Batch runners serving in this process (a worker's: one).
 _runners_here = 0
 SUBTREE_PHASES = ("cohorts", "directors")  # their results name the subtree keys written
@@ -313,13 +311,12 @@ async def serve_batches(services: "Services", taking: Callable[[], bool]) -> Non
     redis = services.redis
     assert redis is not None
     global _runners_here
-    running: set[asyncio.Task[str]] = set()
     # A batch ended, or a phase was opened: look at once, not at the next poll.
     freed = asyncio.Event()
     listener = asyncio.ensure_future(_phases_opened(redis, freed))
     _runners_here += 1
     try:
-        await _serve(redis, services, taking, running, freed)
+        await _serve(redis, services, taking, freed)
     finally:
         _runners_here -= 1
         listener.cancel()
@@ -346,19 +343,17 @@ async def _serve(
     redis: Any,
     services: "Services",
     taking: Callable[[], bool],
-    running: "set[asyncio.Task[str]]",
     freed: asyncio.Event,
 ) -> None:
+    running: set[asyncio.Task[str]] = set()
+
     def ended(task: "asyncio.Task[str]") -> None:
         running.discard(task)
         freed.set()
 
-    loop = asyncio.get_running_loop()
-    in_cycle_until = 0.0
     while True:
-        poll_s = RUNNER_CYCLE_POLL_S if loop.time() < in_cycle_until else RUNNER_POLL_S
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(freed.wait(), poll_s)
+            await asyncio.wait_for(freed.wait(), RUNNER_POLL_S)
         freed.clear()
         if not taking() or len(running) >= BATCHES_PER_WORKER:
             continue
@@ -366,7 +361,6 @@ async def _serve(
             raw = await cast(Any, redis).get(CYCLE_OPEN_KEY)
             if raw is None:
                 continue
-            in_cycle_until = loop.time() + RUNNER_CYCLE_LINGER_S
             opened = orjson.loads(raw)
             keys = CycleKeys(opened["cycle"])
             fields = [f"{opened['phase']}:{i}" for i in range(opened["batches"])]
