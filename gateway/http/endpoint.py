@@ -58,6 +58,7 @@ from gateway.http.responses import (
     media_response,
     seconds_until_refresh,
 )
+from gateway.http.scope import OBSERVED
 from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
 from loaders.engines import UpstreamUnavailable
@@ -85,7 +86,6 @@ SUBSCRIPTIONS_ELSEWHERE = (
 )
 
 # Operation names label a metric: only the dashboard's own, others are "other".
-OBSERVED = "gateway.observed"  # ASGI scope key: (operation, outcome) of this request
 KNOWN_OPERATIONS = frozenset(dashboard_operations())
 
 

@@ -30,10 +30,10 @@ from gateway.http.endpoint import FAST_PATH_MISSED_KEY, KNOWN_OPERATIONS
 from gateway.http.media import AcceptMemo
 from gateway.http.request import RequestError, inbound_request_id, parse_get
 from gateway.http.responses import VARY, etag_matches
+from gateway.http.scope import GRAPHQL_PATH
 from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
 
-GRAPHQL_PATH = "/graphql"
 MEMO_ENTRIES = 4_096
 MEMO_MAX_BYTES = 1_024
 _VARY = VARY.encode()
