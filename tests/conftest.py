@@ -95,7 +95,8 @@ async def fast(dataset_url: str, redis_url: str, manifest: str):
     from tests.clock import MovableClock
     from tests.dataset import NOW
     from tests.gateway_client import gateway_client
-    from tests.test_cache import refresh_all, services_of, settings_for
+    from tests.support.cycles import refresh_all
+    from tests.test_cache import services_of, settings_for
 
     clock = MovableClock(NOW)
     settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)

@@ -10,14 +10,14 @@ from prometheus_client import REGISTRY
 from sqlalchemy import update
 
 from gateway.cache.answers import AnswerId
-from gateway.refresh.answers import prewarm_answers
-from gateway.refresh.cycle import drop_answers, refresh_cycle, refresh_subtrees
+from gateway.refresh.cycle import batch_sizes, drop_answers, refresh_cycle
 from loaders.engines import make_engine
 from loaders.programs import track_directors
 from resolvers.caller import Caller
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, gateway_client
+from tests.support.cycles import in_process, prewarm
 from tests.test_cache import StatementCounter, services_of, settings_for
 from tests.test_fast_path import DETAIL_OP, LIST_OP, SUMMARY_OP, get, hits, set_capacity
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def api(fast: GatewayClient) -> GatewayClient:
     """test_fast_path's gateway (subtrees refreshed) with its answers prewarmed, as after
     a first full cycle."""
-    await prewarm_answers(services_of(fast), services_of(fast).clock())
+    await prewarm(services_of(fast))
     return fast
 
 
@@ -102,15 +102,16 @@ async def test_answers_are_served_while_the_cycle_runs_and_replaced_at_its_end(
     await set_capacity(dataset_url, 102, 20)
     try:
         api.clock.advance(300)
-        rewritten: set[str] = set()
-        await refresh_subtrees(services.refresh, services.clock(), rewritten=rewritten)
+        phases, now = in_process(services)
+        await phases.subtrees(batch_sizes(services.settings), None)
         # Mid-cycle: the subtrees are new, the previous cycle's answer is still served.
+        rewritten = await phases.rewritten_tags()
         assert services.cache.keys.tag(services.cache.keys.cohort(102)) in rewritten
         with StatementCounter(api) as counter:
             during = await get(api, SUMMARY_OP, DREW)
         assert counter.count == 0
         assert during.content == old.content
-        report = await prewarm_answers(services, services.clock(), rewritten)
+        report = await phases.answers(now, None)
         assert (report.rebuilt, report.dropped) == (0, 0)  # the dashboards were all rebuilt
         with StatementCounter(api) as counter:
             new = await get(api, SUMMARY_OP, DREW)

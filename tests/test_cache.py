@@ -13,13 +13,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from gateway.cache.keys import QUEUE_NAME
-from gateway.refresh.cycle import CycleReport, refresh_subtrees
-from gateway.services import Services
 from gateway.settings import Settings
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, background_done, gateway_client
 from tests.harness.waiting import async_wait_until
+from tests.support.cycles import refresh_all
 from tests.test_dashboard_api import COHORT_DETAIL, SUMMARY
 from workers.worker import make_worker
 
@@ -61,11 +60,6 @@ class StatementCounter:
 
 def services_of(api: GatewayClient):
     return api.http._transport.app.state.services
-
-
-async def refresh_all(services: Services) -> CycleReport:
-    """The subtree phase of a refresh cycle, as of the services' clock now."""
-    return await refresh_subtrees(services.refresh, services.clock())
 
 
 async def run_worker(settings: Settings) -> None:

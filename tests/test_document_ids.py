@@ -10,10 +10,10 @@ import pytest
 
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.persisted import load_manifest, sha256_hex
-from gateway.refresh.answers import prewarm_answers
 from gateway.settings import Settings
 from tests.dataset import DANA
 from tests.gateway_client import GatewayClient, gateway_client
+from tests.support.cycles import prewarm
 from tests.test_cache import StatementCounter, services_of
 from tests.test_fast_path import hits
 
@@ -123,7 +123,7 @@ async def test_persisted_only_accepts_manifest_ids_only(dataset_url: str, manife
 
 
 async def test_a_get_by_id_and_by_apq_hash_share_one_stored_answer(fast: GatewayClient) -> None:
-    await prewarm_answers(services_of(fast), services_of(fast).clock())
+    await prewarm(services_of(fast))
     apq = await fast.http.get(
         "/graphql",
         params={

@@ -10,14 +10,14 @@ from sqlalchemy import update
 from gateway.cache.answers import AnswerId, variables_digest
 from gateway.documents.dashboard import dashboard_operations
 from gateway.http.fastpath import answer_id_of
-from gateway.refresh.answers import prewarm_answers
 from loaders.engines import make_engine
 from loaders.programs import cohorts
 from resolvers.caller import Caller
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, gateway_client
-from tests.test_cache import StatementCounter, refresh_all, services_of, settings_for
+from tests.support.cycles import prewarm, refresh_all
+from tests.test_cache import StatementCounter, services_of, settings_for
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -53,7 +53,7 @@ def hits() -> float:
 
 
 async def test_prewarmed_answer_is_served_without_execution(fast: GatewayClient) -> None:
-    report = await prewarm_answers(services_of(fast), services_of(fast).clock())
+    report = await prewarm(services_of(fast))
     # 3 directors + 1 admin, two pages each; Nora's empty list has no computedAt to bound
     # its lifetime, so it is executed each time rather than stored.
     assert (report.callers, report.stored) == (4, 7)
@@ -71,7 +71,7 @@ async def test_prewarmed_answer_is_served_without_execution(fast: GatewayClient)
 async def test_fast_answer_equals_executed_answer_byte_for_byte(
     dataset_url: str, redis_url: str, manifest: str, fast: GatewayClient
 ) -> None:
-    await prewarm_answers(services_of(fast), services_of(fast).clock())
+    await prewarm(services_of(fast))
     cached = await get(fast, LIST_OP, DANA)
     settings = settings_for(
         dataset_url, redis_url, persisted_manifest=manifest, response_cache_enabled=False
@@ -104,7 +104,7 @@ async def test_miss_executes_once_then_hits(fast: GatewayClient) -> None:
 
 
 async def test_answers_never_cross_callers(fast: GatewayClient) -> None:
-    await prewarm_answers(services_of(fast), services_of(fast).clock())
+    await prewarm(services_of(fast))
     answers = {}
     for user, role in ((DANA, "director"), (DREW, "director"), (ADMIN, "admin")):
         response = await get(fast, LIST_OP, user, role)
@@ -139,7 +139,7 @@ async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
     dataset_url: str, fast: GatewayClient
 ) -> None:
     services = services_of(fast)
-    await prewarm_answers(services, services.clock())
+    await prewarm(services)
     old = await get(fast, SUMMARY_OP, DREW)
     assert old.json()["data"]["me"]["summary"]["seats"]["total"] == 10
     await set_capacity(dataset_url, 102, 20)
@@ -161,7 +161,7 @@ async def test_refresh_of_a_subtree_replaces_the_answers_built_from_it(
 
 
 async def test_stored_answer_expires_when_its_subtrees_turn_stale(fast: GatewayClient) -> None:
-    await prewarm_answers(services_of(fast), services_of(fast).clock())
+    await prewarm(services_of(fast))
     fast.clock.advance(120)
     response = await get(fast, SUMMARY_OP, DANA)
     assert response.headers["cache-control"] == "private, max-age=180"
@@ -187,7 +187,7 @@ async def test_hits_are_answered_in_front_of_routing_with_the_endpoints_headers(
         dataset_url, redis_url, persisted_manifest=manifest, cors_origins=["https://dash.test"]
     )
     async with gateway_client(settings, fast.clock) as api:
-        await prewarm_answers(services_of(api), services_of(api).clock())
+        await prewarm(services_of(api))
         before = hits()
         response = await get(
             api, SUMMARY_OP, DANA, **{"Origin": "https://dash.test", "X-Request-Id": "r-42"}
@@ -246,7 +246,7 @@ async def test_answers_live_as_long_as_their_subtrees_are_fresh(
     async with gateway_client(settings, clock) as api:
         services = services_of(api)
         await refresh_all(services)
-        await prewarm_answers(services, services.clock())
+        await prewarm(services)
         key = services.answers.key(
             Caller(DANA, "director"), AnswerId.of(SUMMARY_OP.sha256, SUMMARY_OP.name, None)
         )
@@ -262,7 +262,7 @@ async def test_answers_live_as_long_as_their_subtrees_are_fresh(
 
 async def test_repeated_headers_are_read_as_the_endpoint_reads_them(fast: GatewayClient) -> None:
     """The first of repeated headers counts, on a hit as on a miss (Starlette's rule)."""
-    await prewarm_answers(services_of(fast), services_of(fast).clock())
+    await prewarm(services_of(fast))
     valid = fast.auth(DANA)["Authorization"]
     headers = [("Authorization", "Bearer garbage"), ("Authorization", valid)]
     response = await fast.http.get("/graphql", params=params(SUMMARY_OP), headers=headers)

@@ -11,10 +11,10 @@ import pytest
 
 from gateway.cache.answers import etag_for
 from gateway.http.media import ACCEPT_MEMO_ENTRIES, AcceptMemo, negotiate
-from gateway.refresh.answers import prewarm_answers
 from gateway.settings import Settings
 from tests.dataset import DANA
 from tests.gateway_client import GatewayClient, gateway_client
+from tests.support.cycles import prewarm
 from tests.test_cache import StatementCounter, services_of, settings_for
 from tests.test_fast_path import CACHE_HEADERS, SUMMARY_OP, get, hits
 
@@ -203,7 +203,7 @@ async def test_unknown_persisted_query_is_404_under_graphql_response_json(
 async def test_fast_path_answers_in_the_requested_media_type(
     dataset_url: str, redis_url: str, manifest: str, fast: GatewayClient
 ) -> None:
-    await prewarm_answers(services_of(fast), services_of(fast).clock())
+    await prewarm(services_of(fast))
     settings = settings_for(
         dataset_url, redis_url, persisted_manifest=manifest, response_cache_enabled=False
     )

@@ -23,7 +23,6 @@ from redis.crc import key_slot
 
 from gateway.cache.answers import AnswerId
 from gateway.documents.persisted import APQ_KEY_PREFIX
-from gateway.refresh.answers import prewarm_answers
 from gateway.refresh.cycle import refresh_cycle
 from gateway.settings import Settings
 from resolvers.caller import Caller
@@ -32,6 +31,7 @@ from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.gateway_client import gateway_client
 from tests.harness.redis_link import RedisMonitor
 from tests.redis_cluster import RedisClusterServer
+from tests.support.cycles import prewarm
 from tests.test_cache import (
     StatementCounter,
     refresh_all,
@@ -129,8 +129,8 @@ async def test_the_cache_works_on_a_redis_cluster(
         # Subtrees and the stored dashboards, then served by the fast path alone.
         report = await refresh_all(services)
         assert (report.cohorts, report.directors, report.incomplete_cohorts) == (4, 3, 0)
-        prewarm = await prewarm_answers(services, services.clock())
-        assert (prewarm.callers, prewarm.stored) == (4, 7)
+        prewarmed = await prewarm(services)
+        assert (prewarmed.callers, prewarmed.stored) == (4, 7)
         before = hits()
         with StatementCounter(api) as counter:
             summary = await get(api, SUMMARY_OP, DANA)

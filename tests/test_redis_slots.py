@@ -13,11 +13,11 @@ from redis.crc import key_slot
 
 from gateway.cache.keys import QUEUE_NAME
 from gateway.documents.dashboard import dashboard_operations
-from gateway.refresh.answers import prewarm_answers
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import gateway_client
-from tests.test_cache import WEBHOOK_SECRET, refresh_all, services_of, settings_for
+from tests.support.cycles import prewarm, refresh_all
+from tests.test_cache import WEBHOOK_SECRET, services_of, settings_for
 from tests.test_dashboard_api import COHORT_DETAIL
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -88,7 +88,7 @@ async def test_no_command_spans_two_slots(dataset_url: str, redis_url: str, monk
     async with gateway_client(settings_for(dataset_url, redis_url), MovableClock(NOW)) as api:
         services = services_of(api)
         await refresh_all(services)
-        await prewarm_answers(services, services.clock())
+        await prewarm(services)
         summary = dashboard_operations()["DirectorSummary"]
         params = {
             "extensions": json.dumps(

@@ -18,7 +18,8 @@ from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.live_server import Served, serving
 from tests.subscription_clients import sse_stream, ws_connect, ws_session
-from tests.test_cache import refresh_all, settings_for
+from tests.support.cycles import refresh_all
+from tests.test_cache import settings_for
 
 DASHBOARD = """subscription Dash {
   dashboard {

@@ -18,7 +18,8 @@ from tests.harness.redis_link import RedisMonitor
 from tests.harness.servers import RedisServer
 from tests.live_server import Served, serving
 from tests.subscription_clients import ws_session
-from tests.test_cache import refresh_all, settings_for
+from tests.support.cycles import refresh_all
+from tests.test_cache import settings_for
 from tests.test_subscriptions import COHORT, DASHBOARD, refresh_cohort, stamp
 
 SUBSCRIBERS = {DANA: 6, DREW: 4}

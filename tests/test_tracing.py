@@ -317,13 +317,13 @@ def test_tracing_off_loads_no_tracing_code(dataset_url: str) -> None:
 async def test_tracing_off_the_fast_path_calls_no_tracing_code(fast) -> None:
     """Hits with tracing off: not one call into OpenTelemetry or gateway/tracing.py (even
     with them loaded in this process by other tests), and no tracing layer in the stack."""
-    from gateway.refresh.answers import prewarm_answers
+    from tests.support.cycles import prewarm
     from tests.test_cache import services_of
     from tests.test_fast_path import get, hits
 
     services = services_of(fast)
     assert services.tracing is None
-    await prewarm_answers(services, services.clock())
+    await prewarm(services)
     await get(fast, SUMMARY, DANA)  # warm the memos
     calls: list[str] = []
 

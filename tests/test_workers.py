@@ -17,7 +17,8 @@ from tests.dataset import DANA, DREW, NORA, NOW
 from tests.gateway_client import gateway_client
 from tests.harness.processes import WorkerProcess, child_env
 from tests.harness.waiting import async_wait_until
-from tests.test_cache import StatementCounter, refresh_all, services_of, settings_for
+from tests.support.cycles import refresh_all
+from tests.test_cache import StatementCounter, services_of, settings_for
 from tests.test_dashboard_api import COHORT_DETAIL, SUMMARY
 from workers.worker import cron_fields
 

@@ -9,7 +9,7 @@ made, the stored bytes go out with their ETag and Cache-Control. Correctness res
   true;
 - every entry is tagged with the subtrees it was built from; writing any of them
   (a webhook, a recompute) deletes the entries tagged with it, and a full refresh cycle
-  replaces them at its end (see gateway/prewarm.py);
+  replaces them at its end (gateway/refresh/cycle.py);
 - every entry carries the request it answers (caller, document hash, operation,
   variables), so that a refresh cycle can rebuild it for the same caller and key.
 """
@@ -28,6 +28,7 @@ import orjson
 from gateway import metrics
 from gateway.cache.keys import Keys
 from gateway.cache.kv import KV, CacheUnavailable
+from gateway.settings import Settings
 from resolvers.caller import Caller
 
 
@@ -267,6 +268,40 @@ class AnswerStore:
         except CacheUnavailable:
             return False
         return True
+
+    async def keep(
+        self,
+        key: str,
+        request: AnswerRequest,
+        data: Any,
+        source: Any,
+        settings: Settings,
+        now: datetime,
+        *,
+        body: bytes | None = None,
+        used_at: float | None = None,
+    ) -> bool:
+        """Stores the executed answer `data` (no errors) to `request` under `key`, when the
+        subtree source it was read through allows (the one path by which the endpoint and
+        a refresh cycle store what they executed): for max-age, until the next refresh;
+        kept until its inputs turn stale. `body`: its bytes when already encoded.
+        Returns False when not stored."""
+        dependencies = getattr(source, "dependencies", None)
+        if not dependencies or not getattr(source, "answer_cacheable", False):
+            return False
+        until = expires_at(data, settings.refresh_interval_s)
+        if until is None:
+            return False
+        raw = encode_answer(data) if body is None else body
+        return await self.put(
+            key,
+            StoredResponse(etag_for(raw), until, raw, request.encode()),
+            dependencies,
+            settings.fresh_s,
+            now,
+            getattr(source, "dependency_versions", None),
+            used_at,
+        )
 
 
 def decode_stored(raw: bytes) -> StoredResponse:

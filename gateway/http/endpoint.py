@@ -28,7 +28,7 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway import metrics
 from gateway.auth import AuthError, confirm_identity
-from gateway.cache.answers import AnswerRequest, StoredResponse, etag_for, expires_at
+from gateway.cache.answers import AnswerRequest, etag_for
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.limits import LimitExceeded, PreparedDocument, prepared_schema
 from gateway.documents.persisted import (
@@ -214,13 +214,7 @@ class GraphQLEndpoint:
         now: datetime,
     ) -> None:
         """Keeps an executed answer for the fast path, with the request it answers."""
-        source = context.source
-        dependencies = getattr(source, "dependencies", None)
-        if not dependencies or not getattr(source, "answer_cacheable", False):
-            return
-        # max-age runs to the next refresh; the entry lives until its inputs turn stale.
-        until = expires_at(data, self.settings.refresh_interval_s)
-        if until is None or gql.answer_key is None:
+        if gql.answer_key is None:
             return
         # Variables the operation does not declare change nothing in the answer but would
         # make a new key (and a new answer to rebuild every cycle) per value: not stored.
@@ -235,13 +229,8 @@ class GraphQLEndpoint:
             gql.variables or {},
             now.timestamp(),
         )
-        await self.services.answers.put(
-            gql.answer_key,
-            StoredResponse(etag_for(raw), until, raw, request.encode()),
-            dependencies,
-            self.settings.fresh_s,
-            now,
-            getattr(source, "dependency_versions", None),
+        await self.services.answers.keep(
+            gql.answer_key, request, data, context.source, self.settings, now, body=raw
         )
 
     def authenticate(self, request: Request) -> Caller:

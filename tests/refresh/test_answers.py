@@ -13,7 +13,8 @@ from resolvers.caller import Caller
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, gateway_client
-from tests.test_cache import refresh_all, services_of, settings_for
+from tests.support.cycles import refresh_all
+from tests.test_cache import services_of, settings_for
 from tests.test_fast_path import DETAIL_OP, LIST_OP, get
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -9,7 +9,8 @@ from resolvers.caller import Caller
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, NOW
 from tests.gateway_client import gateway_client
-from tests.test_cache import refresh_all, services_of, settings_for
+from tests.support.cycles import refresh_all
+from tests.test_cache import services_of, settings_for
 
 COHORT_IDS = "{ me { cohorts(first: 10) { edges { node { id stale } } } } }"
 SUMMARY = "{ me { summary { totalCohorts computedAt stale } } }"

@@ -20,7 +20,8 @@ from tests import dataset
 from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NORA, NOW
 from tests.gateway_client import GatewayClient, gateway_client
-from tests.test_cache import refresh_all, run_worker, services_of, settings_for, signed
+from tests.support.cycles import refresh_all
+from tests.test_cache import run_worker, services_of, settings_for, signed
 from tests.test_fast_path import DETAIL_OP, LIST_OP, SUMMARY_OP, get
 
 DETAIL = "query($id: Int!) { cohort(id: $id) { id name seats { total } } }"
