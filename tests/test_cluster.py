@@ -605,6 +605,12 @@ async def test_metrics_of_every_worker_process_in_each_scrape(
                 )
             assert response.status_code == 200, response.text
         wait_until(lambda: len(worker_pids(gateway)) == 2 or None, "both workers")
+        # A request's latency is observed once its response is sent: the last ones may be
+        # counted just after their client has the answer.
+        wait_until(
+            lambda: gateway.metric_sum("gateway_request_seconds_count") == requests or None,
+            "every request counted",
+        )
         for _ in range(6):
             assert gateway.metric_sum("gateway_request_seconds_count") == requests
 
