@@ -285,12 +285,9 @@ class GraphQLEndpoint:
         self.enforce_persisted_only(gql)
         if not self.settings.apq_enabled:
             if gql.query is None:
+                # 200 under every media type, as Apollo Server answers (README, Clients).
                 raise RequestError(
-                    200,
-                    PERSISTED_QUERY_NOT_SUPPORTED,
-                    "PersistedQueryNotSupported",
-                    NO_STORE,
-                    spec_status=400,
+                    200, PERSISTED_QUERY_NOT_SUPPORTED, "PersistedQueryNotSupported", NO_STORE
                 )
             gql.document, gql.source, gql.persisted = gql.query, "document", False
             return
@@ -299,9 +296,9 @@ class GraphQLEndpoint:
             return
         document = await self.apq.get(sha256)
         if document is None:
-            raise RequestError(
-                200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE, spec_status=404
-            )
+            # 200 under every media type, as Apollo Server answers: Apollo iOS fails any
+            # non-2xx before its APQ interceptor reads the error (README, Clients).
+            raise RequestError(200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE)
         gql.document = document
 
     def enforce_persisted_only(self, gql: GraphQLRequest) -> None:
@@ -318,8 +315,13 @@ class GraphQLEndpoint:
                 gql.operation_name,
             )
             return
+        # A final refusal (no client retries it): 400 under every media type, never cached,
+        # so a client ahead of this deployment's manifest is not stuck once it catches up.
         raise RequestError(
-            400, PERSISTED_QUERY_NOT_IN_LIST, "This document is not in the persisted-query list."
+            400,
+            PERSISTED_QUERY_NOT_IN_LIST,
+            "This document is not in the persisted-query list.",
+            NO_STORE,
         )
 
     def limit(self, gql: GraphQLRequest) -> PreparedDocument:
