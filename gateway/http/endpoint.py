@@ -43,6 +43,7 @@ from gateway.http.graphiql import GraphiQL
 from gateway.http.media import GRAPHQL_RESPONSE, JSON, LEGACY, Media, negotiate
 from gateway.http.request import (
     GRAPHIQL_ASSET_PARAM,
+    BatchRefused,
     GraphQLRequest,
     RequestError,
     inbound_request_id,
@@ -162,8 +163,12 @@ class GraphQLEndpoint:
                 await self.apq.set(gql.sha256, gql.document)
             result = await self.execute(gql, context)
         except RequestError as exc:
-            body = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
+            body: Any = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
             status = exc.spec_status if media.spec_status else exc.status
+            if isinstance(exc, BatchRefused):
+                # One answer per operation; under application/json, as any request error
+                # there: 200 with `"data": null` (README, Clients).
+                body = [body if media.spec_status else {"data": None, **body}] * exc.operations
             request.scope[OBSERVED] = ("other", f"refused_{status}")
             return media_response(body, status, {**headers, **exc.headers}, media)
         observe(request, gql, "error" if result.errors else "ok")
