@@ -163,13 +163,16 @@ class GraphQLEndpoint:
                 await self.apq.set(gql.sha256, gql.document)
             result = await self.execute(gql, context)
         except RequestError as exc:
-            body: Any = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
+            body = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
             status = exc.spec_status if media.spec_status else exc.status
+            request.scope[OBSERVED] = ("other", f"refused_{status}")
             if isinstance(exc, BatchRefused):
                 # One answer per operation; under application/json, as any request error
                 # there: 200 with `"data": null` (README, Clients).
-                body = [body if media.spec_status else {"data": None, **body}] * exc.operations
-            request.scope[OBSERVED] = ("other", f"refused_{status}")
+                each = body if media.spec_status else {"data": None, **body}
+                return media_response(
+                    [each] * exc.operations, status, {**headers, **exc.headers}, media
+                )
             return media_response(body, status, {**headers, **exc.headers}, media)
         observe(request, gql, "error" if result.errors else "ok")
         response, raw = self.respond(gql, request, result.errors, result.data, headers, now, media)
@@ -349,6 +352,7 @@ class GraphQLEndpoint:
                 raise RequestError(
                     405, BAD_REQUEST, "Mutations are only accepted over POST.", {"Allow": "POST"}
                 )
+            gql.operation_type = operation.operation
             if prepared.errors:
                 return prepared
             gql.declared_variables = frozenset(
@@ -361,7 +365,7 @@ class GraphQLEndpoint:
 
     async def execute(self, gql: GraphQLRequest, context: Context) -> ExecutionResult:
         allowed = {StrawberryOperationType.QUERY}
-        if gql.method == "POST":
+        if gql.method != "GET":  # POST, or a WebSocket's subscribe message
             allowed.add(StrawberryOperationType.MUTATION)
         try:
             return await self.schema.execute(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import orjson
+from graphql import OperationType
 from starlette.requests import Request
 
 from gateway.cache.answers import AnswerId
@@ -72,8 +73,9 @@ class GraphQLRequest:
     register: bool = False
     # Set on a persisted GET that missed the stored answers: where to store the answer.
     answer_key: str | None = None
-    # Set by `limit`: the variables the operation declares.
+    # Set by `limit`: the variables the operation declares, and its type.
     declared_variables: frozenset[str] = frozenset()
+    operation_type: OperationType | None = None
 
     @property
     def cacheable(self) -> bool:
@@ -140,7 +142,8 @@ def _loads_param(raw: str | None, name: str) -> Any:
 def check_shape(data: Any, method: str) -> GraphQLRequest:
     if isinstance(data, list):
         if not data:
-            raise RequestError(400, BAD_REQUEST, "An empty batch: send one operation, as an object.")
+            message = "An empty batch: send one operation, as an object."
+            raise RequestError(400, BAD_REQUEST, message)
         if not all(isinstance(element, dict) for element in data):
             raise RequestError(400, BAD_REQUEST, "A batch holds operation objects only.")
         if len(data) > MAX_BATCH_ANSWERED:
