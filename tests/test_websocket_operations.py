@@ -3,6 +3,7 @@ and gql, graphql-ws and GraphQLWsLink send them when so configured: one `next` w
 result, then `complete`; under the same token, limits, persisted-only mode, scope,
 introspection and rate-limit rules as over HTTP (uvicorn in this process, embedded mode)."""
 
+import json
 from typing import Any
 
 import httpx
@@ -157,3 +158,65 @@ async def test_persisted_only_mode_and_apq_apply(db: str, manifest: str) -> None
                 "/graphql", json={"extensions": me_hash}, headers=live.auth(DANA)
             )
         assert response.json() == {"data": {"me": {"id": DANA, "name": "Dana Director"}}}
+
+
+URQL_ACCEPT = (
+    "application/graphql-response+json, application/graphql+json, application/json, "
+    "text/event-stream, multipart/mixed"
+)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        URQL_ACCEPT,
+        "text/event-stream;q=0, application/json",
+        "application/json;q=0.9, text/event-stream;q=0.1",
+    ],
+)
+async def test_an_accept_that_does_not_prefer_the_event_stream_gets_json(
+    live: Served, accept: str
+) -> None:
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        response = await http.post(
+            "/graphql", json={"query": ME}, headers={**live.auth(DANA), "Accept": accept}
+        )
+    assert response.status_code == 200
+    assert response.headers["content-type"].split(";")[0] in (
+        "application/graphql-response+json",
+        "application/json",
+    )
+    assert response.json() == {"data": {"me": {"id": DANA, "name": "Dana Director"}}}
+
+
+async def test_an_event_stream_at_q_0_is_never_streamed(live: Served) -> None:
+    """`text/event-stream;q=0` alone allows no type the gateway serves: 406, in JSON."""
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        response = await http.post(
+            "/graphql",
+            json={"query": ME},
+            headers={**live.auth(DANA), "Accept": "text/event-stream;q=0"},
+        )
+    assert (response.status_code, response.headers["content-type"]) == (406, "application/json")
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_a_query_preferring_the_event_stream_is_told_where_to_go(live: Served) -> None:
+    accept = "text/event-stream, application/json;q=0.5"
+    async with (
+        httpx.AsyncClient(base_url=live.url) as http,
+        http.stream(
+            "POST", "/graphql", json={"query": ME}, headers={**live.auth(DANA), "Accept": accept}
+        ) as response,
+    ):
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        body = (await response.aread()).decode()
+    event, complete = body.strip().split("\n\n")
+    assert event.startswith("event: next\ndata: ")
+    [error] = json.loads(event.split("data: ", 1)[1])["errors"]
+    assert (error["extensions"]["code"], error["message"]) == (
+        "BAD_REQUEST",
+        "Only subscriptions are served as an event stream; send queries and mutations with "
+        "Accept: application/graphql-response+json, or over WebSocket.",
+    )
+    assert complete == "event: complete\ndata:"

@@ -25,7 +25,8 @@ from resolvers.context import Context
 from resolvers.errors import BAD_REQUEST
 
 ONLY_SUBSCRIPTIONS = (
-    "Only subscriptions are served on this connection; send queries and mutations over HTTP."
+    "Only subscriptions are served as an event stream; send queries and mutations with "
+    "Accept: application/graphql-response+json, or over WebSocket."
 )
 SUBSCRIPTION_ONLY = frozenset({OperationType.SUBSCRIPTION})
 EVERY_OPERATION = frozenset(OperationType)
