@@ -4,13 +4,12 @@ protocol in its distinct-connections mode (what the `graphql-sse` client speaks)
 A GET or POST to /graphql whose Accept header prefers `text/event-stream` to every JSON
 type it accepts (q-values honoured: gateway/http/media.py) is one subscription on one
 response: the token in the Authorization header, the request as any GraphQL over HTTP
-request, then `event: next` per result and `event: complete` at the
-end. A request that cannot be read is answered like any other (a JSON 4xx); a document
-that may not run (persisted-only mode, the limits, validation, not a subscription)
-is reported in the stream, as the protocol asks: one `next` event with the errors, then
-`complete`. When the token expires the stream ends the same way with UNAUTHENTICATED.
-A comment line every GATEWAY_SUBSCRIPTIONS_KEEPALIVE_S keeps proxies from cutting an
-idle stream.
+request, then `event: next` per result and `event: complete` at the end. A request that
+cannot be read is answered like any other (a JSON 4xx); a document that may not run
+(persisted-only mode, the limits, validation, not a subscription) is reported in the
+stream, as the protocol asks: one `next` event with the errors, then `complete`. When the
+token expires the stream ends the same way with UNAUTHENTICATED. A comment line every
+GATEWAY_SUBSCRIPTIONS_KEEPALIVE_S keeps proxies from cutting an idle stream.
 """
 
 import asyncio
