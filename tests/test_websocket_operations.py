@@ -15,7 +15,8 @@ from tests.clock import MovableClock
 from tests.dataset import DANA, NOW
 from tests.live_server import Served, serving
 from tests.subscription_clients import WS, ws_session
-from tests.test_cache import refresh_all, settings_for
+from tests.support.cycles import refresh_all
+from tests.test_cache import settings_for
 
 ME = "query Me { me { id name } }"
 SUMMARY = "query S { me { summary { totalCohorts activeCohorts seats { total used } } } }"
