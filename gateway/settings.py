@@ -386,6 +386,27 @@ class Settings(BaseSettings):
         None, description="Serve GET /dashboard; default on in development, off in production."
     )
 
+    # --- what one connection, one caller or one event may cost before any work ---
+    max_header_bytes: int = Field(
+        16_384,
+        gt=0,
+        description="Largest request head (request line and headers), bytes; more is answered "
+        "431 before the application reads it.",
+    )
+    max_headers: int = Field(100, gt=0, description="Most header fields in one request (431).")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request head must arrive whole within this of its first byte (of the "
+        "connection, for the first request), seconds; else 408 and the connection is closed.",
+    )
+    subscriptions_max_init_bytes: int = Field(
+        8_192,
+        gt=0,
+        description="Largest WebSocket message before connection_ack (close 1009); every "
+        "message is bounded by GATEWAY_MAX_BODY_BYTES.",
+    )
+
     @field_validator("cors_origins", "cors_allow_headers", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

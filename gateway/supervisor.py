@@ -53,9 +53,12 @@ log = logging.getLogger("gateway.supervisor")
 
 
 def _uvicorn_options() -> dict[str, object]:
+    # The request head and WebSocket message bounds (the HTTP protocol class among them).
+    from gateway.http.protocol import server_options
+
     return {
         "loop": "uvloop",
-        "http": "httptools",
+        **server_options(),
         # gateway.main configures logging in every worker process.
         "log_config": None,
         "access_log": False,
