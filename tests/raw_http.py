@@ -2,6 +2,7 @@
 heads of any size, heads sent a byte at a time. Every wait is bounded."""
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,14 +16,18 @@ async def exchange(url: str, head: bytes, body: bytes = b"") -> tuple[int, dict[
     all: what it answered is returned."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    try:
-        try:
+
+    async def send() -> None:
+        # The server may answer and close while this is still being sent.
+        with contextlib.suppress(ConnectionError):
             writer.write(head + body)
             await writer.drain()
-        except ConnectionError:
-            pass  # answered and closed while we were still sending
+
+    sending = asyncio.ensure_future(send())
+    try:
         return await asyncio.wait_for(read_response(reader), WAIT_S)
     finally:
+        sending.cancel()
         writer.close()
 
 

@@ -30,6 +30,8 @@ from gateway.http.errors import error_body
 from gateway.settings import Settings
 from resolvers.errors import HEADERS_TOO_LARGE, REQUEST_TIMEOUT
 
+LINGER_S = 2.0
+
 
 class _HeadTooLarge(Exception):
     pass
@@ -58,6 +60,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -85,6 +88,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, "Request header timeout.")
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # refused: what follows is read and dropped until the close
         if self._in_head:
             self._head_bytes += len(data)
         self._unset_keepalive_if_required()
@@ -153,4 +158,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             body,
         ]
         self.transport.write(b"".join(content))
-        self.transport.close()
+        # A lingering close (as nginx's): closed at once with unread input, the socket
+        # would send a reset that can destroy the answer before the client reads it. So
+        # the answer is sent, then EOF, then input is dropped unread for LINGER_S at most.
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
