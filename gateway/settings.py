@@ -317,6 +317,26 @@ class Settings(BaseSettings):
     apq_memory_entries: int = Field(
         2_000, gt=0, description="APQ documents kept in process memory (LRU)."
     )
+    # APQ registrations (gateway/documents/registrations.py), refused with
+    # TOO_MANY_REGISTRATIONS (HTTP 429) past either bound.
+    apq_max_registrations: int = Field(
+        50, gt=0, description="APQ documents one caller may register per registration window."
+    )
+    apq_max_registration_bytes: int = Field(
+        524_288, gt=0, description="Bytes of APQ documents one caller may register per window."
+    )
+    apq_registration_window_s: int = Field(
+        3_600, gt=0, description="The per-caller APQ registration window, seconds."
+    )
+    apq_max_registrations_total: int = Field(
+        5_000, gt=0, description="APQ documents all callers together may register per APQ TTL."
+    )
+    apq_max_registration_bytes_total: int = Field(
+        33_554_432,
+        gt=0,
+        description="Bytes of APQ documents all callers together may register per APQ TTL (the "
+        "store holds at most twice this).",
+    )
     max_document_chars: int = Field(
         32_768,
         gt=0,
