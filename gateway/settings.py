@@ -266,6 +266,12 @@ class Settings(BaseSettings):
         "in production).",
     )
     webhook_max_body_bytes: int = Field(65_536, description="Largest webhook body, bytes.")
+    webhook_max_ids: int = Field(
+        10_000,
+        gt=0,
+        description="Most cohort and director ids one change event names, together (413 "
+        "TOO_MANY_IDS beyond; nothing is queued).",
+    )
     event_dedupe_ttl_s: float = Field(
         7 * 86_400.0, description="How long an event id is remembered, seconds."
     )

@@ -280,6 +280,7 @@ async def test_connection_limits(db: str) -> None:
             # The refused socket's process slot is given back once the server saw it go.
             hub = live.services.hub
             assert hub is not None
+
             async def given_back() -> bool:
                 return hub.slots.taken == 2
 
