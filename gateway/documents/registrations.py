@@ -52,7 +52,8 @@ class Registrations:
         self.redis = redis
         self.per_caller = per_caller
         self.total = total
-        self._memory: dict[str, tuple[int, int]] = {}  # embedded mode: key → (count, bytes)
+        # Embedded mode: per window length, the current window and its counts by key.
+        self._memory: dict[str, tuple[str, dict[str, tuple[int, int]]]] = {}
 
     async def admit(self, user_id: int, size: int, now_s: float) -> Exceeded | None:
         """Counts one registration of `size` bytes by `user_id`; None when within bounds."""
@@ -74,10 +75,7 @@ class Registrations:
 
     async def _count(self, key: str, size: int, window_s: int) -> tuple[int, int] | None:
         if self.redis is None:
-            self._forget_old(key)
-            documents, total_bytes = self._memory.get(key, (0, 0))
-            self._memory[key] = (documents + 1, total_bytes + size)
-            return self._memory[key]
+            return self._count_in_memory(key, size)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(key, "documents", 1)
@@ -89,8 +87,13 @@ class Registrations:
             return None
         return int(documents), int(total_bytes)
 
-    def _forget_old(self, key: str) -> None:
-        """Embedded mode: a window's counts go once a later window of the same kind opens."""
-        kind = key.rsplit(":", 1)[0]
-        for old in [k for k in self._memory if k.rsplit(":", 1)[0] == kind and k != key]:
-            del self._memory[old]
+    def _count_in_memory(self, key: str, size: int) -> tuple[int, int]:
+        """Embedded mode: every count of a window length is dropped when its next window
+        opens (so memory holds the callers of the current windows only)."""
+        _, kind, window = key.rsplit(":", 2)
+        counts = self._memory.get(kind)
+        if counts is None or counts[0] != window:
+            counts = self._memory[kind] = (window, {})
+        documents, total_bytes = counts[1].get(key, (0, 0))
+        counts[1][key] = (documents + 1, total_bytes + size)
+        return counts[1][key]

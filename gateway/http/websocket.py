@@ -108,7 +108,7 @@ class _Session:
 
     async def serve(self) -> None:
         websocket = self.websocket
-        max_init_chars = self.app.settings.subscriptions_max_init_bytes
+        max_init_bytes = self.app.settings.subscriptions_max_init_bytes
         self.timer = asyncio.get_running_loop().call_later(
             self.app.settings.subscriptions_init_timeout_s,
             self.close_soon,
@@ -127,7 +127,7 @@ class _Session:
                 continue
             # Until connection_init is answered, nothing but a small frame is parsed (the
             # server already bounds every frame: GATEWAY_MAX_BODY_BYTES, close 1009).
-            if self.connection is None and len(text) > max_init_chars:
+            if self.connection is None and len(text.encode()) > max_init_bytes:
                 await self.close(CLOSE_TOO_BIG, "Message too big")
                 continue
             await self.handle(text)
