@@ -13,8 +13,11 @@ import redis.asyncio as aioredis
 
 from gateway.documents.persisted import APQ_KEY_PREFIX, sha256_hex
 from gateway.settings import Settings
+from tests.clock import MovableClock
 from tests.dataset import DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, fixed_clock, gateway_client
+from tests.live_server import serving
+from tests.subscription_clients import ws_session
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -108,3 +111,22 @@ async def test_bounds_hold_across_replicas_on_redis(dataset_url: str, redis_url:
             assert len([key async for key in redis.scan_iter(f"{APQ_KEY_PREFIX}*")]) == 15
     finally:
         await redis.aclose()
+
+
+async def test_a_websocket_registration_counts_as_any_other(dataset_url: str) -> None:
+    settings = settings_for(dataset_url, apq_max_registrations=1)
+    async with serving(settings, MovableClock(NOW)) as live:
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            api = GatewayClient(http, settings)
+            assert outcome(await register(api, DANA, document(1))) == "registered"
+        async with ws_session(live.ws_url, live.token(DANA)) as ws:
+            text = document(2)
+            await ws.subscribe("1", text, extensions=persisted(text))
+            reply = await ws.receive()
+            assert reply["type"] == "error", reply
+            [error] = reply["payload"]
+            assert error["extensions"]["code"] == "TOO_MANY_REGISTRATIONS"
+
+
+def persisted(text: str) -> dict[str, Any]:
+    return {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(text)}}
