@@ -111,17 +111,18 @@ class Hub:
         `slot_taken`, the process slot is the caller's own, to give back itself."""
         user_id = caller.user_id
         self.slots.take_caller(user_id)
-        try:
-            if not slot_taken:
-                self.slots.take()
+        if not slot_taken:
             try:
-                await self._check_role(caller)
-            except BaseException:
-                if not slot_taken:
-                    self.slots.give()
+                self.slots.take()
+            except Refused:
+                self.slots.give_caller(user_id)
                 raise
-        except BaseException:
+        try:
+            await self._check_role(caller)
+        except BaseException:  # a refusal, a fault, or the request cancelled meanwhile
             self.slots.give_caller(user_id)
+            if not slot_taken:
+                self.slots.give()
             raise
         self.start()
         connection = Connection(self, caller, transport, end)
