@@ -14,7 +14,8 @@ from tests.dataset import ADMIN, DANA, NOW
 from tests.harness.waiting import async_wait_until
 from tests.live_server import Served, serving
 from tests.subscription_clients import WS, sse_stream, ws_connect, ws_session
-from tests.test_cache import refresh_all, settings_for
+from tests.support.cycles import refresh_all
+from tests.test_cache import settings_for
 
 DASHBOARD = "subscription { dashboard { computedAt } }"
 ACK = {"type": "connection_ack"}

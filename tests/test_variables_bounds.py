@@ -16,7 +16,8 @@ from tests.dataset import DANA, NOW
 from tests.live_server import Served, serving
 from tests.raw_http import code_of, exchange, get_head
 from tests.subscription_clients import ws_session
-from tests.test_cache import refresh_all, settings_for
+from tests.support.cycles import refresh_all
+from tests.test_cache import settings_for
 
 SUMMARY = dashboard_operations()["DirectorSummary"]
 DASHBOARD = "subscription { dashboard { computedAt } }"
