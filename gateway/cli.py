@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.settings import Settings, settings_problems
+from gateway.settings_checks import (
+    known_variables,
+    serve_problems,
+    unknown_variables,
+    variable_names,
+)
+from gateway.settings_files import FILE_SETTINGS, SettingsFileError
 
 SCHEMA_FILE = "schema.graphql"
 
@@ -16,6 +24,11 @@ SCHEMA_FILE = "schema.graphql"
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     from gateway.supervisor import exec_supervisor, serve
 
+    refused = serve_problems(settings)
+    for line in refused:
+        print(f"gateway serve: invalid setting: {line}", file=sys.stderr)
+    if refused:
+        return 2
     internal = settings.internal_port
     if internal == port:
         print(
@@ -59,6 +72,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.auth import mint_token
 
     settings = Settings()
+    refused = serve_problems(settings)
+    for line in refused:
+        print(f"gateway run: invalid setting: {line}", file=sys.stderr)
+    if refused:
+        return 2
     path = _sqlite_path(settings.database_url)
     if path is not None and not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"as the admin (user {admin}):")
     print(f"  {base}#token={admin_token}")
     print("Other clients send the token as `Authorization: Bearer <token>`.\n", flush=True)
-    _serve(settings, args.host, args.port, 1)
-    return 0
+    return _serve(settings, args.host, args.port, 1)
 
 
 def _run_seed(
@@ -417,11 +434,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gateway.logs import configure
 
+    name = f"gateway {args.command}"
     try:
         settings = Settings()
     except ValidationError as exc:  # one line per problem, not a traceback
         for line in settings_problems(exc):
-            print(f"gateway {args.command}: invalid setting: {line}", file=sys.stderr)
+            print(f"{name}: invalid setting: {line}", file=sys.stderr)
+        return 2
+    except SettingsFileError as exc:
+        print(f"{name}: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    known = known_variables(Settings.model_fields, FILE_SETTINGS)
+    unknown = unknown_variables(variable_names(os.environ, ".env"), known)
+    for line in unknown:  # refused in production, where a typo may change what runs
+        kind = "invalid setting" if settings.is_production else "warning"
+        print(f"{name}: {kind}: {line}", file=sys.stderr)
+    if unknown and settings.is_production:
         return 2
     configure(settings.effective_log_format, settings.log_level)
     return int(args.func(args) or 0)

@@ -3,16 +3,29 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from gateway.settings_checks import (
+    DEV_JWT_SECRET,
+    DEV_WEBHOOK_SECRET,
+    database_url,
+    log_level,
+    profile_problems,
+    settings_problems,
+)
+from gateway.settings_figures import FigureSettings
+from gateway.settings_files import FileSecretsSource
 from loaders import MODULES
-from resolvers.figures import Thresholds
+
+__all__ = ["Settings", "settings_problems"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/demo.sqlite3"
-# Development defaults: fine on a laptop, refused in production.
-DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
-DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"
 # What browser clients send besides the CORS-safelisted headers: the token, revalidation,
 # W3C trace context, a request id, and Apollo Client's client awareness.
 CORS_ALLOW_HEADERS = [
@@ -27,30 +40,33 @@ CORS_ALLOW_HEADERS = [
 ]
 # A list setting: comma-separated (as .env.example shows it) or a JSON array.
 StrList = Annotated[list[str], NoDecode]
-MIN_SECRET_BYTES = 32
 
 
-def settings_problems(error: ValidationError) -> list[str]:
-    """One line per problem, naming the variable, never echoing a value (it may be a secret)."""
-    lines = []
-    for problem in error.errors():
-        message = str(problem["msg"]).removeprefix("Value error, ")
-        location = ".".join(str(part) for part in problem["loc"])
-        variable = f"GATEWAY_{location.upper()}: " if location else ""
-        lines += [f"{variable}{line}" for line in message.splitlines()]
-    return lines
-
-
-class Settings(BaseSettings):
-    """Every setting of the gateway, read from the environment with the prefix GATEWAY_."""
+class Settings(FigureSettings):
+    """Every setting of the gateway, read from the environment with the prefix GATEWAY_ (and
+    each secret also from the file GATEWAY_<NAME>_FILE names: gateway/settings_files.py)."""
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = FileSecretsSource(settings_cls)
+        return init_settings, env_settings, files, dotenv_settings, file_secret_settings
 
     env: Literal["development", "production"] = Field(
         "development", description="Profile: production turns GraphiQL/introspection off."
     )
     database_url: str = Field(
-        DEFAULT_DATABASE_URL, description="Default database URL of every upstream module."
+        DEFAULT_DATABASE_URL,
+        description="Default database URL of every upstream module: postgresql://, postgres:// "
+        "(both read as postgresql+asyncpg://) or sqlite:///path (sqlite+aiosqlite).",
     )
     upstream_programs_url: str | None = Field(None, description="programs module database URL.")
     upstream_mentorship_url: str | None = Field(None, description="mentorship module database URL.")
@@ -122,7 +138,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = Field(
         None, description="Log lines: json (default in production) or text (development)."
     )
-    log_level: str = Field("INFO", description="Root log level.")
+    log_level: str = Field(
+        "INFO", description="Root log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
     access_log: bool = Field(
         False,
         description="One structured log record per HTTP request: method, path, status, "
@@ -137,7 +155,15 @@ class Settings(BaseSettings):
         None,
         description=(
             "Redis for the cache (and the job queue unless GATEWAY_QUEUE_REDIS_URL is set); "
-            "unset = embedded mode."
+            "unset = embedded mode (in production only with GATEWAY_EMBEDDED)."
+        ),
+    )
+    embedded: bool = Field(
+        False,
+        description=(
+            "Production: let `gateway serve` run without Redis on purpose (each replica its own "
+            "cache, refresh cycle and persisted-query store). Development runs embedded "
+            "whenever GATEWAY_REDIS_URL is unset."
         ),
     )
     redis_cluster: bool = Field(
@@ -271,30 +297,6 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(262_144, description="Largest accepted request body, bytes.")
 
-    # Alert thresholds of spec/METRICS.md.
-    alert_low_seat_utilization: float = Field(
-        0.60, description="LOW_SEAT_UTILIZATION fires below this seat utilization."
-    )
-    alert_low_mentor_coverage: float = Field(
-        0.80, description="LOW_MENTOR_COVERAGE (warning) fires below this coverage."
-    )
-    alert_critical_mentor_coverage: float = Field(
-        0.50, description="LOW_MENTOR_COVERAGE is critical below this coverage."
-    )
-    alert_low_session_completion: float = Field(
-        0.70, description="LOW_SESSION_COMPLETION fires below this session completion rate."
-    )
-    alert_low_readiness: float = Field(
-        60.0, description="LOW_READINESS fires below this average readiness."
-    )
-    alert_critical_payment_failure_ratio: float = Field(
-        0.10,
-        description="PAYMENT_FAILURES is critical above this failed/billed ratio in a currency.",
-    )
-
-    ready_score: float = Field(70.0, description="Latest readiness score counted as ready.")
-    milestone_horizon_days: int = Field(30, description="Upcoming milestones window, days.")
-
     # --- persisted queries and limits ---
     persisted_manifest: Path | None = Field(
         None,
@@ -395,6 +397,24 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator(
+        "database_url",
+        "upstream_programs_url",
+        "upstream_mentorship_url",
+        "upstream_talentscope_url",
+        "upstream_missions_url",
+        "upstream_portfolio_url",
+        "upstream_billing_url",
+    )
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        return None if value is None else database_url(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        return log_level(value)
+
     @cached_property
     def field_suggestions_enabled(self) -> bool:
         if self.field_suggestions is not None:
@@ -421,52 +441,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _safe_for_the_profile(self) -> "Settings":
-        """Empty secrets break every request (JWT) or let anyone sign (webhooks); production
-        wants secrets of its own, at least MIN_SECRET_BYTES long (RFC 7518 §3.2 for HS256),
-        and CORS origins that name pages. Every problem is reported, one line each."""
-        problems = []
-        uses_jwt_secret = self.jwt_public_key_file is None
-        internal = self.internal_token
-        for variable, value, default, needed in (
-            ("GATEWAY_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET, uses_jwt_secret),
-            ("GATEWAY_WEBHOOK_SECRET", self.webhook_secret, DEV_WEBHOOK_SECRET, True),
-            ("GATEWAY_INTERNAL_TOKEN", internal or SecretStr(""), "", internal is not None),
-        ):
-            secret = value.get_secret_value().encode()
-            if not needed:
-                continue
-            if not secret:
-                problems.append(f"{variable} is empty")
-            elif self.is_production and secret == default.encode():
-                problems.append(f"{variable} is the development value: set it in production")
-            elif self.is_production and len(secret) < MIN_SECRET_BYTES:
-                problems.append(
-                    f"{variable} has {len(secret)} bytes: at least {MIN_SECRET_BYTES} in production"
-                )
-        if self.is_production and "*" in self.cors_origins:
-            problems.append(
-                "GATEWAY_CORS_ORIGINS: `*` is not allowed in production; list the origins"
-            )
-        if self.is_production and any(o.strip().lower() == "null" for o in self.cors_origins):
-            # Sandboxed frames, file: pages and some redirects all send `Origin: null`.
-            problems.append(
-                "GATEWAY_CORS_ORIGINS: `null` is not allowed in production: any page can send it"
-            )
+        """Every problem is reported, one line each (gateway/settings_checks.py)."""
+        problems = profile_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
-    def thresholds(self) -> Thresholds:
-        return Thresholds(
-            low_seat_utilization=self.alert_low_seat_utilization,
-            low_mentor_coverage=self.alert_low_mentor_coverage,
-            critical_mentor_coverage=self.alert_critical_mentor_coverage,
-            low_session_completion=self.alert_low_session_completion,
-            low_readiness=self.alert_low_readiness,
-            critical_payment_failure_ratio=self.alert_critical_payment_failure_ratio,
-            ready_score=self.ready_score,
-            milestone_horizon_days=self.milestone_horizon_days,
-        )
+    @property
+    def uses_jwt_secret(self) -> bool:
+        return self.jwt_public_key_file is None
 
     def upstream_urls(self) -> dict[str, str]:
         return {module: self.upstream_url(module) for module in MODULES}
