@@ -35,6 +35,11 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
             f"gateway: GATEWAY_INTERNAL_PORT is --port ({port}): give it its own", file=sys.stderr
         )
         return 2
+    from gateway.startup import log_start
+
+    log_start(
+        "gateway serve", settings, host=host, port=port, internal_port=internal, workers=workers
+    )
     if workers > 1:  # the supervisor needs none of our imports: it replaces this process
         exec_supervisor(
             host, port, workers, settings.effective_log_format, settings.log_level, internal
@@ -213,6 +218,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gateway worker: {exc}", file=sys.stderr)
         return 2
+    from gateway.startup import log_start
+
+    log_start("gateway worker", settings, metrics_port=args.metrics_port)
     if args.metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -328,7 +336,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gateway.version import VERSION
+
     parser = _Parser(prog="gateway", description="Director dashboard gateway.")
+    parser.add_argument("--version", action="version", version=f"gateway {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="Serve the GraphQL API with uvicorn.")

@@ -6,11 +6,12 @@ token (GATEWAY_INTERNAL_TOKEN) and be served on a port of their own
 (GATEWAY_INTERNAL_PORT), which then serves nothing else (the public port answers them 404).
 Their bodies name parts, never an address or an exception's text.
 
-/readyz: 200 `ready` when every part answers; 200 `degraded` with the parts that do not
-(an upstream module, or Redis) while the gateway can still answer — live when Redis is
-down, sections from the cache or UPSTREAM_UNAVAILABLE when a module is; 503 `unavailable`
-only when it cannot answer at all: the programs module (who is asking, what a cohort is)
-down with no cache to answer from.
+/readyz (its body also says the gateway's version): 200 `ready` when every part answers;
+200 `degraded` with the parts that do not (an upstream module, or Redis) while the
+gateway can still answer — live when Redis is down, sections from the cache or
+UPSTREAM_UNAVAILABLE when a module is; 503 `unavailable` only when it cannot answer at
+all: the programs module (who is asking, what a cohort is) down with no cache to answer
+from.
 """
 
 import hmac
@@ -30,6 +31,7 @@ from gateway.http.request import inbound_request_id
 from gateway.http.responses import json_response
 from gateway.logs import new_request_id
 from gateway.services import Services
+from gateway.version import VERSION
 from resolvers.errors import NOT_FOUND, UNAUTHENTICATED
 
 log = logging.getLogger("gateway.http.internal")
@@ -83,7 +85,7 @@ class InternalEndpoints:
         if refused is not None:
             return refused
         status, body = await readiness(self.services)
-        return json_response(body, status)
+        return json_response({**body, "version": VERSION}, status)
 
     async def metrics(self, request: Request) -> Response:
         refused = self.refusal(request)
