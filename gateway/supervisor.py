@@ -22,7 +22,9 @@ gunicorn (another server and configuration to run) because it is this small.
 With several workers, their Prometheus samples are shared through files
 (prometheus-client's multiprocess mode, see gateway/metrics.py): in
 PROMETHEUS_MULTIPROC_DIR when it is set (emptied first, as the library requires), else
-in a temporary directory removed at exit.
+in a temporary directory removed at exit. A worker that exits (restarted or stopped) is
+marked dead there, so its live gauges (connections, subscriptions, running refreshes)
+leave the scrape; its counters stay, as a scrape's totals must.
 """
 
 import argparse
@@ -141,6 +143,20 @@ def metrics_dir(workers: int) -> Path | None:
     return ours
 
 
+def mark_dead(pid: int) -> None:
+    """Drops a dead worker's live gauges from the multiprocess samples (its files of
+    livesum/liveall/… gauges), so a scrape no longer counts what it held."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return
+    from prometheus_client.multiprocess import mark_process_dead
+
+    try:
+        mark_process_dead(pid, path)
+    except OSError as exc:
+        log.warning("could not mark worker [%d] dead for the metrics: %s", pid, exc)
+
+
 def _stop_with_parent(parent: int) -> None:
     """In a worker, before exec: SIGTERM when the supervisor dies, even by SIGKILL, so no
     worker is left holding the port (Linux; elsewhere the workers outlive a killed
@@ -249,6 +265,7 @@ class Supervisor:
                 code = slot.process.poll()
                 if code is None:
                     continue
+                mark_dead(slot.process.pid)
                 if slot.ready_at is None:
                     # It never served: the application, a setting or the port is broken and
                     # would fail the same way on every restart.
@@ -280,6 +297,7 @@ class Supervisor:
                 log.error("worker [%d] did not stop in time; killing it", child.pid)
                 child.kill()
                 child.wait()
+            mark_dead(child.pid)
         for slot in self.slots:
             if slot is not None:
                 _close_ready(slot)
