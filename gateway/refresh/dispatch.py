@@ -232,6 +232,9 @@ class QueueDispatcher:
                 "phase": phase,
                 "batches": len(fields),
                 "now": iso_instant(self.run.now),
+                # Runners of another cache version (a rolling upgrade) leave it alone: they
+                # would write their version's keys, which this cycle's version never reads.
+                "version": self.services.refresh.keys.version if self.services.refresh else "",
             }
         )
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -346,6 +349,8 @@ async def _serve(
     freed: asyncio.Event,
 ) -> None:
     running: set[asyncio.Task[str]] = set()
+    assert services.refresh is not None
+    version = services.refresh.keys.version
 
     def ended(task: "asyncio.Task[str]") -> None:
         running.discard(task)
@@ -362,6 +367,8 @@ async def _serve(
             if raw is None:
                 continue
             opened = orjson.loads(raw)
+            if opened.get("version") != version:
+                continue
             keys = CycleKeys(opened["cycle"])
             fields = [f"{opened['phase']}:{i}" for i in range(opened["batches"])]
             done, attempts, claimed = await phase_state(redis, keys, fields)
