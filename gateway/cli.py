@@ -42,9 +42,15 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     )
     if workers > 1:  # the supervisor needs none of our imports: it replaces this process
         exec_supervisor(
-            host, port, workers, settings.effective_log_format, settings.log_level, internal
+            host,
+            port,
+            workers,
+            settings.effective_log_format,
+            settings.log_level,
+            internal,
+            settings.effective_drain_s,
         )
-    return serve(host, port, workers, internal)
+    return serve(host, port, workers, internal, settings.effective_drain_s)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -135,6 +135,12 @@ class Settings(FigureSettings):
         description="When set, /readyz and /metrics need `Authorization: Bearer <token>` (32 "
         "bytes or more in production).",
     )
+    drain_s: float | None = Field(
+        None,
+        ge=0,
+        description="On SIGTERM, `gateway serve` answers /readyz 503 and keeps serving this "
+        "long, seconds, before it stops accepting; default 5 in production, 0 in development.",
+    )
     log_format: Literal["json", "text"] | None = Field(
         None, description="Log lines: json (default in production) or text (development)."
     )
@@ -463,6 +469,12 @@ class Settings(FigureSettings):
     def fresh_s(self) -> float:
         """Age up to which a subtree is fresh: the refresh interval plus the grace."""
         return self.refresh_interval_s + self.refresh_grace_s
+
+    @property
+    def effective_drain_s(self) -> float:
+        if self.drain_s is not None:
+            return self.drain_s
+        return 5.0 if self.is_production else 0.0
 
     @property
     def effective_log_format(self) -> str:

@@ -11,7 +11,7 @@ Their bodies name parts, never an address or an exception's text.
 gateway can still answer — live when Redis is down, sections from the cache or
 UPSTREAM_UNAVAILABLE when a module is; 503 `unavailable` only when it cannot answer at
 all: the programs module (who is asking, what a cohort is) down with no cache to answer
-from.
+from; 503 `draining` from the moment the process is told to stop (gateway/drain.py).
 """
 
 import hmac
@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import metrics
+from gateway import drain, metrics
 from gateway.cache.kv import CacheUnavailable
 from gateway.http.errors import error_body
 from gateway.http.request import inbound_request_id
@@ -84,6 +84,8 @@ class InternalEndpoints:
         refused = self.refusal(request)
         if refused is not None:
             return refused
+        if drain.draining():  # told to stop: out of the rotation while it still serves
+            return json_response({"status": "draining", "down": [], "version": VERSION}, 503)
         status, body = await readiness(self.services)
         return json_response({**body, "version": VERSION}, status)
 
