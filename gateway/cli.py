@@ -256,8 +256,15 @@ async def _refresh_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     try:
         queue = QueueRefresher(redis)
         if args.all:
-            queued = await queue.refresh_all()
-            print("enqueued refresh_all" if queued else "refresh_all is already queued")
+            from gateway.cache.keys import JOB_REFRESH_ALL
+            from gateway.refresh.lease import free_abandoned_job
+
+            if await queue.refresh_all():
+                print("enqueued refresh_all")
+            elif await free_abandoned_job(redis, JOB_REFRESH_ALL):
+                print("refresh_all was abandoned (its worker died): queued again")
+            else:
+                print("refresh_all is already queued")
         elif args.director_id is not None:
             await queue.refresh_director(Caller(args.director_id, args.role))
             print(f"enqueued refresh_director {args.director_id}")

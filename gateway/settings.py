@@ -21,6 +21,7 @@ from gateway.settings_checks import (
 )
 from gateway.settings_figures import FigureSettings
 from gateway.settings_files import FileSecretsSource
+from gateway.settings_workers import WorkerSettings
 from loaders import MODULES
 
 __all__ = ["Settings", "settings_problems"]
@@ -42,7 +43,7 @@ CORS_ALLOW_HEADERS = [
 StrList = Annotated[list[str], NoDecode]
 
 
-class Settings(FigureSettings):
+class Settings(FigureSettings, WorkerSettings):
     """Every setting of the gateway, read from the environment with the prefix GATEWAY_ (and
     each secret also from the file GATEWAY_<NAME>_FILE names: gateway/settings_files.py)."""
 
@@ -278,16 +279,6 @@ class Settings(FigureSettings):
     )
     refresh_answer_batch: int = Field(
         50, gt=0, description="Stored answers (or callers' dashboards) per batch job of a cycle."
-    )
-    worker_heartbeat_file: Path = Field(
-        Path("/tmp/gateway-worker.heartbeat"),
-        description=(
-            "File a worker rewrites every 5 s for `gateway worker --check`; give each worker "
-            "sharing a filesystem its own."
-        ),
-    )
-    worker_heartbeat_max_age_s: float = Field(
-        30.0, gt=0, description="`gateway worker --check` fails when the heartbeat is older."
     )
     refresh_rate_limit: int = Field(
         6, description="requestRefresh calls allowed per caller per minute."

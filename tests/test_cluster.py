@@ -87,8 +87,8 @@ SMALL_DB, BIG_DB, UNIT_DB = 1, 2, 3
 # loaded one). The interval is also the freshness limit, so a cycle must end well within
 # it: otherwise the prewarm finds the cycle's own entries stale and enqueues a refresh
 # per cohort it reads. The worker-loss tests hold their cycles on a lock rather than on
-# their length, and two cycles must end within workers/worker.py's 20 s
-# JOB_COMPLETION_WAIT_S after a SIGTERM, however loaded the machine.
+# their length, and two cycles must end within the 20 s of
+# GATEWAY_WORKER_STOP_WAIT_S after a SIGTERM, however loaded the machine.
 SMALL_INTERVAL_S, BIG_INTERVAL_S = 5, 15
 CLONES = 200
 BIG_COHORTS = CLONES + 4
@@ -864,7 +864,7 @@ class TestWorkerLoss:
             await asyncio.to_thread(
                 victim.wait_for_message, r"^shutdown on SIGTERM ◆ .* ◆ 2 to be completed$"
             )
-        # Released: both cycles go on, within workers/worker.py's JOB_COMPLETION_WAIT_S
+        # Released: both cycles go on, within GATEWAY_WORKER_STOP_WAIT_S
         # (past it, arq would cancel them: what the assertions below would catch).
         code = await asyncio.to_thread(victim.wait)
         exited_s = time.time() - terminated
