@@ -22,9 +22,10 @@ SCHEMA_FILE = "schema.graphql"
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
+    from gateway.startup import file_problems
     from gateway.supervisor import exec_supervisor, serve
 
-    refused = serve_problems(settings)
+    refused = serve_problems(settings) + file_problems(settings)
     for line in refused:
         print(f"gateway serve: invalid setting: {line}", file=sys.stderr)
     if refused:
@@ -217,8 +218,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(report, file=sys.stdout if fresh else sys.stderr)
         return 0 if fresh else 1
 
+    from gateway.startup import file_problems
     from workers.worker import make_worker
 
+    refused = file_problems(settings)
+    for line in refused:
+        print(f"gateway worker: invalid setting: {line}", file=sys.stderr)
+    if refused:
+        return 2
     try:
         worker = make_worker(settings, burst=args.burst)
     except ValueError as exc:

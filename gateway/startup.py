@@ -1,5 +1,11 @@
-"""The one line a process logs as it starts: what runs, where, and against what. Hosts,
-ports and database names only: never a user name or a password of a URL."""
+"""What a process checks and says as it starts.
+
+- The files its settings name (the persisted-query manifest, the JWT keys), read once
+  before any port or job is taken: a problem is one line naming the setting, not a
+  traceback from a worker process.
+- One line saying what runs, where, and against what: hosts, ports and database names
+  only, never a user name or a password of a URL.
+"""
 
 import logging
 from typing import Any
@@ -11,6 +17,43 @@ from gateway.settings import Settings
 from gateway.version import VERSION
 
 log = logging.getLogger("gateway.startup")
+
+
+def file_problems(settings: Settings) -> list[str]:
+    """One line per file setting that cannot be used."""
+    from cryptography.hazmat.primitives.serialization import (
+        load_pem_private_key,
+        load_pem_public_key,
+    )
+
+    from gateway.documents.persisted import ManifestError, load_manifest
+
+    problems = []
+    if settings.persisted_manifest is not None:
+        try:
+            load_manifest(settings.persisted_manifest)
+        except ManifestError as exc:
+            problems.append(f"GATEWAY_PERSISTED_MANIFEST: {exc}")
+    keys = (
+        ("GATEWAY_JWT_PUBLIC_KEY_FILE", settings.jwt_public_key_file, "public"),
+        ("GATEWAY_JWT_PRIVATE_KEY_FILE", settings.jwt_private_key_file, "private"),
+    )
+    for variable, path, kind in keys:
+        if path is None:
+            continue
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{variable}: cannot read {path}: {exc.strerror or exc}")
+            continue
+        try:
+            if kind == "public":
+                load_pem_public_key(pem)
+            else:
+                load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError):
+            problems.append(f"{variable}: {path} is not a PEM {kind} key (unencrypted)")
+    return problems
 
 
 def redis_address(url: str | None) -> str | None:

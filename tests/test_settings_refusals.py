@@ -171,3 +171,30 @@ def test_a_plain_postgres_url_seeds_and_reads(postgres_url: str, tmp_path: Path)
     assert seeded.returncode == 0, seeded.stderr
     minted = gateway(["token", "--user-id", "1", "--ttl", "1m"], env, tmp_path)
     assert (minted.returncode, minted.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"]])
+def test_files_that_cannot_be_used_are_named_before_start(
+    command: list[str], tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk"
+    junk.write_text("not a key, not JSON\n")
+    env = {
+        **PRODUCTION,
+        "GATEWAY_JWT_PUBLIC_KEY_FILE": str(junk),
+        "GATEWAY_JWT_PRIVATE_KEY_FILE": "/nonexistent/private.pem",
+        "GATEWAY_PERSISTED_MANIFEST": str(junk),
+    }
+    done = gateway(command, env, tmp_path)
+    name = f"gateway {command[0]}: invalid setting: "
+    assert refused(done) == (
+        2,
+        "",
+        [
+            f"{name}GATEWAY_PERSISTED_MANIFEST: cannot read persisted-query manifest {junk}: "
+            "invalid literal, expected 'null': line 1 column 1 (char 0)",
+            f"{name}GATEWAY_JWT_PUBLIC_KEY_FILE: {junk} is not a PEM public key (unencrypted)",
+            f"{name}GATEWAY_JWT_PRIVATE_KEY_FILE: cannot read /nonexistent/private.pem: "
+            "No such file or directory",
+        ],
+    )
