@@ -46,6 +46,7 @@ from gateway.refresh.dispatch import (
     LocalDispatcher,
     PhaseResult,
     QueueDispatcher,
+    close_abandoned,
     local_run,
 )
 from gateway.refresh.lease import Skipped, cycle_lease
@@ -292,6 +293,7 @@ async def refresh_cycle(
         cycle_id = new_cycle_id(now)
         dispatcher: Dispatcher
         if services.redis is not None and lease.token is not None:
+            await close_abandoned(services.redis)
             run = CycleRun(cycle_id, now, MemoryInputs())
             dispatcher = QueueDispatcher(services, run, lease.token)
         else:

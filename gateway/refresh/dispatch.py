@@ -25,9 +25,9 @@ for LEASE_S. Each batch is run exactly once:
   LEASE_S.
 
 A cycle whose coordinator died is noticed by its lease: once the lease has expired (or
-another cycle holds it), the first runner to see the dead cycle's phase still open closes
-it, logs `refresh cycle abandoned` naming it, and frees its arq job
-(lease.free_abandoned_job), which a live worker then runs again.
+another cycle holds it), the first runner to see the dead cycle's phase still open (or
+the next cycle, as it takes the lease) closes it, logs `refresh cycle abandoned` naming
+it, and frees its arq job (lease.free_abandoned_job), which a live worker then runs again.
 """
 
 import asyncio
@@ -363,6 +363,14 @@ async def _serve(
             running.add(task)
             task.add_done_callback(ended)
             claimed.add(f)
+
+
+async def close_abandoned(redis: Any) -> None:
+    """Called by a cycle that just took the lease: a phase still open is a dead cycle's
+    (a cycle closes each of its phases), which no runner noticed before the lease passed."""
+    raw = await redis.get(CYCLE_OPEN_KEY)
+    if raw is not None:
+        await _abandoned(redis, raw, orjson.loads(raw))
 
 
 async def _abandoned(redis: Any, raw: bytes, opened: dict[str, Any]) -> None:
