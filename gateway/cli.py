@@ -21,14 +21,18 @@ from gateway.settings_files import FILE_SETTINGS, SettingsFileError
 SCHEMA_FILE = "schema.graphql"
 
 
+def _refused(command: str, problems: list[str]) -> bool:
+    """Prints each problem as one line naming its setting; true when there is any."""
+    for line in problems:
+        print(f"gateway {command}: invalid setting: {line}", file=sys.stderr)
+    return bool(problems)
+
+
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     from gateway.startup import file_problems
     from gateway.supervisor import exec_supervisor, serve
 
-    refused = serve_problems(settings) + file_problems(settings)
-    for line in refused:
-        print(f"gateway serve: invalid setting: {line}", file=sys.stderr)
-    if refused:
+    if _refused("serve", serve_problems(settings) + file_problems(settings)):
         return 2
     internal = settings.internal_port
     if internal == port:
@@ -84,10 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.auth import mint_token
 
     settings = Settings()
-    refused = serve_problems(settings)
-    for line in refused:
-        print(f"gateway run: invalid setting: {line}", file=sys.stderr)
-    if refused:
+    if _refused("run", serve_problems(settings)):
         return 2
     path = _sqlite_path(settings.database_url)
     if path is not None and not path.exists():
@@ -221,10 +222,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from gateway.startup import file_problems
     from workers.worker import make_worker
 
-    refused = file_problems(settings)
-    for line in refused:
-        print(f"gateway worker: invalid setting: {line}", file=sys.stderr)
-    if refused:
+    if _refused("worker", file_problems(settings)):
         return 2
     try:
         worker = make_worker(settings, burst=args.burst)
