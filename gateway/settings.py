@@ -19,6 +19,7 @@ from gateway.settings_checks import (
     profile_problems,
     settings_problems,
 )
+from gateway.settings_documents import DocumentSettings
 from gateway.settings_figures import FigureSettings
 from gateway.settings_files import FileSecretsSource
 from gateway.settings_workers import WorkerSettings
@@ -43,7 +44,7 @@ CORS_ALLOW_HEADERS = [
 StrList = Annotated[list[str], NoDecode]
 
 
-class Settings(FigureSettings, WorkerSettings):
+class Settings(DocumentSettings, FigureSettings, WorkerSettings):
     """Every setting of the gateway, read from the environment with the prefix GATEWAY_ (and
     each secret also from the file GATEWAY_<NAME>_FILE names: gateway/settings_files.py)."""
 
@@ -124,6 +125,12 @@ class Settings(FigureSettings, WorkerSettings):
     )
 
     workers: int = Field(1, description="uvicorn worker processes of `gateway serve`.")
+    http_keepalive_s: float = Field(
+        75.0,
+        gt=0,
+        description="An idle keep-alive connection is closed after this long; above the idle "
+        "timeout of the load balancer in front (60 s on most), so that it closes first.",
+    )
     internal_port: int | None = Field(
         None,
         gt=0,
@@ -289,72 +296,17 @@ class Settings(FigureSettings, WorkerSettings):
         "in production).",
     )
     webhook_max_body_bytes: int = Field(65_536, description="Largest webhook body, bytes.")
+    webhook_max_ids: int = Field(
+        10_000,
+        gt=0,
+        description="Most cohort and director ids one change event names, together (413 "
+        "TOO_MANY_IDS beyond; nothing is queued).",
+    )
     event_dedupe_ttl_s: float = Field(
         7 * 86_400.0, description="How long an event id is remembered, seconds."
     )
     max_body_bytes: int = Field(262_144, description="Largest accepted request body, bytes.")
 
-    # --- persisted queries and limits ---
-    persisted_manifest: Path | None = Field(
-        None,
-        description="Trusted documents: an apollo-persisted-query-manifest or a {hash: document} "
-        "JSON map, loaded at start-up.",
-    )
-    persisted_only: bool = Field(
-        False, description="Reject documents not in the manifest (PERSISTED_QUERY_NOT_IN_LIST)."
-    )
-    persisted_only_log_only: bool = Field(
-        False, description="Only log what persisted-only mode would reject; reject nothing."
-    )
-    persisted_only_allow_apq: bool = Field(
-        False, description="In persisted-only mode, also accept documents registered through APQ."
-    )
-    apq_enabled: bool = Field(True, description="Automatic Persisted Queries (Apollo protocol).")
-    apq_ttl_s: int = Field(
-        86_400, gt=0, description="Lifetime of an APQ document in Redis, seconds."
-    )
-    apq_memory_entries: int = Field(
-        2_000, gt=0, description="APQ documents kept in process memory (LRU)."
-    )
-    max_document_chars: int = Field(
-        32_768,
-        gt=0,
-        description="Longest document, characters (checked before it is parsed).",
-    )
-    max_depth: int = Field(
-        10, gt=0, description="Deepest field nesting; `{ me { id } }` has depth 2."
-    )
-    max_aliases: int = Field(15, ge=0, description="Most aliased fields in one document.")
-    max_tokens: int = Field(
-        800,
-        gt=0,
-        description="Most lexical tokens in one document (parsing and validating cost about "
-        "20–40 µs of CPU per token).",
-    )
-    max_cost: int = Field(
-        50_000,
-        gt=0,
-        description="Most field resolutions: each field costs the product of the `first` "
-        "arguments (or their defaults) of the paginated fields above it.",
-    )
-    max_fields: int = Field(
-        500,
-        gt=0,
-        description="Most field selections in one operation or fragment, fragments expanded.",
-    )
-    max_selections: int = Field(
-        100,
-        gt=0,
-        description="Most fields merged into one selection set (inline fragments and spreads "
-        "flattened).",
-    )
-    max_repeated_fields: int = Field(
-        5,
-        gt=0,
-        description="Most fields sharing one response name in one selection set (validation "
-        "compares them pairwise).",
-    )
-    max_operations: int = Field(10, gt=0, description="Most operations in one document.")
     field_suggestions: bool | None = Field(
         None, description="`Did you mean` hints in errors; default on in development only."
     )
@@ -383,6 +335,27 @@ class Settings(FigureSettings, WorkerSettings):
     )
     dashboard_page: bool | None = Field(
         None, description="Serve GET /dashboard; default on in development, off in production."
+    )
+
+    # --- what one connection, one caller or one event may cost before any work ---
+    max_header_bytes: int = Field(
+        16_384,
+        gt=0,
+        description="Largest request head (request line and headers), bytes; more is answered "
+        "431 before the application reads it.",
+    )
+    max_headers: int = Field(100, gt=0, description="Most header fields in one request (431).")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request head must arrive whole within this of its first byte (of the "
+        "connection, for the first request), seconds; else 408 and the connection is closed.",
+    )
+    subscriptions_max_init_bytes: int = Field(
+        8_192,
+        gt=0,
+        description="Largest WebSocket message before connection_ack (close 1009); every "
+        "message is bounded by GATEWAY_MAX_BODY_BYTES.",
     )
 
     @field_validator("cors_origins", "cors_allow_headers", mode="before")
