@@ -33,6 +33,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
 
 from gateway.cache.keys import CYCLE_LEASE_KEY, CYCLE_OPEN_KEY, JOB_REFRESH_ALL, QUEUE_NAME
+from gateway.refresh.dispatch import BATCHES_PER_WORKER
 from tests import dataset
 from tests.harness.processes import HOST, WorkerProcess, child_env, epoch
 from tests.harness.waiting import CEILING_S, run_sync, wait_until
@@ -201,7 +202,11 @@ def test_batches_a_stopped_worker_gives_up_are_released(
         enqueue(url, "give-up-cycle")
         coordinator = coordinator_of(workers, "give-up-cycle")
         victim = next(w for w in workers if w is not coordinator)
-        held = wait_until(lambda: claims_of(client, victim), "the victim to claim batches")
+        # Every batch waits on the lock: the victim claims as many as it runs at once.
+        held = wait_until(
+            lambda: len(c := claims_of(client, victim)) == BATCHES_PER_WORKER and c,
+            "the victim to claim its batches",
+        )
         victim.send_signal(signal.SIGTERM)
         assert victim.wait() == 0, victim.tail()
         # Released as it stopped: none of its claims is left to expire.
