@@ -8,7 +8,7 @@ import strawberry
 from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
 from resolvers.funnel import MissionFunnel
-from resolvers.scalars import Date, DateTime
+from resolvers.scalars import Date, DateTime, SafeInt
 
 
 @strawberry.enum(description="Cohort lifecycle status.")
@@ -56,9 +56,9 @@ class Track:
 
 @strawberry.type(description="Seats of a cohort, or pooled over running cohorts in a summary.")
 class Seats:
-    total: int = strawberry.field(description="seat_capacity (summed in a summary).")
+    total: SafeInt = strawberry.field(description="seat_capacity (summed in a summary).")
     used: int = strawberry.field(description="Seated enrollments: status active or completed.")
-    available: int = strawberry.field(
+    available: SafeInt = strawberry.field(
         description="max(total − used, 0); in a summary, the sum of each cohort's available."
     )
     paid: int = strawberry.field(description="Seated enrollments with seat_type paid.")
@@ -193,16 +193,16 @@ class PortfolioHealth:
 @strawberry.type(description="Payments of a cohort in one currency (Subscription & Billing).")
 class CurrencyPayments:
     currency: str = strawberry.field(description="ISO 4217 code.")
-    billed_cents: int = strawberry.field(
+    billed_cents: SafeInt = strawberry.field(
         description="Sum of amount over all payments, refunded ones included."
     )
-    paid_cents: int = strawberry.field(description="Sum over payments with status paid.")
-    pending_cents: int = strawberry.field(description="Sum over payments with status pending.")
-    failed_cents: int = strawberry.field(description="Sum over payments with status failed.")
-    overdue_cents: int = strawberry.field(
+    paid_cents: SafeInt = strawberry.field(description="Sum over payments with status paid.")
+    pending_cents: SafeInt = strawberry.field(description="Sum over payments with status pending.")
+    failed_cents: SafeInt = strawberry.field(description="Sum over payments with status failed.")
+    overdue_cents: SafeInt = strawberry.field(
         description="Sum over pending payments with due_date before today (UTC)."
     )
-    refunded_cents: int = strawberry.field(description="Sum of the refunds of these payments.")
+    refunded_cents: SafeInt = strawberry.field(description="Sum of the refunds of these payments.")
     refund_count: int = strawberry.field(description="How many refunds.")
     failed_count: int = strawberry.field(description="How many payments have status failed.")
     collection_rate: float | None = strawberry.field(

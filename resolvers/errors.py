@@ -85,6 +85,14 @@ EXPECTED_CODES = frozenset(
 )
 
 
+# A value computed by the gateway that its field's type cannot carry: a fault, logged.
+def is_output_fault(error: GraphQLError) -> bool:
+    """A value the gateway computed that its field's type cannot carry (an Int past 2^31−1,
+    say): graphql-core's serializer raises the same "cannot represent" as for a bad input,
+    but during execution, so the error has a path; input values are coerced before it."""
+    return error.path is not None and "cannot represent" in error.message
+
+
 def coded(message: str, code: str, **extensions: object) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
 

@@ -21,6 +21,7 @@ from resolvers.errors import (
     UPSTREAM_UNAVAILABLE,
     bad_input,
     coded,
+    is_output_fault,
     not_found,
 )
 from resolvers.ids import is_id
@@ -137,7 +138,9 @@ class GatewaySchema(strawberry.Schema):
             code = (error.extensions or {}).get("code")
             if code == UPSTREAM_UNAVAILABLE:  # an outage: worth a line, not a traceback
                 log.warning("graphql error: %s", error.message)
-            elif code in EXPECTED_CODES or isinstance(error.original_error, GraphQLError | None):
+            elif code in EXPECTED_CODES or (
+                isinstance(error.original_error, GraphQLError | None) and not is_output_fault(error)
+            ):
                 log.debug("graphql error: %s", error.message)
             else:
                 StrawberryLogger.error(error, execution_context)

@@ -6,7 +6,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSyntaxError
 
 from loaders.engines import UpstreamUnavailable
-from resolvers.errors import BAD_USER_INPUT, UPSTREAM_UNAVAILABLE
+from resolvers.errors import BAD_USER_INPUT, UPSTREAM_UNAVAILABLE, is_output_fault
 
 log = logging.getLogger("gateway.http.errors")
 
@@ -33,6 +33,8 @@ def error_code(error: GraphQLError) -> str:
         return UPSTREAM_UNAVAILABLE
     if isinstance(error, GraphQLSyntaxError):
         return GRAPHQL_PARSE_FAILED
+    if is_output_fault(error):
+        return INTERNAL_SERVER_ERROR
     if original is None or isinstance(original, GraphQLError):
         if any(phrase in error.message for phrase in _INPUT_PHRASES):
             return BAD_USER_INPUT
