@@ -13,6 +13,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    case,
     func,
     select,
 )
@@ -65,8 +67,11 @@ async def submission_counts_by_cohort_id(
     """Per cohort, its missions' submissions counted by mission and status, with the review
     times of those reviewed (`review_us`: microseconds from submitted_at to reviewed_at,
     of each submission with both set): rows (cohort_id, mission_id, status, submissions,
-    review_us)."""
+    review_us). Refused when a submission with both timestamps has one that is not a
+    timestamp (its review time is then null)."""
     s = mission_submissions.c
+    review_us = micros_between(s.submitted_at, s.reviewed_at)
+    unreadable = and_(s.submitted_at.is_not(None), s.reviewed_at.is_not(None), review_us.is_(None))
 
     def statement(keys: list[int]) -> Executable:
         timed = (
@@ -74,7 +79,8 @@ async def submission_counts_by_cohort_id(
                 missions.c.cohort_id,
                 s.mission_id,
                 s.status,
-                micros_between(s.submitted_at, s.reviewed_at).label("review_us"),
+                review_us.label("review_us"),
+                case((unreadable, 1), else_=0).label("unreadable"),
             )
             .join_from(mission_submissions, missions, s.mission_id == missions.c.id)
             .where(missions.c.cohort_id.in_(keys))
@@ -87,6 +93,10 @@ async def submission_counts_by_cohort_id(
             t.status,
             func.count().label("submissions"),
             int_list(t.review_us).label("review_us"),
+            func.sum(t.unreadable).label("unreadable"),
         ).group_by(t.cohort_id, t.mission_id, t.status)
 
-    return await fetch_by_key(upstream, "missions", statement, cohort_ids, "cohort_id")
+    found = await fetch_by_key(upstream, "missions", statement, cohort_ids, "cohort_id")
+    invalid = sum(r.unreadable for rows in found for r in rows)
+    upstream.check_instants("missions", "mission_submissions.submitted_at/reviewed_at", invalid)
+    return found

@@ -38,6 +38,7 @@ PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 UNAVAILABLE = "UNAVAILABLE"
 # The gateway's own state.
 UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+UPSTREAM_DATA_INVALID = "UPSTREAM_DATA_INVALID"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
@@ -75,6 +76,10 @@ CATALOG: dict[str, str] = {
     PAYLOAD_TOO_LARGE: "Webhook: a body larger than GATEWAY_WEBHOOK_MAX_BODY_BYTES (HTTP 413).",
     UNAVAILABLE: "Webhook: the event cannot be recorded or queued now; retry (HTTP 503).",
     UPSTREAM_UNAVAILABLE: "An upstream module is down; `extensions.module` names it.",
+    UPSTREAM_DATA_INVALID: (
+        "An upstream module holds a value outside docs/upstream.md (a timestamp that is not "
+        "one); `extensions.module` names it. Refused, logged and counted, never miscounted."
+    ),
     SERVICE_UNAVAILABLE: "On-demand refresh is not available in this deployment.",
     INTERNAL_SERVER_ERROR: "A fault of the gateway; `requestId` finds it in the logs.",
 }

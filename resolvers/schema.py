@@ -11,6 +11,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.utils.logging import StrawberryLogger
 
+from loaders.engines import UpstreamDataInvalid
 from resolvers.caller import DASHBOARD_ROLES
 from resolvers.cohort import Cohort
 from resolvers.context import Context
@@ -136,7 +137,10 @@ class GatewaySchema(strawberry.Schema):
     ) -> None:
         for error in errors:
             code = (error.extensions or {}).get("code")
-            if code == UPSTREAM_UNAVAILABLE:  # an outage: worth a line, not a traceback
+            if code == UPSTREAM_UNAVAILABLE or isinstance(
+                error.original_error, UpstreamDataInvalid
+            ):
+                # an outage, or data refused (logged where it was read): a line, no traceback
                 log.warning("graphql error: %s", error.message)
             elif code in EXPECTED_CODES or (
                 isinstance(error.original_error, GraphQLError | None) and not is_output_fault(error)
