@@ -271,7 +271,7 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(262_144, description="Largest accepted request body, bytes.")
 
-    # Alert thresholds of spec/METRICS.md.
+    # Alert thresholds of docs/metrics.md.
     alert_low_seat_utilization: float = Field(
         0.60, description="LOW_SEAT_UTILIZATION fires below this seat utilization."
     )

@@ -1,4 +1,4 @@
-"""Upstream module `mentorship` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
+"""Upstream module `mentorship` (docs/upstream.md): its tables, batch functions and loaders."""
 
 from collections.abc import Sequence
 from datetime import datetime

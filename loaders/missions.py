@@ -1,4 +1,4 @@
-"""Upstream module `missions` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
+"""Upstream module `missions` (docs/upstream.md): its tables, batch functions and loaders."""
 
 from collections.abc import Sequence
 from typing import Any

@@ -1,4 +1,4 @@
-"""Cohort and its figures (spec/METRICS.md, "Cohort figures")."""
+"""Cohort and its figures (docs/metrics.md)."""
 
 from enum import Enum
 from typing import Any
@@ -31,7 +31,7 @@ class Severity(Enum):
     WARNING = "warning"
 
 
-@strawberry.enum(description="Alert codes of spec/METRICS.md.")
+@strawberry.enum(description="Alert codes of docs/metrics.md.")
 class AlertCode(Enum):
     LOW_SEAT_UTILIZATION = "LOW_SEAT_UTILIZATION"
     LOW_MENTOR_COVERAGE = "LOW_MENTOR_COVERAGE"
@@ -266,7 +266,7 @@ def _section(name: str) -> Any:
 SECTION_NOTE = " Null only when its upstream module is unavailable and nothing is cached."
 
 
-@strawberry.type(description="A cohort and every figure of spec/METRICS.md, as of computedAt.")
+@strawberry.type(description="A cohort and every figure of docs/metrics.md, as of computedAt.")
 class Cohort:
     id: int = strawberry.field(description="Cohort id.")
     name: str = strawberry.field(description="Cohort name.")
@@ -301,7 +301,7 @@ class Cohort:
     )
     milestones: Milestones = strawberry.field(description="Upcoming and overdue milestones.")
     alerts: list[Alert] = strawberry.field(
-        description="Alerts of this cohort (running cohorts only), in METRICS.md rule order."
+        description="Alerts of this cohort (running cohorts only), in docs/metrics.md rule order."
     )
     flags: list[AlertCode] = strawberry.field(description="The codes of this cohort's alerts.")
     computed_at: DateTime = strawberry.field(

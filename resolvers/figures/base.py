@@ -9,7 +9,7 @@ SECONDS_PER_HOUR = 3600.0
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Alert thresholds and fixed limits (settings; defaults are METRICS.md's)."""
+    """Alert thresholds and fixed limits (settings; defaults are docs/metrics.md's)."""
 
     low_seat_utilization: float = 0.60
     low_mentor_coverage: float = 0.80
