@@ -67,11 +67,10 @@ async def submission_counts_by_cohort_id(
     """Per cohort, its missions' submissions counted by mission and status, with the review
     times of those reviewed (`review_us`: microseconds from submitted_at to reviewed_at,
     of each submission with both set): rows (cohort_id, mission_id, status, submissions,
-    review_us). Refused when a submission with both timestamps has one that is not a
-    timestamp (its review time is then null)."""
+    review_us, timed: how many have both). Refused when a submission with both timestamps
+    has one that is not a timestamp (its review time is then null)."""
     s = mission_submissions.c
-    review_us = micros_between(s.submitted_at, s.reviewed_at)
-    unreadable = and_(s.submitted_at.is_not(None), s.reviewed_at.is_not(None), review_us.is_(None))
+    both = and_(s.submitted_at.is_not(None), s.reviewed_at.is_not(None))
 
     def statement(keys: list[int]) -> Executable:
         timed = (
@@ -79,8 +78,8 @@ async def submission_counts_by_cohort_id(
                 missions.c.cohort_id,
                 s.mission_id,
                 s.status,
-                review_us.label("review_us"),
-                case((unreadable, 1), else_=0).label("unreadable"),
+                micros_between(s.submitted_at, s.reviewed_at).label("review_us"),
+                case((both, 1), else_=0).label("timed"),
             )
             .join_from(mission_submissions, missions, s.mission_id == missions.c.id)
             .where(missions.c.cohort_id.in_(keys))
@@ -93,10 +92,11 @@ async def submission_counts_by_cohort_id(
             t.status,
             func.count().label("submissions"),
             int_list(t.review_us).label("review_us"),
-            func.sum(t.unreadable).label("unreadable"),
+            func.sum(t.timed).label("timed"),
         ).group_by(t.cohort_id, t.mission_id, t.status)
 
     found = await fetch_by_key(upstream, "missions", statement, cohort_ids, "cohort_id")
-    invalid = sum(r.unreadable for rows in found for r in rows)
+    # A submission with both timestamps and no review time holds one that is not a timestamp.
+    invalid = sum(r.timed - len(r.review_us) for rows in found for r in rows)
     upstream.check_instants("missions", "mission_submissions.submitted_at/reviewed_at", invalid)
     return found

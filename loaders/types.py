@@ -125,10 +125,11 @@ def _micros_between_sqlite(element: micros_between, compiler: SQLCompiler, **kw:
 class instant(FunctionElement[Any]):
     """A UTC timestamp column as a value that compares and orders as the instant it
     holds, whatever form it was written in: the column itself in PostgreSQL
-    (timestamptz), its microseconds since the epoch in SQLite (null when the text is not
-    a timestamp: see invalid_instant). Compare instant(column) with instant(bound)."""
+    (timestamptz); in SQLite its text in the gateway's own form, UTC
+    `YYYY-MM-DD HH:MM:SS.ffffff` (whose text order is the order of instants), null when
+    the text is not a timestamp (see invalid_instant). Compare instant(column) with
+    instant(bound)."""
 
-    type = BigInteger()
     inherit_cache = True
     name = "instant"
 
@@ -142,7 +143,7 @@ def _instant_postgresql(element: instant, compiler: SQLCompiler, **kw: Any) -> s
 @compiles(instant, "sqlite")
 def _instant_sqlite(element: instant, compiler: SQLCompiler, **kw: Any) -> str:
     (value,) = (compiler.process(c, **kw) for c in element.clauses)
-    return sqlite_instant_us(value)
+    return sqlite_instant_text(value)
 
 
 class invalid_instant(FunctionElement[bool]):
@@ -162,39 +163,78 @@ def _invalid_instant_postgresql(element: invalid_instant, compiler: SQLCompiler,
 @compiles(invalid_instant, "sqlite")
 def _invalid_instant_sqlite(element: invalid_instant, compiler: SQLCompiler, **kw: Any) -> str:
     (value,) = (compiler.process(c, **kw) for c in element.clauses)
-    return f"({value} IS NOT NULL AND {sqlite_instant_us(value)} IS NULL)"
+    return f"({value} IS NOT NULL AND {sqlite_instant_text(value)} IS NULL)"
 
 
-SQLITE_HEAD = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][ T][0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+D = "[0-9]"
+# The gateway's own form (most rows hold it), with digits in range: taken as it is.
+SQLITE_CANONICAL = f"{D * 4}-[01]{D}-[0-3]{D} [0-2]{D}:[0-5]{D}:[0-5]{D}.{D * 6}"
+
+
+# ...and its month, day and hour in range (a day past the month's end is not caught here).
+def _sqlite_canonical(x: str) -> str:
+    return (
+        f"({x} GLOB '{SQLITE_CANONICAL}' AND substr({x}, 6, 2) BETWEEN '01' AND '12'"
+        f" AND substr({x}, 9, 2) BETWEEN '01' AND '31' AND substr({x}, 12, 2) < '24')"
+    )
+
+
+SQLITE_HEAD = f"{D * 4}-{D * 2}-{D * 2}[ T]{D * 2}:{D * 2}:{D * 2}"
 
 
 def sqlite_instant_us(x: str) -> str:
     """SQL: microseconds since the epoch of SQLite timestamp text `x` in any form the
-    contract allows, exact (SQLite's date functions keep milliseconds only, so they read
-    the whole seconds and the offset, and the fraction digits are read as integers);
-    null when `x` is null or not such a timestamp (SQLITE_INSTANT, in SQL)."""
-    n = f"length({x})"
-    zone_len = (
-        f"(CASE WHEN substr({x}, -1) = 'Z' THEN 1 "
-        f"WHEN substr({x}, -6, 1) IN ('+', '-') THEN 6 ELSE 0 END)"
+    contract allows, exact (SQLite's date functions keep milliseconds only: they read the
+    whole seconds and the offset, and the fraction digits are read as an integer); null
+    when `x` is null or not a timestamp."""
+    canonical = (
+        f"CAST(strftime('%s', substr({x}, 1, 19)) AS INTEGER) * 1000000"
+        f" + CAST(substr({x}, 21, 6) AS INTEGER)"
     )
-    middle_len = f"({n} - 19 - {zone_len})"  # "" or "." and the fraction digits
-    digits = f"substr({x}, 21, max({middle_len} - 1, 0))"
-    zone = f"substr({x}, {n} - {zone_len} + 1, {zone_len})"
-    head = f"substr({x}, 1, 19)"
-    valid = " AND ".join(
-        (
-            f"typeof({x}) = 'text'",
-            f"{head} GLOB '{SQLITE_HEAD}'",
-            f"strftime('%Y-%m-%d %H:%M:%S', {head}, '+0 seconds') = replace({head}, 'T', ' ')",
-            f"({middle_len} = 0 OR ({middle_len} BETWEEN 2 AND 7 AND substr({x}, 20, 1) = '.'"
-            f" AND {digits} NOT GLOB '*[^0-9]*'))",
-            f"({zone_len} < 6 OR {zone} GLOB '[+-][0-2][0-9]:[0-5][0-9]')",
+    parts = _SQLiteParts(x)
+    other = f"{parts.seconds} * 1000000 + CAST({parts.micros} AS INTEGER)"
+    return (
+        f"(CASE WHEN {_sqlite_canonical(x)} THEN {canonical} WHEN {parts.valid} THEN {other} END)"
+    )
+
+
+def sqlite_instant_text(x: str) -> str:
+    """SQL: SQLite timestamp text `x`, in any form the contract allows, rewritten in the
+    gateway's own form (UTC, space, six fraction digits), whose text order is the order
+    of instants; null when `x` is null or not a timestamp. Text already in that form is
+    checked for its shape and ranges only, and taken as it is (no date function)."""
+    parts = _SQLiteParts(x)
+    other = f"strftime('%Y-%m-%d %H:%M:%S', {parts.head} || {parts.zone}) || '.' || {parts.micros}"
+    return f"(CASE WHEN {_sqlite_canonical(x)} THEN {x} WHEN {parts.valid} THEN {other} END)"
+
+
+class _SQLiteParts:
+    """SQL pieces of timestamp text `x` in any allowed form (SQLITE_INSTANT, in SQL)."""
+
+    def __init__(self, x: str) -> None:
+        n = f"length({x})"
+        zone_len = (
+            f"(CASE WHEN substr({x}, -1) = 'Z' THEN 1 "
+            f"WHEN substr({x}, -6, 1) IN ('+', '-') THEN 6 ELSE 0 END)"
         )
-    )
-    seconds = f"CAST(strftime('%s', {head} || {zone}) AS INTEGER)"
-    micros = f"CAST(substr({digits} || '000000', 1, 6) AS INTEGER)"
-    return f"(CASE WHEN {valid} THEN {seconds} * 1000000 + {micros} END)"
+        middle_len = f"({n} - 19 - {zone_len})"  # "" or "." and the fraction digits
+        digits = f"substr({x}, 21, max({middle_len} - 1, 0))"
+        self.head = f"substr({x}, 1, 19)"
+        self.zone = f"substr({x}, {n} - {zone_len} + 1, {zone_len})"
+        self.micros = f"substr({digits} || '000000', 1, 6)"
+        self.seconds = f"CAST(strftime('%s', {self.head} || {self.zone}) AS INTEGER)"
+        head = self.head
+        self.valid = " AND ".join(
+            (
+                f"typeof({x}) = 'text'",
+                f"{head} GLOB '{SQLITE_HEAD}'",
+                # SQLite reads 2026-02-30 as 2 March: the date must survive a round trip.
+                f"strftime('%Y-%m-%d %H:%M:%S', {head}, '+0 seconds') = replace({head}, 'T', ' ')",
+                f"({middle_len} = 0 OR ({middle_len} BETWEEN 2 AND 7"
+                f" AND substr({x}, 20, 1) = '.' AND {digits} NOT GLOB '*[^0-9]*'))",
+                f"({zone_len} < 6 OR {self.zone} GLOB '[+-][0-2][0-9]:[0-5][0-9]')",
+            )
+        )
 
 
 class IntList(TypeDecorator[list[int]]):

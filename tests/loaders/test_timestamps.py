@@ -7,19 +7,29 @@ refused: an UPSTREAM_DATA_INVALID error naming the module, a log line and a metr
 """
 
 import logging
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sqlalchemy import insert, text
 
 from loaders import MODULES, mentorship, missions, talentscope
 from loaders.engines import Upstream, UpstreamDataInvalid
-from loaders.types import InvalidInstant, parse_sqlite_instant
+from loaders.types import (
+    InvalidInstant,
+    parse_sqlite_instant,
+    sqlite_instant_text,
+    sqlite_instant_us,
+)
 from tests import dataset
 from tests.dataset import DANA, NOW
 from tests.gateway_client import fixed_clock, gateway_client
+from tests.resolvers.generated_world import Form, forms
 from tests.test_cache import settings_for
 
 COHORT = 555  # rows of this test only
@@ -279,3 +289,38 @@ async def test_the_refusal_is_raised_by_the_read_itself(tmp_path) -> None:
 def test_an_offset_is_applied_not_dropped() -> None:
     local = datetime(2026, 11, 24, 14, 0, tzinfo=timezone(timedelta(hours=2)))
     assert parse_sqlite_instant("2026-11-24T14:00:00+02:00") == local.astimezone(UTC)
+
+
+# --- the SQL reading agrees with the Python one, on any instant in any allowed form ------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    instant=st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)
+    ),
+    form=forms,
+)
+def test_sql_reads_every_form_as_python_does(instant: datetime, form: Form) -> None:
+    written = form.write(instant)
+    assert parse_sqlite_instant(written) == instant
+    with closing(sqlite3.connect(":memory:")) as db:
+        us, key = db.execute(
+            f"SELECT {sqlite_instant_us(':v')}, {sqlite_instant_text(':v')}", {"v": written}
+        ).fetchone()
+    assert us == (instant - EPOCH) // US
+    assert key == instant.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-13-01 10:00:00.000000", "2026-11-24 24:00:00.000000", "2026-02-30 10:00:00", "x" * 26],
+)
+def test_sql_reads_nothing_from_what_is_not_a_timestamp(value: str) -> None:
+    with closing(sqlite3.connect(":memory:")) as db:
+        found = db.execute(
+            f"SELECT {sqlite_instant_us(':v')}, {sqlite_instant_text(':v')}", {"v": value}
+        ).fetchone()
+    assert found == (None, None)
