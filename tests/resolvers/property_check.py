@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from sqlalchemy import text
 
 from loaders import programs
@@ -152,6 +152,9 @@ def check(backend: str, url: str, examples: int) -> Callable[[], None]:
         max_examples=examples,
         deadline=None,
         database=None,
+        # No shrinking: each example writes a database and serves it (about half a second),
+        # and a failure lists its differences already.
+        phases=(Phase.explicit, Phase.reuse, Phase.generate),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(world=worlds(backend))
@@ -162,7 +165,7 @@ def check(backend: str, url: str, examples: int) -> Callable[[], None]:
 
         with process_timezone(PROCESS_TZ[backend]):
             differences = asyncio.run(example())
-        assert differences == []
+        assert differences == [], "\n".join(differences)
 
     return run
 
