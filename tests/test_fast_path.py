@@ -193,7 +193,11 @@ async def test_hits_are_answered_in_front_of_routing_with_the_endpoints_headers(
             api,
             SUMMARY_OP,
             DANA,
-            **{"Origin": "https://dash.test", "X-Request-Id": "r-42", "Accept-Encoding": "identity"},
+            **{
+                "Origin": "https://dash.test",
+                "X-Request-Id": "r-42",
+                "Accept-Encoding": "identity",
+            },
         )
         assert hits() == before + 1
         assert response.status_code == 200
