@@ -178,7 +178,11 @@ class Settings(BaseSettings):
         30.0, description="Cross-process single-flight lock timeout, seconds."
     )
     response_cache_enabled: bool = Field(
-        True, description="Serve persisted GETs from stored answer bytes (the fast path)."
+        True,
+        description=(
+            "Serve persisted GETs, and POSTs of known documents, from stored answer bytes "
+            "(the fast path)."
+        ),
     )
     compression: bool = Field(
         True,

@@ -45,7 +45,8 @@ PLAIN = Coding(gzip=False)
 def negotiate_encoding(accept_encoding: str | None) -> Coding:
     """RFC 9110 §12.5.3: each coding takes its own q, else the q of `*`; `identity` is
     acceptable unless excluded (`identity;q=0`, or `*;q=0` without `identity`). gzip is
-    chosen when its q is above 0 and not below identity's. No header: the plain bytes.
+    chosen when its q is above 0 and not below identity's, when identity's is given (by
+    name or by `*`). No header: the plain bytes.
     When neither is acceptable the plain bytes go out anyway, as most servers do."""
     if accept_encoding is None:
         return PLAIN
@@ -66,7 +67,10 @@ def negotiate_encoding(accept_encoding: str | None) -> Coding:
         q[name] = value
     star = q.get("*")
     gzip_q = q.get("gzip", q.get("x-gzip", 0.0 if star is None else star))
-    identity_q = q.get("identity", 1.0 if star is None else star)
+    # Unnamed (no `identity`, no `*`), identity is acceptable but no preference of the client.
+    identity_q = q.get("identity", star)
+    if identity_q is None:
+        return Coding(gzip=gzip_q > 0)
     return Coding(gzip=gzip_q > 0 and gzip_q >= identity_q, identity=identity_q > 0)
 
 
