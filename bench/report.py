@@ -432,6 +432,10 @@ One process, `bench/run.py`, does everything on this machine, in this order:
    which the prewarm does not cover, get stored, and the answer bytes are copied for the
    limit app. Then per scenario: {warmup:.0f} s warm-up (discarded), {duration:.0f} s measured.
    Worker counts {workers} are measured for (a) and (b); the best fast-path one runs the rest.
+   On the fast-path server of the last worker count, right after its (b) window: (p) the
+   same requests as POSTs of the document's text (`query`, `operationName`, `variables`, as
+   urql and graphql-request send them); (z) the same GETs with `Accept-Encoding: gzip`; (xg)
+   and (xp) the admins' first CohortList page by persisted GET and by POST of its text.
    No closed-loop window shares the cores with a refresh cycle of the bench's own worker:
    each starts once no cycle holds the lease and the next cron boundary lies beyond it.
    wrk is closed loop: its latencies are those of a saturated server with

@@ -181,16 +181,15 @@ class FastPathMiddleware:
         if media is None:
             return await self.app(scope, receive, send)  # the endpoint answers the 406
         coding = self.codings[accept_encoding]
-        handover = scope[FAST_PATH] = FastPathParse(media, coding)
         try:
             caller = self.verifier.verify(authorization)
         except AuthError:
+            scope[FAST_PATH] = FastPathParse(media, coding)
             return await self.app(scope, receive, send)  # the endpoint answers the 401
-        handover.caller = caller
         if method == "GET":
             parsed = self.parsed(scope["query_string"])
             if isinstance(parsed, RequestError):
-                handover.error = parsed
+                scope[FAST_PATH] = FastPathParse(media, coding, caller, error=parsed)
                 return await self.app(scope, receive, send)
             gql, answer_id = parsed
         else:
@@ -203,6 +202,7 @@ class FastPathMiddleware:
                 or not content_length.isdigit()
                 or int(content_length) > self.max_body_bytes
             ):
+                scope[FAST_PATH] = FastPathParse(media, coding, caller)
                 return await self.app(scope, receive, send)
             chunks = []
             while True:
@@ -218,15 +218,16 @@ class FastPathMiddleware:
                 gql = parse_post_body(body)
                 answer_id = gql.answer_id
             except RequestError as exc:
-                handover.error = exc
+                scope[FAST_PATH] = FastPathParse(media, coding, caller, error=exc)
                 return await self.app(scope, receive, send)
         if answer_id is None or not self.servable(gql, answer_id):
-            handover.request = replace(gql)  # the endpoint sets fields on its own copy
+            # The endpoint sets fields on the request: its own copy, not the memo's.
+            scope[FAST_PATH] = FastPathParse(media, coding, caller, replace(gql))
             return await self.app(scope, receive, send)
         key = self.answers.key(caller, answer_id)
         stored = await self.answers.get(key)
         if stored is None:
-            handover.request, handover.answer_key = replace(gql), key
+            scope[FAST_PATH] = FastPathParse(media, coding, caller, replace(gql), answer_key=key)
             return await self.app(scope, receive, send)
         request_id = inbound_request_id(request_id) or new_request_id()
         request_id_var.set(request_id)
@@ -238,7 +239,7 @@ class FastPathMiddleware:
             stored.etag,
             stored.max_age_s(now_s) if method == "GET" else None,
             media=media,
-            coding=handover.coding,
+            coding=coding,
             request_id=request_id,
             if_none_match=if_none_match,
             gzip_min_bytes=self.gzip_min_bytes,

@@ -46,7 +46,8 @@ def answer_message(
     use_gzip = gz is not None and coding.gzip
     headers: Headers = [(b"x-request-id", request_id.encode())]
     if max_age_s is not None:
-        etag = media.etag(etag)
+        if media.etag_suffix:
+            etag = media.etag(etag)
         if use_gzip:
             etag = gzip_etag(etag)
         headers.append((b"cache-control", b"private, max-age=%d" % max_age_s))
