@@ -12,13 +12,15 @@ from gateway.cache.answers import AnswerId
 from gateway.refresh.answers import prewarm_answers
 from resolvers.caller import Caller
 from tests.dataset import DANA, DREW
-from tests.gateway_client import GatewayClient
-from tests.test_cache import StatementCounter, services_of
+from tests.gateway_client import GatewayClient, gateway_client
+from tests.test_cache import StatementCounter, services_of, settings_for
 from tests.test_fast_path import DETAIL_OP, LIST_OP, SUMMARY_OP, get, hits
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 ME_NAME = "query MeName { me { name } }"
+# Outside the dashboard's operations and the manifest; stored (it has a computedAt).
+ME_SUMMARY = "query MeSummary { me { summary { activeCohorts computedAt } } }"
 
 
 def _sha(text: str) -> str:
@@ -187,3 +189,34 @@ async def test_hits_are_labelled_with_the_stored_operation(fast: GatewayClient) 
     await post(fast, {"extensions": apq(SUMMARY_OP)}, DANA)  # a hit of that same answer
     await post(fast, bodies(SUMMARY_OP)["query text"], DANA)  # a hit of the prewarmed one
     assert latency_count("DirectorSummary", "fast") == before + 3
+
+
+async def test_persisted_only_mode_refuses_what_it_refuses_even_when_stored(
+    dataset_url: str, redis_url: str, manifest: str, fast: GatewayClient
+) -> None:
+    """A stored answer of a document outside the manifest (stored while the mode was off)
+    is not served in persisted-only mode, by GET or POST; the manifest's are."""
+    await prewarm_answers(services_of(fast), services_of(fast).clock())
+    hashed = {"persistedQuery": {"version": 1, "sha256Hash": _sha(ME_SUMMARY)}}
+    registered = await post(fast, {"query": ME_SUMMARY, "extensions": hashed}, DANA)
+    assert registered.json()["data"]["me"]["summary"]["activeCohorts"] == 2
+    before = hits()
+    assert (await post(fast, {"query": ME_SUMMARY}, DANA)).content == registered.content
+    assert hits() == before + 1  # the mode is off: a stored answer like any other
+    settings = settings_for(
+        dataset_url, redis_url, persisted_manifest=manifest, persisted_only=True
+    )
+    async with gateway_client(settings, fast.clock) as strict:
+        for body in ({"query": ME_SUMMARY}, {"extensions": hashed}):
+            response = await post(strict, body, DANA)
+            assert response.json()["errors"][0]["extensions"]["code"] == (
+                "PERSISTED_QUERY_NOT_IN_LIST"
+            )
+        response = await strict.http.get(
+            "/graphql", params={"extensions": json.dumps(hashed)}, headers=strict.auth(DANA)
+        )
+        assert response.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_IN_LIST"
+        before = hits()
+        response = await post(strict, bodies(SUMMARY_OP)["query text"], DANA)
+        assert hits() == before + 1
+        assert response.content == (await get(fast, SUMMARY_OP, DANA)).content
