@@ -21,6 +21,7 @@ from starlette.responses import Response
 from gateway.documents.dashboard import dashboard_operations
 from gateway.http.compression import negotiate_encoding
 from gateway.http.errors import error_body
+from gateway.http.pages import NOSNIFF, page_headers
 from gateway.http.responses import Precompressed, json_response
 from gateway.settings import Settings
 from resolvers.errors import NOT_FOUND
@@ -32,16 +33,6 @@ ASSETS = {
     "graphql-ws.min.js": "text/javascript",
 }
 ASSET_MAX_AGE_S = 86_400
-# Everything from this origin only; WebSocket included ('self' matches ws: and wss:).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
 
 
 class DashboardPage:
@@ -58,6 +49,8 @@ class DashboardPage:
             digest = hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:12]
             html = html.replace(f"{{{{v:{name}}}}}", digest)
         self.html = html
+        # Everything from this origin only; WebSocket included ('self' matches ws: and wss:).
+        self.headers = {**page_headers(html), "Cache-Control": "no-store"}
         min_bytes = settings.gzip_min_bytes
         self.page_file = Precompressed.of(html.encode(), "text/html", min_bytes)
         self.files = (
@@ -76,7 +69,7 @@ class DashboardPage:
         if not self.enabled:
             return self._disabled()
         coding = negotiate_encoding(request.headers.get("accept-encoding"))
-        return self.page_file.response(coding, SECURITY_HEADERS)
+        return self.page_file.response(coding, self.headers)
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -89,7 +82,7 @@ class DashboardPage:
             negotiate_encoding(request.headers.get("accept-encoding")),
             {
                 "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}",
-                "X-Content-Type-Options": "nosniff",
+                **NOSNIFF,
             },
             request.headers.get("if-none-match"),
         )

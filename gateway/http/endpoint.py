@@ -48,6 +48,7 @@ from gateway.documents.persisted import (
     make_apq_store,
     sha256_hex,
 )
+from gateway.documents.registrations import Quota, Registrations
 from gateway.http.access import OPERATION
 from gateway.http.compression import Coding, negotiate_encoding
 from gateway.http.errors import error_body, format_error
@@ -56,6 +57,7 @@ from gateway.http.media import GRAPHQL_RESPONSE, JSON, LEGACY, Media, negotiate
 from gateway.http.request import (
     FAST_PATH,
     GRAPHIQL_ASSET_PARAM,
+    BatchRefused,
     FastPathParse,
     GraphQLRequest,
     RequestError,
@@ -83,6 +85,7 @@ from resolvers.errors import (
     PERSISTED_QUERY_NOT_FOUND,
     PERSISTED_QUERY_NOT_IN_LIST,
     PERSISTED_QUERY_NOT_SUPPORTED,
+    TOO_MANY_REGISTRATIONS,
     UNAUTHENTICATED,
     UPSTREAM_UNAVAILABLE,
 )
@@ -121,6 +124,19 @@ class GraphQLEndpoint:
             services.cache_redis,
             ttl_s=settings.apq_ttl_s,
             memory_entries=settings.apq_memory_entries,
+        )
+        self.registrations = Registrations(
+            services.cache_redis,
+            per_caller=Quota(
+                settings.apq_max_registrations,
+                settings.apq_max_registration_bytes,
+                settings.apq_registration_window_s,
+            ),
+            total=Quota(
+                settings.apq_max_registrations_total,
+                settings.apq_max_registration_bytes_total,
+                settings.apq_ttl_s,
+            ),
         )
         self.preparer, self.schema = prepared_schema(services.schema, settings)
         self.graphiql = GraphiQL(settings.graphiql_enabled, settings.gzip_min_bytes)
@@ -193,12 +209,19 @@ class GraphQLEndpoint:
                 )[0]
             if gql.register:
                 # Only a document within the limits that validates is kept (as Apollo does).
-                await self.apq.set(gql.sha256, gql.document)
+                await self.register(gql, caller, now)
             result = await self.execute(gql, context)
         except RequestError as exc:
             body = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
             status = exc.spec_status if media.spec_status else exc.status
             request.scope[OBSERVED] = ("other", f"refused_{status}")
+            if isinstance(exc, BatchRefused):
+                # One answer per operation; under application/json, as any request error
+                # there: 200 with `"data": null` (README, Clients).
+                each = body if media.spec_status else {"data": None, **body}
+                return media_response(
+                    [each] * exc.operations, status, {**headers, **exc.headers}, media
+                )
             return media_response(body, status, {**headers, **exc.headers}, media)
         observe(request, gql, "error" if result.errors else "ok")
         response, raw, gz = self.respond(
@@ -225,7 +248,7 @@ class GraphQLEndpoint:
         dependencies = getattr(source, "dependencies", None)
         if not dependencies or not getattr(source, "answer_cacheable", False):
             return
-        if not gql.is_query or not await self.known_document(gql):
+        if gql.operation_type != OperationType.QUERY or not await self.known_document(gql):
             return
         # max-age runs to the next refresh; the entry lives until its inputs turn stale.
         until = expires_at(data, self.settings.refresh_interval_s)
@@ -301,12 +324,9 @@ class GraphQLEndpoint:
         self.enforce_persisted_only(gql)
         if not self.settings.apq_enabled:
             if gql.query is None:
+                # 200 under every media type, as Apollo Server answers (README, Clients).
                 raise RequestError(
-                    200,
-                    PERSISTED_QUERY_NOT_SUPPORTED,
-                    "PersistedQueryNotSupported",
-                    NO_STORE,
-                    spec_status=400,
+                    200, PERSISTED_QUERY_NOT_SUPPORTED, "PersistedQueryNotSupported", NO_STORE
                 )
             gql.document, gql.source, gql.persisted = gql.query, "document", False
             return
@@ -315,10 +335,26 @@ class GraphQLEndpoint:
             return
         document = await self.apq.get(sha256)
         if document is None:
-            raise RequestError(
-                200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE, spec_status=404
-            )
+            # 200 under every media type, as Apollo Server answers: Apollo iOS fails any
+            # non-2xx before its APQ interceptor reads the error (README, Clients).
+            raise RequestError(200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE)
         gql.document = document
+
+    async def register(self, gql: GraphQLRequest, caller: Caller, now: datetime) -> None:
+        """Keeps an APQ document, within the caller's and everyone's registration bounds
+        (TOO_MANY_REGISTRATIONS, 429); a document already kept costs nothing."""
+        if await self.apq.get(gql.sha256) == gql.document:
+            return
+        size = len(gql.document.encode())
+        exceeded = await self.registrations.admit(caller.user_id, size, now.timestamp())
+        if exceeded is not None:
+            raise RequestError(
+                429,
+                TOO_MANY_REGISTRATIONS,
+                f"Too many persisted-query registrations: {exceeded.what}.",
+                {"Retry-After": str(exceeded.retry_after_s), **NO_STORE},
+            )
+        await self.apq.set(gql.sha256, gql.document)
 
     def enforce_persisted_only(self, gql: GraphQLRequest) -> None:
         settings = self.settings
@@ -334,8 +370,13 @@ class GraphQLEndpoint:
                 gql.operation_name,
             )
             return
+        # A final refusal (no client retries it): 400 under every media type, never cached,
+        # so a client ahead of this deployment's manifest is not stuck once it catches up.
         raise RequestError(
-            400, PERSISTED_QUERY_NOT_IN_LIST, "This document is not in the persisted-query list."
+            400,
+            PERSISTED_QUERY_NOT_IN_LIST,
+            "This document is not in the persisted-query list.",
+            NO_STORE,
         )
 
     def limit(self, gql: GraphQLRequest) -> PreparedDocument:
@@ -358,13 +399,13 @@ class GraphQLEndpoint:
                 raise RequestError(
                     405, BAD_REQUEST, "Mutations are only accepted over POST.", {"Allow": "POST"}
                 )
+            gql.operation_type = operation.operation
             if prepared.errors:
                 return prepared
             gql.declared_variables = frozenset(
                 d.variable.name.value for d in operation.variable_definitions or ()
             )
             gql.operation_label = operation_label(operation)
-            gql.is_query = operation.operation == OperationType.QUERY
             self.preparer.check(prepared, operation, gql.variables)
         except LimitExceeded as exc:
             raise RequestError(400, exc.code, exc.message) from None
@@ -372,7 +413,7 @@ class GraphQLEndpoint:
 
     async def execute(self, gql: GraphQLRequest, context: Context) -> ExecutionResult:
         allowed = {StrawberryOperationType.QUERY}
-        if gql.method == "POST":
+        if gql.method != "GET":  # POST, or a WebSocket's subscribe message
             allowed.add(StrawberryOperationType.MUTATION)
         try:
             return await self.schema.execute(

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from gateway.http.compression import Coding
 from gateway.http.errors import error_body
+from gateway.http.pages import NOSNIFF, page_headers
 from gateway.http.responses import Precompressed, json_response
 from resolvers.errors import NOT_FOUND
 
@@ -37,6 +38,7 @@ class GraphiQL:
         # `<` escaped: the query is embedded in a <script>.
         query = json.dumps(DASHBOARD_QUERY.read_text()).replace("<", "\\u003c")
         html = (STATIC_DIR / "index.html").read_text().replace("__DASHBOARD_QUERY__", query)
+        self.headers = page_headers(html)
         self.html = Precompressed.of(html.encode(), "text/html", gzip_min_bytes)
         self.files = {
             name: Precompressed.of((STATIC_DIR / name).read_bytes(), media_type, gzip_min_bytes)
@@ -45,7 +47,7 @@ class GraphiQL:
 
     def page(self, headers: dict[str, str], coding: Coding) -> Response:
         if self.enabled:
-            return self.html.response(coding, headers)
+            return self.html.response(coding, {**headers, **self.headers})
         body = error_body("GraphiQL is disabled.", NOT_FOUND, requestId=headers["X-Request-Id"])
         return json_response(body, 404, headers)
 
@@ -58,6 +60,6 @@ class GraphiQL:
             return json_response(body, 404, headers)
         return file.response(
             coding,
-            {**headers, "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}"},
+            {**headers, **NOSNIFF, "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}"},
             request.headers.get("if-none-match"),
         )

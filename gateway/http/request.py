@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import orjson
+from graphql import OperationType
 from starlette.requests import Request
 
 from gateway.cache.answers import AnswerId
@@ -23,12 +24,23 @@ from gateway.documents.persisted import document_sha256, sha256_hex
 from gateway.http.compression import Coding
 from gateway.http.media import JSON, Media
 from resolvers.caller import Caller
-from resolvers.errors import BAD_REQUEST, BATCHING_DISABLED, REQUEST_TOO_LARGE
+from resolvers.errors import (
+    BAD_REQUEST,
+    BATCHING_DISABLED,
+    REQUEST_TOO_LARGE,
+    VARIABLES_TOO_LARGE,
+)
 
 GRAPHIQL_ASSET_PARAM = "graphiql-asset"
 JSON_BODY_TYPES = (JSON, "application/graphql+json")
 # ASGI scope key: what the fast path read from a request it did not answer (FastPathParse).
 FAST_PATH = "gateway.fast_path"
+# Variables, on every path (GET, the fast path's key, POST, WebSocket, event stream): the
+# schema's inputs nest 3 deep and take a few values; these leave room and keep any use of
+# them (a canonical key, coercion, a log line) small and free of recursion limits.
+MAX_VARIABLES_DEPTH = 16  # objects and lists within `variables`, itself 1
+MAX_VARIABLES_VALUES = 1_000  # every object, list and scalar counted once
+MAX_VARIABLES_CHARS = 65_536  # every key and string, summed
 
 Source = Literal["document", "apq", "manifest"]
 
@@ -77,10 +89,10 @@ class GraphQLRequest:
     register: bool = False
     # Set on a persisted GET that missed the stored answers: where to store the answer.
     answer_key: str | None = None
-    # Set by `limit`: the variables the operation declares, the operation's name and type.
+    # Set by `limit`: the variables the operation declares, the operation's type and name.
     declared_variables: frozenset[str] = frozenset()
+    operation_type: OperationType | None = None
     operation_label: str = ""
-    is_query: bool = False
 
     @property
     def cacheable(self) -> bool:
@@ -126,6 +138,26 @@ class GraphQLRequest:
         return sha256
 
 
+class BatchRefused(RequestError):
+    """A JSON array of operations: refused, with one error per operation in an array of the
+    batch's length, so that a batching client (Apollo's BatchHttpLink) hands each operation
+    its BATCHING_DISABLED error instead of a length mismatch."""
+
+    def __init__(self, operations: int) -> None:
+        super().__init__(
+            200,
+            BATCHING_DISABLED,
+            "Batched operations are not accepted: send each operation in a request of its own.",
+            {"Cache-Control": "no-store"},
+            spec_status=400,
+        )
+        self.operations = operations
+
+
+# Beyond this, one error for the whole array: a refusal stays smaller than the request.
+MAX_BATCH_ANSWERED = 100
+
+
 def _loads_param(raw: str | None, name: str) -> Any:
     if raw is None or raw == "":
         return None
@@ -137,7 +169,14 @@ def _loads_param(raw: str | None, name: str) -> Any:
 
 def check_shape(data: Any, method: str) -> GraphQLRequest:
     if isinstance(data, list):
-        raise RequestError(400, BATCHING_DISABLED, "Batched operations are not accepted.")
+        if not data:
+            message = "An empty batch: send one operation, as an object."
+            raise RequestError(400, BAD_REQUEST, message)
+        if not all(isinstance(element, dict) for element in data):
+            raise RequestError(400, BAD_REQUEST, "A batch holds operation objects only.")
+        if len(data) > MAX_BATCH_ANSWERED:
+            raise RequestError(400, BATCHING_DISABLED, "Batched operations are not accepted.")
+        raise BatchRefused(len(data))
     if not isinstance(data, dict):
         raise RequestError(400, BAD_REQUEST, "The body must be a JSON object.")
     query, variables = data.get("query"), data.get("variables")
@@ -153,9 +192,40 @@ def check_shape(data: Any, method: str) -> GraphQLRequest:
         raise RequestError(400, BAD_REQUEST, "`operationName` must be a string.")
     if extensions is not None and not isinstance(extensions, dict):
         raise RequestError(400, BAD_REQUEST, "`extensions` must be an object.")
+    if variables:
+        check_variables(variables)
     return GraphQLRequest(
         query or None, variables, operation_name, extensions, method, document_id or None
     )
+
+
+def check_variables(variables: dict[str, Any]) -> None:
+    """Refuses variables past the bounds above (HTTP 400, VARIABLES_TOO_LARGE) in one
+    iterative walk that stops at the first bound crossed."""
+    values = 0
+    chars = 0
+    stack: list[tuple[Any, int]] = [(variables, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_VARIABLES_DEPTH:
+                raise _too_large(f"nest deeper than {MAX_VARIABLES_DEPTH} levels")
+            values += len(value)
+            if values > MAX_VARIABLES_VALUES:
+                raise _too_large(f"hold more than {MAX_VARIABLES_VALUES} values")
+            if isinstance(value, dict):
+                chars += sum(len(key) for key in value)
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            chars += len(value)
+        if chars > MAX_VARIABLES_CHARS:
+            raise _too_large(f"hold more than {MAX_VARIABLES_CHARS} characters")
+
+
+def _too_large(what: str) -> RequestError:
+    return RequestError(400, VARIABLES_TOO_LARGE, f"The variables {what}.")
 
 
 def parse_get(query_string: bytes) -> GraphQLRequest:
