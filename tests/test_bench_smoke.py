@@ -91,7 +91,8 @@ def test_open_loop_cold_prewarm_memory_hit_rate(bench_run: tuple[dict, str]) -> 
 def test_report(bench_run: tuple[dict, str]) -> None:
     results, markdown = bench_run
     targets = {t["target"] for t in results["evaluation"]}
-    assert len(targets) == 10 and all(t["value"] is not None for t in results["evaluation"])
+    # 10, the 4 of the subscriptions, POST against GET and gzip against plain.
+    assert len(targets) == 16 and all(t["value"] is not None for t in results["evaluation"])
     assert results["profiles"]["fast_path"]["samples"] > 0
     for heading in ("## Results", "## Targets", "## Method", "| Scenario |", "(b)/(a)"):
         assert heading in markdown

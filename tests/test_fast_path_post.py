@@ -129,7 +129,7 @@ async def test_unusual_posts_are_answered_by_the_endpoint_as_before(fast: Gatewa
     auth = fast.auth(DANA)
     cases = [
         (b"{not json", {"Content-Type": "application/json"}, 400, "BAD_REQUEST"),
-        (b"[]", {"Content-Type": "application/json"}, 400, "BATCHING_DISABLED"),
+        (b"[]", {"Content-Type": "application/json"}, 400, "BAD_REQUEST"),
         (b'{"query": 1}', {"Content-Type": "application/json"}, 400, "BAD_REQUEST"),
         (b"{}", {"Content-Type": "text/plain"}, 415, "BAD_REQUEST"),
     ]
@@ -143,6 +143,11 @@ async def test_unusual_posts_are_answered_by_the_endpoint_as_before(fast: Gatewa
             status,
             code,
         )
+    batch = [bodies(SUMMARY_OP)["apq hash"]] * 2  # each a hit on its own: refused together
+    response = await fast.http.post("/graphql", json=batch, headers=auth)
+    assert [e["errors"][0]["extensions"]["code"] for e in response.json()] == [
+        "BATCHING_DISABLED"
+    ] * 2
     # A hash that does not match the text sent with it is refused, never served.
     body = {**bodies(SUMMARY_OP)["apq hash"], "query": LIST_OP.body}
     response = await post(fast, body, DANA)

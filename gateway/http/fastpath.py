@@ -37,7 +37,12 @@ from gateway.documents.persisted import load_manifest
 from gateway.http.access import OPERATION
 from gateway.http.compression import EncodingMemo
 from gateway.http.endpoint import KNOWN_OPERATIONS
-from gateway.http.media import AcceptMemo
+from gateway.http.media import (
+    ACCEPT_MEMO_ENTRIES,
+    ACCEPT_MEMO_MAX_BYTES,
+    AcceptMemo,
+    prefers_event_stream,
+)
 from gateway.http.request import (
     FAST_PATH,
     JSON_BODY_TYPES,
@@ -104,6 +109,7 @@ class FastPathMiddleware:
         self._parsed: dict[bytes, Parsed] = {}
         self.media = AcceptMemo()
         self.codings = EncodingMemo()
+        self._streams: dict[bytes, bool] = {}  # Accept headers naming text/event-stream
         self._latency = {
             name: metrics.REQUEST_LATENCY.labels(name, "fast")
             for name in (*KNOWN_OPERATIONS, "other")
@@ -133,6 +139,17 @@ class FastPathMiddleware:
                 self._parsed.clear()
             self._parsed[query_string] = parsed
         return parsed
+
+    def streams(self, accept: bytes) -> bool:
+        """Whether the event stream is preferred (memoised like the media types)."""
+        found = self._streams.get(accept)
+        if found is None:
+            found = prefers_event_stream(accept.decode("latin-1"))
+            if len(accept) <= ACCEPT_MEMO_MAX_BYTES:
+                if len(self._streams) >= ACCEPT_MEMO_ENTRIES:
+                    self._streams.clear()
+                self._streams[accept] = found
+        return found
 
     def servable(self, gql: GraphQLRequest, answer_id: AnswerId) -> bool:
         """False when the endpoint would refuse this document before running it."""
@@ -180,6 +197,8 @@ class FastPathMiddleware:
         media = self.media[accept]
         if media is None:
             return await self.app(scope, receive, send)  # the endpoint answers the 406
+        if accept is not None and b"event-stream" in accept and self.streams(accept):
+            return await self.app(scope, receive, send)  # a subscription (gateway/http/sse.py)
         coding = self.codings[accept_encoding]
         try:
             caller = self.verifier.verify(authorization)
