@@ -137,6 +137,7 @@ class Services:
                     cache.keys,
                     max_per_caller=settings.answer_max_per_caller,
                     index_ttl_s=settings.answer_rebuild_window_s,
+                    gzip_min_bytes=settings.gzip_min_bytes,
                 )
                 if settings.cache_enabled and settings.response_cache_enabled
                 else None

@@ -218,7 +218,21 @@ class Settings(DocumentSettings, FigureSettings, WorkerSettings):
         30.0, description="Cross-process single-flight lock timeout, seconds."
     )
     response_cache_enabled: bool = Field(
-        True, description="Serve persisted GETs from stored answer bytes (the fast path)."
+        True,
+        description=(
+            "Serve persisted GETs, and POSTs of known documents, from stored answer bytes "
+            "(the fast path)."
+        ),
+    )
+    compression: bool = Field(
+        True,
+        description=(
+            "gzip answers, stored answers (once, when stored) and static files for clients "
+            "that accept it."
+        ),
+    )
+    compression_min_bytes: int = Field(
+        1_024, ge=0, description="Bodies shorter than this go out uncompressed, bytes."
     )
     answer_rebuild_window_s: float = Field(
         86_400.0,
@@ -428,6 +442,11 @@ class Settings(DocumentSettings, FigureSettings, WorkerSettings):
         if module not in MODULES:
             raise ValueError(f"unknown upstream module {module!r}")
         return getattr(self, f"upstream_{module}_url") or self.database_url
+
+    @property
+    def gzip_min_bytes(self) -> int | None:
+        """The shortest body compressed; None when compression is off."""
+        return self.compression_min_bytes if self.compression else None
 
     @property
     def fresh_s(self) -> float:

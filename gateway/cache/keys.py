@@ -14,7 +14,8 @@ from resolvers.caller import Caller
 
 # Bump when the shape or meaning of a cached subtree or stored answer changes without a
 # schema change.
-SUBTREE_FORMAT = "2026-11-29.1"
+# 2026-12-06.1: a stored answer carries its operation, and its gzip bytes beside the plain.
+SUBTREE_FORMAT = "2026-12-06.1"
 PREFIX = "ddg"
 # Bump when what is stored under a persisted document's key changes (today: its text).
 DOCUMENT_FORMAT = "1"

@@ -31,6 +31,7 @@ from gateway.cache.answers import (
     encode_answer,
     etag_for,
     expires_at,
+    operation_label,
 )
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.limits import LimitExceeded, prepared_schema
@@ -152,7 +153,7 @@ class AnswerBuilder:
         raw = encode_answer(result.data)
         return await self.answers.put(
             key,
-            StoredResponse(etag_for(raw), until, raw, request.encode()),
+            StoredResponse(etag_for(raw), until, raw, request.encode(), operation_label(operation)),
             source.dependencies,
             self.settings.fresh_s,
             now,

@@ -642,7 +642,7 @@ def _expected_not_found(method: str) -> str:
         "status": 200,
         "cache-control": "no-store" if persisted_get else None,
         "etag": False,
-        "vary": "Authorization, Accept" if persisted_get else None,
+        "vary": "Authorization, Accept, Accept-Encoding" if persisted_get else None,
     }
     return json.dumps({"body": body, "headers": headers}, sort_keys=True)
 
