@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 OPERATIONS = ("DirectorSummary", "CohortList", "CohortDetail")
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789abcdef"
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789abcdef0123456789"
+# Production refuses public /metrics and /readyz: the bench never reads them.
+INTERNAL_TOKEN = "bench-internal-token-0123456789abcdef0123456789"
 
 TARGETS = {
     "fast_path_vs_limit": 0.5,
@@ -23,6 +25,8 @@ TARGETS = {
     "subscription_delay_p95_s": 1.0,
     "subscription_idle_kb": 50.0,
     "fast_path_with_subscribers": 0.9,
+    "post_vs_get": 0.8,
+    "gzip_vs_plain": 0.9,
 }
 
 
@@ -58,7 +62,9 @@ class Config:
     results_dir: str = "bench/results"
     markdown: str = "BENCHMARKS.md"  # empty: do not write
     keep_logs: bool = False
-    scenarios: str = "a,b,c,d,s"  # s: subscriptions (bench/scenarios/subscriptions.py)
+    # s: subscriptions (bench/scenarios/subscriptions.py); p, z, x: POST, gzip and the
+    # admins' CohortList by GET and POST, beside (b) (bench/scenarios/closed_loop.py)
+    scenarios: str = "a,b,p,z,x,c,d,s"
     subscribers: int = 1000  # connections of scenario s, two per director
     source: str = ""  # gateway source tree to run (default: this work tree)
 

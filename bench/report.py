@@ -13,7 +13,12 @@ NAMES = {
     "d": "(d) no cache (live from upstream)",
     "s0": "(s0) fast path, before the subscribers",
     "s1": "(s1) fast path, subscribers connected",
+    "p": "(p) fast path, the same requests by POST (document text)",
+    "z": "(z) fast path, `Accept-Encoding: gzip`",
+    "xg": "(xg) fast path, admins' CohortList by GET",
+    "xp": "(xp) fast path, admins' CohortList by POST",
 }
+FAST_ROWS = ("b", "p", "z", "xg", "xp")
 
 
 def _ms(value: float | None) -> str:
@@ -45,7 +50,7 @@ def summary_table(results: dict[str, Any]) -> str:
         name = NAMES[scenario]
         if scenario in ("a", "b") and row["workers"] == best and len(_worker_counts(results)) > 1:
             name += " ✱"
-        if scenario == "b":
+        if scenario in FAST_ROWS:
             hit = _pct(row.get("response_hit_rate"))
         elif scenario == "c":
             hit = _pct(row.get("subtree_hit_rate")) + " (subtrees)"
@@ -92,6 +97,33 @@ def ratios(results: dict[str, Any]) -> list[str]:
                 f"**{b['throughput'] / a['throughput']:.2f}** "
                 f"({b['throughput']:,.0f} / {a['throughput']:,.0f} req/s)"
             )
+    return out
+
+
+def variant_lines(results: dict[str, Any]) -> list[str]:
+    """POST against GET, gzip against plain, from the same server in adjacent windows."""
+    rows = {r["scenario"]: r for r in results.get("scenarios", []) if r["scenario"] != "b"}
+    last = max(_worker_counts(results), default=None)
+    base = next(
+        (r for r in results.get("scenarios", []) if r["scenario"] == "b" and r["workers"] == last),
+        None,
+    )
+    out = []
+    for name, over, under, what in [
+        ("p", "p", base, "POST (document text) / persisted GET, the load's mix"),
+        ("z", "z", base, "gzip / plain, the load's mix"),
+        ("xp", "xp", rows.get("xg"), "POST / persisted GET, the admins' CohortList"),
+    ]:
+        row = rows.get(over)
+        if row is None or under is None or not under["throughput"]:
+            continue
+        out.append(
+            f"({name}) {what}: **{row['throughput'] / under['throughput']:.2f}** "
+            f"({row['throughput']:,.0f} / {under['throughput']:,.0f} req/s; server CPU "
+            f"{row['server_cpu_us_per_request']:,.0f} / {under['server_cpu_us_per_request']:,.0f}"
+            f" µs per request; {row.get('bytes_per_request', 0):,} / "
+            f"{under.get('bytes_per_request', 0):,} bytes read per answer)"
+        )
     return out
 
 
@@ -205,6 +237,7 @@ def render(results: dict[str, Any], results_path: Path) -> str:
         summary_table(results),
         "",
         *[f"- {line}" for line in ratios(results)],
+        *[f"- {line}" for line in variant_lines(results)],
         "",
         "## Targets",
         "",
@@ -399,6 +432,10 @@ One process, `bench/run.py`, does everything on this machine, in this order:
    which the prewarm does not cover, get stored, and the answer bytes are copied for the
    limit app. Then per scenario: {warmup:.0f} s warm-up (discarded), {duration:.0f} s measured.
    Worker counts {workers} are measured for (a) and (b); the best fast-path one runs the rest.
+   On the fast-path server of the last worker count, right after its (b) window: (p) the
+   same requests as POSTs of the document's text (`query`, `operationName`, `variables`, as
+   urql and graphql-request send them); (z) the same GETs with `Accept-Encoding: gzip`; (xg)
+   and (xp) the admins' first CohortList page by persisted GET and by POST of its text.
    No closed-loop window shares the cores with a refresh cycle of the bench's own worker:
    each starts once no cycle holds the lease and the next cron boundary lies beyond it.
    wrk is closed loop: its latencies are those of a saturated server with

@@ -1,6 +1,8 @@
 -- wrk script of `make bench`: persisted GETs from 500 directors, each with their own token.
 --
--- BENCH_REQUESTS names a file of requests, one per line: "<path?query>\t<bearer token>".
+-- BENCH_REQUESTS names a file of requests, one per line: "<path?query>\t<bearer token>", or
+-- "POST <path>\t<bearer token>\t<JSON body>" for a POST. BENCH_ACCEPT_ENCODING, when set,
+-- is sent as every request's Accept-Encoding.
 -- Every thread pre-formats all of them once (no string building per request) and cycles
 -- through them, starting at its own offset. done() writes a JSON summary to BENCH_WRK_OUT.
 -- No response() callback: defining one makes wrk hand every response to Lua, which would
@@ -15,12 +17,26 @@ function setup(thread)
   thread_count = thread_count + 1
 end
 
+local accept_encoding = os.getenv("BENCH_ACCEPT_ENCODING")
+
 function init(args)
   reqs = {}
   for line in io.lines(requests_file) do
-    local path, token = line:match("^(%S+)\t(%S+)$")
-    if path then
-      reqs[#reqs + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. token })
+    local post_path, post_token, body = line:match("^POST (%S+)\t(%S+)\t(.+)$")
+    local headers = {}
+    if accept_encoding and accept_encoding ~= "" then
+      headers["Accept-Encoding"] = accept_encoding
+    end
+    if post_path then
+      headers["Authorization"] = "Bearer " .. post_token
+      headers["Content-Type"] = "application/json"
+      reqs[#reqs + 1] = wrk.format("POST", post_path, headers, body)
+    else
+      local path, token = line:match("^(%S+)\t(%S+)$")
+      if path then
+        headers["Authorization"] = "Bearer " .. token
+        reqs[#reqs + 1] = wrk.format("GET", path, headers)
+      end
     end
   end
   count = #reqs

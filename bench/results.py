@@ -286,6 +286,21 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     ratio = b["throughput"] / a["throughput"] if a and b and a["throughput"] else None
     add("fast path ≥ 0.5 × limit throughput", TARGETS["fast_path_vs_limit"], ratio, True, "×",
         f"{best} worker(s)")  # fmt: skip
+    last = max((r["workers"] for r in scenarios), default=None)
+
+    def ratio_of(over: str, under: str) -> float | None:
+        o, u = row(over, last), row(under, last)
+        return o["throughput"] / u["throughput"] if o and u and u["throughput"] else None
+
+    if row("p", last):
+        add("POST ≥ 0.8 × persisted GET throughput", TARGETS["post_vs_get"], ratio_of("p", "b"),
+            True, "×", "the load's mix, POST of the document's text")  # fmt: skip
+    if row("xp", last):
+        add("POST ≥ 0.8 × persisted GET throughput", TARGETS["post_vs_get"],
+            ratio_of("xp", "xg"), True, "×", "the admins' CohortList")  # fmt: skip
+    if row("z", last):
+        add("fast path with gzip ≥ 0.9 × without", TARGETS["gzip_vs_plain"], ratio_of("z", "b"),
+            True, "×", "Accept-Encoding: gzip, the load's mix")  # fmt: skip
     ol = results.get("open_loop") or {}
     lat = ol.get("latency_ms", {})
     errors = ol.get("errors")

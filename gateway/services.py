@@ -21,6 +21,7 @@ from gateway.live.hub import Hub
 from gateway.refresh.requests import LocalRefresher, QueueRefresher, RateLimitedRefresh
 from gateway.refresh.service import RefreshService
 from gateway.settings import Settings
+from gateway.version import PYTHON, VERSION
 from loaders.engines import Upstream
 from loaders.registry import Loaders
 from resolvers.caller import Caller
@@ -84,6 +85,7 @@ class Services:
             pool_size=settings.upstream_pool_size,
         )
         upstream.observers.append(metrics.observe_statement)
+        upstream.refusal_observers.append(metrics.observe_refusal)
         schema = build_schema([tracing.graphql_extension()] if tracing else None)
         redis = make_redis(settings.queue_url, command_timeout_s) if settings.queue_url else None
         cache_redis = make_cache_redis(settings, redis, command_timeout_s)
@@ -92,9 +94,11 @@ class Services:
             tracing.instrument(upstream)
             kv = tracing.wrap(kv)
         thresholds = settings.thresholds()
+        keys = Keys(cache_version(schema.as_str()))
+        metrics.BUILD_INFO.labels(VERSION, PYTHON, keys.version).set(1)
         cache = SubtreeCache(
             kv,
-            Keys(cache_version(schema.as_str())),
+            keys,
             CachePolicy(
                 fresh_s=settings.fresh_s,
                 serve_stale_s=settings.cache_ttl_s,
@@ -133,6 +137,7 @@ class Services:
                     cache.keys,
                     max_per_caller=settings.answer_max_per_caller,
                     index_ttl_s=settings.answer_rebuild_window_s,
+                    gzip_min_bytes=settings.gzip_min_bytes,
                 )
                 if settings.cache_enabled and settings.response_cache_enabled
                 else None

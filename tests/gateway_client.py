@@ -60,7 +60,11 @@ async def gateway_client(settings: Settings, clock: Any = None) -> AsyncIterator
     kwargs = {"clock": clock} if clock is not None else {}
     app = create_app(settings, **kwargs)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+    # The plain bytes unless a test asks for gzip (tests/test_fast_path.py, compression).
+    identity = {"Accept-Encoding": "identity"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway.test", headers=identity
+    ) as client:
         try:
             yield GatewayClient(client, settings)
         finally:

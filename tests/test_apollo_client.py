@@ -100,7 +100,7 @@ async def test_apq_miss_register_hit_with_apollo_client(dataset_url: str, node: 
     # 3. The second run: a GET with the hash only now hits, cacheable.
     assert hashed_get(hit) == ("DirectorSummary", {}, SUMMARY.sha256)
     assert hit["status"] == 200
-    assert hit["headers"]["vary"] == "Authorization, Accept"
+    assert hit["headers"]["vary"] == "Authorization, Accept, Accept-Encoding"
     assert hit["headers"]["cache-control"].startswith("private, max-age=")
     assert hit["headers"]["etag"].startswith('"')
     check_summary(json.loads(hit["response"])["data"])

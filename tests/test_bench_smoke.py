@@ -46,14 +46,17 @@ def test_every_scenario_is_measured_without_errors(bench_run: tuple[dict, str]) 
     results, _ = bench_run
     rows = {(r["scenario"], r["workers"]): r for r in results["scenarios"]}
     best = results["best_workers"]
-    assert set(rows) == {("a", 1), ("b", 1), ("a", 2), ("b", 2), ("c", best), ("d", best)}
+    assert set(rows) == {
+        *[("a", 1), ("b", 1), ("a", 2), ("b", 2), ("c", best), ("d", best)],
+        *[("p", 2), ("z", 2), ("xg", 2), ("xp", 2)],  # beside (b) on the last worker count
+    }
     for row in rows.values():
         assert row["requests"] > 0 and row["throughput"] > 0
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
         assert row["non_2xx"] == 0 and row["socket_errors"] == 0
         assert row["server_cpu_us_per_request"] > 0
         assert set(row["cpu"]) >= {"other_cores", "bench_cores", "machine_busy_cores"}
-    for key in (("b", 1), ("b", 2), ("c", best), ("d", best)):
+    for key in (("b", 1), ("b", 2), ("c", best), ("d", best), ("p", 2), ("z", 2), ("xp", 2)):
         assert rows[key]["statements_per_request"] is not None
         assert rows[key]["memory"]["rss_mb"] > 0
     assert rows[("b", best)]["response_hit_rate"] is not None
@@ -88,7 +91,8 @@ def test_open_loop_cold_prewarm_memory_hit_rate(bench_run: tuple[dict, str]) -> 
 def test_report(bench_run: tuple[dict, str]) -> None:
     results, markdown = bench_run
     targets = {t["target"] for t in results["evaluation"]}
-    assert len(targets) == 10 and all(t["value"] is not None for t in results["evaluation"])
+    # 10, the 4 of the subscriptions, POST against GET and gzip against plain.
+    assert len(targets) == 16 and all(t["value"] is not None for t in results["evaluation"])
     assert results["profiles"]["fast_path"]["samples"] > 0
     for heading in ("## Results", "## Targets", "## Method", "| Scenario |", "(b)/(a)"):
         assert heading in markdown

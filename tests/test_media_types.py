@@ -276,7 +276,7 @@ async def test_fast_path_answers_in_the_requested_media_type(
             assert {h: cached.headers[h] for h in CACHE_HEADERS} == {
                 h: executed.headers[h] for h in CACHE_HEADERS
             }
-            assert cached.headers["vary"] == "Authorization, Accept"
+            assert cached.headers["vary"] == "Authorization, Accept, Accept-Encoding"
             seen[accept] = cached
     json_etag = etag_for(seen[JSON].content)
     assert seen[JSON].headers["etag"] == json_etag

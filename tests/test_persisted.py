@@ -426,7 +426,7 @@ async def test_persisted_get_has_etag_max_age_and_vary(api: GatewayClient) -> No
     assert response.status_code == 200
     assert response.headers["etag"] == etag_for(response.content)
     assert response.headers["cache-control"] == f"private, max-age={FULL_INTERVAL_S}"
-    assert response.headers["vary"] == "Authorization, Accept"
+    assert response.headers["vary"] == "Authorization, Accept, Accept-Encoding"
     # The same ETag, then a 304 without a body that keeps the caching headers.
     etag = response.headers["etag"]
     again = await apq_get(api, ME_HASH, DANA, **{"If-None-Match": etag})
@@ -434,7 +434,7 @@ async def test_persisted_get_has_etag_max_age_and_vary(api: GatewayClient) -> No
     assert again.content == b""
     assert again.headers["etag"] == etag
     assert again.headers["cache-control"] == f"private, max-age={FULL_INTERVAL_S}"
-    assert again.headers["vary"] == "Authorization, Accept"
+    assert again.headers["vary"] == "Authorization, Accept, Accept-Encoding"
     # A list and a weak form of the tag match too; a stale tag does not.
     listed = await apq_get(api, ME_HASH, DANA, **{"If-None-Match": f'"old", W/{etag}'})
     assert listed.status_code == 304

@@ -98,6 +98,8 @@ async def test_one_request_gives_the_expected_span_tree(traced) -> None:
     assert tree(spans, root) == (
         "POST /graphql",
         "SERVER",
+        # The POST's stored answer (keyed by the sha256 of its text), a miss.
+        ("cache get response", "INTERNAL"),
         # Who is asking, from the users table (gateway/auth.py), before anything runs: the
         # caller's profile, a miss, computed and stored; `me` then reuses it.
         ("cache get_many user", "INTERNAL"),

@@ -1,6 +1,11 @@
 """Closed-loop load with wrk and bench/requests.lua: (a) the limit, bench/limit_app.py;
 (b) the response fast path; (c) subtree cache + execution; (d) no cache. Before any of
-it, every distinct request once (the first visits)."""
+it, every distinct request once (the first visits).
+
+On the fast-path server of the last worker count, right after its (b) window, the
+variants of (b) that it is compared with: (p) the same requests as POSTs of the
+document's text; (z) the same GETs with `Accept-Encoding: gzip`; (xg) and (xp) the admins'
+CohortList (about 25 KB at bench scale) by persisted GET and by POST."""
 
 import asyncio
 import contextlib
@@ -20,6 +25,13 @@ from bench.setup import Rig, Server, log
 from tests.harness.processes import HOST
 
 LUA = Path(__file__).resolve().parent.parent / "requests.lua"
+# Variants of (b): the scenario set's letter, the workload's request file, Accept-Encoding.
+VARIANTS = {
+    "p": ("p", "post_file", None),
+    "z": ("z", "requests_file", "gzip"),
+    "xg": ("x", "admin_get_file", None),
+    "xp": ("x", "admin_post_file", None),
+}
 
 
 def closed_loop(rig: Rig) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
@@ -36,6 +48,10 @@ def closed_loop(rig: Rig) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
                     first = first_visits(rig, fast)
                 if "b" in wanted:
                     rows.append(measure(rig, fast, "b"))
+                if i == len(rig.config.worker_counts) - 1:
+                    for variant, (letter, _, _) in VARIANTS.items():
+                        if letter in wanted and (letter != "x" or rig.workload.admins):
+                            rows.append(measure(rig, fast, variant))
             finally:
                 rig.stop_server(fast)
         if "a" in wanted:
@@ -129,12 +145,12 @@ def _measure_once(rig: Rig, server: Server, scenario: str, attempt: int) -> dict
     )
     quiet = rig.wait_quiet(f"scenario ({scenario})")
     if rig.config.warmup > 0:
-        wrk(rig, server, rig.config.warmup, label + "-warmup")
+        wrk(rig, server, rig.config.warmup, label + "-warmup", scenario)
     before = promfiles.read_counters(server.metrics_dir) if server.metrics_dir else None
     assert rig.redis_server is not None
     cpu = CpuWindow({"server": server.child.pid, "redis": rig.redis_server.pid}).start()
     t0 = time.time()
-    raw = wrk(rig, server, rig.config.duration, label)
+    raw = wrk(rig, server, rig.config.duration, label, scenario)
     t1 = time.time()
     usage = cpu.stop()
     after = promfiles.read_counters(server.metrics_dir) if server.metrics_dir else None
@@ -157,6 +173,8 @@ def _measure_once(rig: Rig, server: Server, scenario: str, attempt: int) -> dict
         "socket_errors": errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
         "errors_detail": errors,
         "mb_per_s": round(raw["bytes"] / seconds / 1e6, 2),
+        # Bytes read per answer, headers included (what gzip changes).
+        "bytes_per_request": round(raw["bytes"] / max(1, raw["requests"])),
         "memory": server.child.memory(),
         "cpu": usage,
         "quiet_wait": quiet,
@@ -191,14 +209,16 @@ def _measure_once(rig: Rig, server: Server, scenario: str, attempt: int) -> dict
     return result
 
 
-def wrk(rig: Rig, server: Server, seconds: float, label: str) -> dict[str, Any]:
+def wrk(rig: Rig, server: Server, seconds: float, label: str, scenario: str) -> dict[str, Any]:
     out = rig.work / f"wrk-{label}.json"
     out.unlink(missing_ok=True)
     cfg = rig.config
+    _, file_attribute, accept_encoding = VARIANTS.get(scenario, ("", "requests_file", None))
     env = {
         **os.environ,
-        "BENCH_REQUESTS": str(rig.workload.requests_file),
+        "BENCH_REQUESTS": str(getattr(rig.workload, file_attribute)),
         "BENCH_WRK_OUT": str(out),
+        "BENCH_ACCEPT_ENCODING": accept_encoding or "",
     }
     argv = [
         "wrk", "-t", str(cfg.threads), "-c", str(max(cfg.connections, cfg.threads)),

@@ -34,7 +34,7 @@ def fast_path(rig: Rig, server: Server) -> dict[str, Any]:
     ]
     try:
         time.sleep(0.5)
-        wrk(rig, server, seconds + 2, "profile")
+        wrk(rig, server, seconds + 2, "profile", "b")
         for spy in spies:
             spy.wait(30)
     finally:

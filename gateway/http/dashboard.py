@@ -7,7 +7,8 @@ and the page stays live through the DashboardUpdates and CohortUpdates subscript
 The operations' hashes and texts are written into the page (a JSON script element); the
 token comes from the URL's fragment (`#token=…`, which no server or Referer sees) or a
 sign-in form, and lives in the tab's sessionStorage. On by default in development;
-GATEWAY_DASHBOARD_PAGE turns it on (or off) anywhere.
+GATEWAY_DASHBOARD_PAGE turns it on (or off) anywhere. The page and its files are held in
+memory, gzip-compressed once at start.
 """
 
 import hashlib
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import Response
 
 from gateway.documents.dashboard import dashboard_operations
+from gateway.http.compression import negotiate_encoding
 from gateway.http.errors import error_body
 from gateway.http.pages import NOSNIFF, page_headers
-from gateway.http.responses import json_response
+from gateway.http.responses import Precompressed, json_response
 from gateway.settings import Settings
 from resolvers.errors import NOT_FOUND
 
@@ -49,6 +51,16 @@ class DashboardPage:
         self.html = html
         # Everything from this origin only; WebSocket included ('self' matches ws: and wss:).
         self.headers = {**page_headers(html), "Cache-Control": "no-store"}
+        min_bytes = settings.gzip_min_bytes
+        self.page_file = Precompressed.of(html.encode(), "text/html", min_bytes)
+        self.files = (
+            {
+                name: Precompressed.of((STATIC_DIR / name).read_bytes(), media_type, min_bytes)
+                for name, media_type in ASSETS.items()
+            }
+            if self.enabled
+            else {}
+        )
 
     def _disabled(self) -> Response:
         return json_response(error_body("The dashboard page is disabled.", NOT_FOUND), 404)
@@ -56,19 +68,21 @@ class DashboardPage:
     async def page(self, request: Request) -> Response:
         if not self.enabled:
             return self._disabled()
-        return HTMLResponse(self.html, headers=self.headers)
+        coding = negotiate_encoding(request.headers.get("accept-encoding"))
+        return self.page_file.response(coding, self.headers)
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
         if not self.enabled:
             return self._disabled()
-        if name not in ASSETS:
+        file = self.files.get(name)
+        if file is None:
             return json_response(error_body("No such file.", NOT_FOUND), 404)
-        return FileResponse(
-            STATIC_DIR / name,
-            media_type=ASSETS[name],
-            headers={
+        return file.response(
+            negotiate_encoding(request.headers.get("accept-encoding")),
+            {
                 "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}",
                 **NOSNIFF,
             },
+            request.headers.get("if-none-match"),
         )

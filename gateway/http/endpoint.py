@@ -4,9 +4,13 @@ Written on `schema.execute` rather than Strawberry's view so that every refusal 
 JSON body with a stable code (the view answers some of them in plain text), and so that
 persisted queries, limits and stored answers sit in front of execution:
 
-    parse request → authenticate (token) → stored answer? → confirm the caller (users
-    table) → resolve document → limits → execute → respond (→ store the answer of a
-    persisted GET)
+    parse request → authenticate (token) → confirm the caller (users table) → resolve
+    document → limits → execute → respond (→ store the answer of a persisted GET, or of a
+    POST of a known document)
+
+Stored answers are served in front of it (gateway/http/fastpath.py), which hands on what
+it parsed of a request it did not answer (`FastPathParse`): this endpoint reads the
+Accept headers, the token and the query string or body only when nothing was handed on.
 
 One instant (`now`) is read per request and used for everything the answer says about
 time: the subtrees' freshness, `stale`, max-age.
@@ -28,7 +32,13 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway import metrics
 from gateway.auth import AuthError, confirm_identity
-from gateway.cache.answers import AnswerRequest, etag_for
+from gateway.cache.answers import (
+    AnswerRequest,
+    AnswerStore,
+    etag_for,
+    gzip_answer,
+    operation_label,
+)
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.limits import LimitExceeded, PreparedDocument, prepared_schema
 from gateway.documents.persisted import (
@@ -39,12 +49,15 @@ from gateway.documents.persisted import (
 )
 from gateway.documents.registrations import Quota, Registrations
 from gateway.http.access import OPERATION
+from gateway.http.compression import Coding, negotiate_encoding
 from gateway.http.errors import error_body, format_error
 from gateway.http.graphiql import GraphiQL
 from gateway.http.media import GRAPHQL_RESPONSE, JSON, LEGACY, Media, negotiate
 from gateway.http.request import (
+    FAST_PATH,
     GRAPHIQL_ASSET_PARAM,
     BatchRefused,
+    FastPathParse,
     GraphQLRequest,
     RequestError,
     inbound_request_id,
@@ -55,8 +68,9 @@ from gateway.http.request import (
 from gateway.http.responses import (
     NO_STORE,
     VARY,
-    cache_headers,
-    etag_matches,
+    RawResponse,
+    answer_message,
+    compressed,
     media_response,
     seconds_until_refresh,
 )
@@ -80,9 +94,6 @@ log = logging.getLogger("gateway.http")
 
 _SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
 
-# ASGI scope key: the answer key gateway.http.fastpath looked up and did not find.
-FAST_PATH_MISSED_KEY = "gateway.fast_path_missed_key"
-
 SUBSCRIPTIONS_ELSEWHERE = (
     "Subscriptions are served over WebSocket (graphql-transport-ws) or Server-Sent Events "
     "(Accept: text/event-stream)."
@@ -93,7 +104,8 @@ KNOWN_OPERATIONS = frozenset(dashboard_operations())
 
 
 def observe(request: Request, gql: GraphQLRequest, outcome: str) -> None:
-    name = gql.operation_name if gql.operation_name in KNOWN_OPERATIONS else "other"
+    name = gql.operation_label or gql.operation_name
+    name = name if name in KNOWN_OPERATIONS else "other"
     request.scope[OBSERVED] = (name, outcome)
 
 
@@ -126,7 +138,8 @@ class GraphQLEndpoint:
             ),
         )
         self.preparer, self.schema = prepared_schema(services.schema, settings)
-        self.graphiql = GraphiQL(settings.graphiql_enabled)
+        self.graphiql = GraphiQL(settings.graphiql_enabled, settings.gzip_min_bytes)
+        self.dashboard_documents = frozenset(op.sha256 for op in dashboard_operations().values())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -137,18 +150,32 @@ class GraphQLEndpoint:
         metrics.REQUEST_LATENCY.labels(operation, outcome).observe(time.perf_counter() - started)
 
     async def handle(self, request: Request) -> Response:
+        handover: FastPathParse | None = request.scope.get(FAST_PATH)
         request_id = inbound_request_id(request.headers.get("x-request-id")) or new_request_id()
         request_id_var.set(request_id)
         headers = {"X-Request-Id": request_id}
-        media = negotiate(request.headers.get("accept"))
+        if handover is not None:
+            media: Media | None = handover.media
+            coding = handover.coding
+        else:
+            media = negotiate(request.headers.get("accept"))
+            coding = negotiate_encoding(request.headers.get("accept-encoding"))
         if request.method not in ("GET", "POST"):
             request.scope[OBSERVED] = ("other", "refused_405")
             body = error_body("Use GET or POST.", BAD_REQUEST, requestId=request_id)
             return media_response(body, 405, {**headers, "Allow": "GET, POST"}, media or LEGACY)
-        if request.method == "GET" and GRAPHIQL_ASSET_PARAM in request.query_params:
-            return self.graphiql.asset(request.query_params[GRAPHIQL_ASSET_PARAM], headers)
-        if wants_graphiql(request):
-            return self.graphiql.page(headers)
+        parsed = handover.request if handover is not None else None
+        if request.method == "GET" and not (
+            # Parsed in front with a document named: no GraphiQL page or file asked for.
+            parsed is not None
+            and parsed.graphiql_asset is None
+            and (parsed.query, parsed.extensions, parsed.document_id) != (None, None, None)
+        ):
+            if GRAPHIQL_ASSET_PARAM in request.query_params:
+                asset = request.query_params[GRAPHIQL_ASSET_PARAM]
+                return self.graphiql.asset(asset, headers, coding, request)
+            if wants_graphiql(request):
+                return self.graphiql.page(headers, coding)
         if media is None:
             request.scope[OBSERVED] = ("other", "refused_406")
             message = f"Accept must allow {GRAPHQL_RESPONSE} or {JSON}."
@@ -156,23 +183,29 @@ class GraphQLEndpoint:
             return media_response(body, 406, headers, LEGACY)
         now = self.services.clock()
         try:
-            caller = self.authenticate(request)
-            if request.method == "GET":
+            if handover is not None and handover.caller is not None:
+                caller = handover.caller
+            else:
+                caller = self.authenticate(request)
+            if handover is not None and handover.error is not None:
+                raise handover.error
+            if parsed is not None:
+                gql = parsed
+                gql.answer_key = handover.answer_key if handover is not None else None
+            elif request.method == "GET":
                 gql = parse_get(request.scope["query_string"])
             else:
                 gql = await parse_post(request, self.settings.max_body_bytes)
             request.scope[OPERATION] = gql.operation_name
-            stored = await self.stored_answer(gql, caller, request, headers, now, media)
-            if stored is not None:
-                observe(request, gql, "fast")
-                return stored
             context = self.services.make_context(caller, request_id, now)
             await self.confirm(caller, context)
             await self.resolve_document(gql)
             prepared = self.limit(gql)
             if prepared.errors:
                 observe(request, gql, "invalid")
-                return self.respond(gql, request, prepared.errors, None, headers, now, media)[0]
+                return self.respond(
+                    gql, request, prepared.errors, None, headers, now, media, coding
+                )[0]
             if gql.register:
                 # Only a document within the limits that validates is kept (as Apollo does).
                 await self.register(gql, caller, now)
@@ -190,54 +223,29 @@ class GraphQLEndpoint:
                 )
             return media_response(body, status, {**headers, **exc.headers}, media)
         observe(request, gql, "error" if result.errors else "ok")
-        response, raw = self.respond(gql, request, result.errors, result.data, headers, now, media)
+        response, raw, gz = self.respond(
+            gql, request, result.errors, result.data, headers, now, media, coding
+        )
         if gql.answer_key is not None and not result.errors:
-            await self.store(gql, raw, result.data, context, caller, now)
+            await self.store(gql, raw, gz, result.data, context, caller, now)
         return response
-
-    async def stored_answer(
-        self,
-        gql: GraphQLRequest,
-        caller: Caller,
-        request: Request,
-        headers: dict[str, str],
-        now: datetime,
-        media: Media,
-    ) -> Response | None:
-        """A persisted GET answered from stored bytes: no parsing, validation or execution.
-
-        On a miss, remembers the key so the executed answer can be stored under it."""
-        answers = self.services.answers
-        answer_id = gql.answer_id if answers is not None else None
-        if answers is None or answer_id is None:
-            return None
-        key = answers.key(caller, answer_id)
-        if request.scope.get(FAST_PATH_MISSED_KEY) == key:  # looked up in front already
-            gql.answer_key = key
-            return None
-        stored = await answers.get(key)
-        if stored is None:
-            gql.answer_key = key
-            return None
-        answers.usage.touch(caller, key, now.timestamp())
-        max_age_s = stored.max_age_s(now.timestamp())
-        etag = media.etag(stored.etag)
-        headers = {**headers, **cache_headers(max_age_s), "ETag": etag}
-        if etag_matches(request.headers.get("if-none-match"), etag):
-            return Response(status_code=304, headers=headers)
-        return Response(stored.body, 200, headers, media.content_type)
 
     async def store(
         self,
         gql: GraphQLRequest,
         raw: bytes,
+        gz: bytes | None,
         data: Any,
         context: Context,
         caller: Caller,
         now: datetime,
     ) -> None:
-        """Keeps an executed answer for the fast path, with the request it answers."""
-        if gql.answer_key is None:
+        """Keeps an executed answer for the fast path, with the request it answers: a
+        persisted GET's, or a POST's whose document is known (a hash, the manifest, the
+        dashboard's own operations, or text registered through APQ), queries only."""
+        if gql.answer_key is None or not AnswerStore.cacheable(context.source):
+            return
+        if gql.operation_type != OperationType.QUERY or not await self.known_document(gql):
             return
         # Variables the operation does not declare change nothing in the answer but would
         # make a new key (and a new answer to rebuild every cycle) per value: not stored.
@@ -253,8 +261,23 @@ class GraphQLEndpoint:
             now.timestamp(),
         )
         await self.services.answers.keep(
-            gql.answer_key, request, data, context.source, self.settings, now, body=raw
+            gql.answer_key,
+            request,
+            data,
+            context.source,
+            self.settings,
+            now,
+            body=raw,
+            gzip=gz,
+            operation=gql.operation_label,
         )
+
+    async def known_document(self, gql: GraphQLRequest) -> bool:
+        if gql.method == "GET" or gql.source != "document":
+            return True  # persisted: by hash, or from the manifest
+        if gql.sha256 in self.dashboard_documents:
+            return True
+        return self.settings.apq_enabled and await self.apq.get(gql.sha256) == gql.document
 
     def authenticate(self, request: Request) -> Caller:
         try:
@@ -378,6 +401,7 @@ class GraphQLEndpoint:
             gql.declared_variables = frozenset(
                 d.variable.name.value for d in operation.variable_definitions or ()
             )
+            gql.operation_label = operation_label(operation)
             self.preparer.check(prepared, operation, gql.variables)
         except LimitExceeded as exc:
             raise RequestError(400, exc.code, exc.message) from None
@@ -411,8 +435,10 @@ class GraphQLEndpoint:
         headers: dict[str, str],
         now: datetime,
         media: Media,
-    ) -> tuple[Response, bytes]:
-        """The response and the exact body bytes it carries (or would, for a 304)."""
+        coding: Coding,
+    ) -> tuple[Response, bytes, bytes | None]:
+        """The response, the exact body bytes it carries (or would, for a 304), and their
+        gzip bytes when they were compressed (for the store: compressed once)."""
         body: dict[str, Any] = {}
         if errors:
             body["errors"] = [self.format_error(e, headers["X-Request-Id"]) for e in errors]
@@ -425,18 +451,34 @@ class GraphQLEndpoint:
         else:
             body["data"] = data
         raw = orjson.dumps(body)
-        content_type = media.content_type
-        if not gql.cacheable:
-            return Response(raw, status, headers, content_type), raw
-        if errors:
-            no_store = {**headers, **NO_STORE, "Vary": VARY}
-            return Response(raw, status, no_store, content_type), raw
-        max_age_s = seconds_until_refresh(data, self.settings.refresh_interval_s, now)
-        etag = media.etag(etag_for(raw))
-        headers = {**headers, **cache_headers(max_age_s), "ETag": etag}
-        if etag_matches(request.headers.get("if-none-match"), etag):
-            return Response(status_code=304, headers=headers), raw
-        return Response(raw, 200, headers, content_type), raw
+        min_bytes = self.settings.gzip_min_bytes
+        if errors or (gql.method == "GET" and not gql.cacheable):
+            extra = {**NO_STORE, "Vary": VARY} if errors and gql.cacheable else {}
+            response = Response(raw, status, {**headers, **extra}, media.content_type)
+            return compressed(response, coding, min_bytes), raw, None
+        # An answer without errors: the bytes a stored answer would carry, written as the
+        # fast path writes a stored one (gzip made once, and kept when it is stored).
+        storing = gql.answer_key is not None
+        gz = None
+        if coding.wants_gzip(len(raw), min_bytes) or (
+            storing and min_bytes is not None and len(raw) >= min_bytes
+        ):
+            gz = gzip_answer(raw)
+        cacheable = gql.method == "GET"
+        message = answer_message(
+            raw,
+            gz,
+            etag_for(raw) if cacheable else "",
+            seconds_until_refresh(data, self.settings.refresh_interval_s, now)
+            if cacheable
+            else None,
+            media=media,
+            coding=coding,
+            request_id=headers["X-Request-Id"],
+            if_none_match=request.headers.get("if-none-match"),
+            gzip_min_bytes=min_bytes,
+        )
+        return RawResponse(*message), raw, gz
 
     def format_error(self, error: GraphQLError, request_id: str) -> dict[str, Any]:
         formatted = format_error(error, mask=self.settings.is_production, request_id=request_id)

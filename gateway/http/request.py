@@ -20,8 +20,10 @@ from graphql import OperationType
 from starlette.requests import Request
 
 from gateway.cache.answers import AnswerId
-from gateway.documents.persisted import document_sha256
-from gateway.http.media import JSON
+from gateway.documents.persisted import document_sha256, sha256_hex
+from gateway.http.compression import Coding
+from gateway.http.media import JSON, Media
+from resolvers.caller import Caller
 from resolvers.errors import (
     BAD_REQUEST,
     BATCHING_DISABLED,
@@ -30,6 +32,9 @@ from resolvers.errors import (
 )
 
 GRAPHIQL_ASSET_PARAM = "graphiql-asset"
+JSON_BODY_TYPES = (JSON, "application/graphql+json")
+# ASGI scope key: what the fast path read from a request it did not answer (FastPathParse).
+FAST_PATH = "gateway.fast_path"
 # Variables, on every path (GET, the fast path's key, POST, WebSocket, event stream): the
 # schema's inputs nest 3 deep and take a few values; these leave room and keep any use of
 # them (a canonical key, coercion, a log line) small and free of recursion limits.
@@ -84,9 +89,10 @@ class GraphQLRequest:
     register: bool = False
     # Set on a persisted GET that missed the stored answers: where to store the answer.
     answer_key: str | None = None
-    # Set by `limit`: the variables the operation declares, and its type.
+    # Set by `limit`: the variables the operation declares, the operation's type and name.
     declared_variables: frozenset[str] = frozenset()
     operation_type: OperationType | None = None
+    operation_label: str = ""
 
     @property
     def cacheable(self) -> bool:
@@ -95,10 +101,21 @@ class GraphQLRequest:
 
     @property
     def answer_id(self) -> AnswerId | None:
-        """What names this request's stored answer: a persisted GET with no `query` only."""
-        if self.method != "GET" or self.query is not None or self.graphiql_asset is not None:
-            return None
-        sha256 = self.persisted_sha256()
+        """What names this request's stored answer: a persisted GET with no `query`; a POST
+        naming its document by hash (with no `query`, or the `query` of that hash) or by
+        its text (the sha256 of the exact `query` string, as APQ hashes it). A GET and a
+        POST for the same document, operation and variables name the same answer."""
+        if self.method == "GET":
+            if self.query is not None or self.graphiql_asset is not None:
+                return None
+            sha256 = self.persisted_sha256()
+        else:
+            sha256 = self.persisted_sha256()
+            if self.query is not None:
+                text_sha256 = sha256_hex(self.query)
+                if sha256 is not None and sha256 != text_sha256:
+                    return None  # the endpoint refuses it
+                sha256 = text_sha256
         if sha256 is None:
             return None
         return AnswerId.of(sha256, self.operation_name, self.variables)
@@ -229,9 +246,22 @@ def parse_get(query_string: bytes) -> GraphQLRequest:
     return gql
 
 
+def parse_post_body(body: bytes) -> GraphQLRequest:
+    """A POST's JSON body, read within the size bound."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError(400, BAD_REQUEST, "The body is not valid JSON.") from None
+    return check_shape(data, "POST")
+
+
+def body_content_type(value: str) -> str:
+    return value.split(";")[0].strip().lower()
+
+
 async def parse_post(request: Request, max_body_bytes: int) -> GraphQLRequest:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in (JSON, "application/graphql+json"):
+    content_type = body_content_type(request.headers.get("content-type", ""))
+    if content_type not in JSON_BODY_TYPES:
         raise RequestError(415, BAD_REQUEST, "POST bodies must be application/json.")
     too_large = RequestError(
         413, REQUEST_TOO_LARGE, f"Request body exceeds {max_body_bytes} bytes."
@@ -250,11 +280,22 @@ async def parse_post(request: Request, max_body_bytes: int) -> GraphQLRequest:
         body += chunk
         if len(body) > max_body_bytes:
             raise too_large
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise RequestError(400, BAD_REQUEST, "The body is not valid JSON.") from None
-    return check_shape(data, "POST")
+    return parse_post_body(bytes(body))
+
+
+@dataclass
+class FastPathParse:
+    """What the fast path read from a request it did not answer, so the endpoint reads
+    none of it again: the negotiated media type and coding, the verified caller, the
+    parsed request (a copy of its own: the endpoint sets fields on it) or why it could not
+    be parsed, and the stored answer's key it looked up and did not find."""
+
+    media: Media
+    coding: Coding
+    caller: Caller | None = None
+    request: GraphQLRequest | None = None
+    error: RequestError | None = None
+    answer_key: str | None = None
 
 
 def persisted_hash(extensions: dict[str, Any] | None) -> str | None:

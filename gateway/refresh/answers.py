@@ -24,7 +24,7 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway import metrics
 from gateway.auth import AuthError, confirm_identity
-from gateway.cache.answers import AnswerId, AnswerRequest
+from gateway.cache.answers import AnswerId, AnswerRequest, operation_label
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.limits import LimitExceeded, prepared_schema
 from gateway.documents.persisted import load_manifest
@@ -141,7 +141,14 @@ class AnswerBuilder:
             return False
         # A rebuild is not a use (used_at): the answer ages out of the window unasked.
         return await self.answers.keep(
-            key, request, result.data, context.source, self.settings, now, used_at=used_at
+            key,
+            request,
+            result.data,
+            context.source,
+            self.settings,
+            now,
+            operation=operation_label(operation),
+            used_at=used_at,
         )
 
     def dashboard_key(self, caller: Caller, name: str) -> str:

@@ -39,8 +39,8 @@ WEBHOOK_SECRET = "reliability-webhook-secret"
 OPERATIONS: dict[str, Operation] = dashboard_operations()
 MISSING_COHORT = 999
 
-# Every `extensions.code` the gateway documents (issues 3 and 4, gateway/errors.py,
-# resolvers/errors.py, gateway/graphql_http.py, gateway/limits.py).
+# Every `extensions.code` the gateway documents (issues 3 and 4, gateway/http/errors.py,
+# resolvers/errors.py, gateway/http/endpoint.py, gateway/documents/limits.py).
 DOCUMENTED_CODES = frozenset(
     {
         "BAD_REQUEST",
@@ -642,7 +642,7 @@ def _expected_not_found(method: str) -> str:
         "status": 200,
         "cache-control": "no-store" if persisted_get else None,
         "etag": False,
-        "vary": "Authorization, Accept" if persisted_get else None,
+        "vary": "Authorization, Accept, Accept-Encoding" if persisted_get else None,
     }
     return json.dumps({"body": body, "headers": headers}, sort_keys=True)
 
