@@ -101,25 +101,24 @@ def stack(image: str, mounted: Path, postgres_url_factory, redis_server) -> Iter
         names.append(name)
         return name
 
-    done = podman(*run, "--rm", image, "seed", "--scale", "demo")
-    assert done.returncode == 0, done.stdout + done.stderr
-    seeded = done.stdout
-    admin = int(re.search(r"admin (\d+),", seeded).group(1))  # type: ignore[union-attr]
-    port, internal = free_port(), free_port()
-    serve = start(
-        "serve",
-        *("serve", "--host", HOST, "--port", str(port)),
-        extra={"GATEWAY_INTERNAL_PORT": str(internal)},
-    )
-    worker = start("worker", "worker")
     try:
+        done = podman(*run, "--rm", image, "seed", "--scale", "demo")
+        assert done.returncode == 0, done.stdout + done.stderr
+        admin = int(re.search(r"admin (\d+),", done.stdout).group(1))  # type: ignore[union-attr]
+        port, internal = free_port(), free_port()
+        serve = start(
+            "serve",
+            *("serve", "--host", HOST, "--port", str(port)),
+            extra={"GATEWAY_INTERNAL_PORT": str(internal)},
+        )
+        worker = start("worker", "worker")
         yield {
             "serve": serve,
             "worker": worker,
             "public": f"http://{HOST}:{port}",
             "internal": f"http://{HOST}:{internal}",
             "admin": admin,
-            "seeded": seeded,
+            "seeded": done.stdout,
         }
     finally:
         for name in names:
