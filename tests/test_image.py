@@ -6,7 +6,8 @@ One image for every process: `seed` fills a PostgreSQL database, `worker` runs t
 cycle and passes its liveness check, `serve` answers /healthz, /readyz and a persisted GET
 (then a 304), `token` and `refresh` work, configured through environment variables and
 files mounted read-only (an RS256 public key, the trusted-documents manifest), as the
-image's non-root user; `podman stop` ends serve and worker with status 0."""
+image's non-root user on a read-only root filesystem; `podman stop` ends serve and worker
+with status 0."""
 
 from __future__ import annotations
 
@@ -91,7 +92,11 @@ def stack(image: str, mounted: Path, postgres_url_factory, redis_server) -> Iter
         "GATEWAY_JWT_PUBLIC_KEY_FILE": f"{SECRETS}/jwt-public.pem",
         "GATEWAY_PERSISTED_MANIFEST": f"{SECRETS}/manifest.json",
     }
-    run = ["run", "--network", "host", "-v", f"{mounted}:{SECRETS}:ro", *env_args(env)]
+    # As the Kubernetes manifests run it: a read-only root with a writable /tmp, every
+    # capability dropped, no privilege escalation.
+    hardened = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
+    hardened += ["--security-opt", "no-new-privileges"]
+    run = ["run", "--network", "host", *hardened, "-v", f"{mounted}:{SECRETS}:ro", *env_args(env)]
     names: list[str] = []
 
     def start(name: str, *command: str, extra: dict[str, str] | None = None) -> str:
