@@ -67,8 +67,8 @@ reliability: system-test venv
 # The container image (Containerfile) built here and run: seed, serve, worker, token and
 # refresh against a real PostgreSQL and Redis (tests/test_image.py). The base image is
 # built from Debian packages with debootstrap when it is missing (no image is pulled).
-# First run about 8 minutes on 2 cores, later ones less (buildah keeps the layers);
-# docs/operations.md, "Container image".
+# About 9 minutes from nothing on 2 cores, under 3 after a code change (buildah keeps the
+# base and the dependencies' layer); docs/operations.md, "Container image".
 image-test: system-test venv
 	$(SYSTEM) image
 	bash deploy/image/build.sh
