@@ -272,6 +272,12 @@ class Settings(BaseSettings):
         "in production).",
     )
     webhook_max_body_bytes: int = Field(65_536, description="Largest webhook body, bytes.")
+    webhook_max_ids: int = Field(
+        10_000,
+        gt=0,
+        description="Most cohort and director ids one change event names, together (413 "
+        "TOO_MANY_IDS beyond; nothing is queued).",
+    )
     event_dedupe_ttl_s: float = Field(
         7 * 86_400.0, description="How long an event id is remembered, seconds."
     )
@@ -322,6 +328,26 @@ class Settings(BaseSettings):
     )
     apq_memory_entries: int = Field(
         2_000, gt=0, description="APQ documents kept in process memory (LRU)."
+    )
+    # APQ registrations (gateway/documents/registrations.py), refused with
+    # TOO_MANY_REGISTRATIONS (HTTP 429) past either bound.
+    apq_max_registrations: int = Field(
+        50, gt=0, description="APQ documents one caller may register per registration window."
+    )
+    apq_max_registration_bytes: int = Field(
+        524_288, gt=0, description="Bytes of APQ documents one caller may register per window."
+    )
+    apq_registration_window_s: int = Field(
+        3_600, gt=0, description="The per-caller APQ registration window, seconds."
+    )
+    apq_max_registrations_total: int = Field(
+        5_000, gt=0, description="APQ documents all callers together may register per APQ TTL."
+    )
+    apq_max_registration_bytes_total: int = Field(
+        33_554_432,
+        gt=0,
+        description="Bytes of APQ documents all callers together may register per APQ TTL (the "
+        "store holds at most twice this).",
     )
     max_document_chars: int = Field(
         32_768,
@@ -390,6 +416,27 @@ class Settings(BaseSettings):
     )
     dashboard_page: bool | None = Field(
         None, description="Serve GET /dashboard; default on in development, off in production."
+    )
+
+    # --- what one connection, one caller or one event may cost before any work ---
+    max_header_bytes: int = Field(
+        16_384,
+        gt=0,
+        description="Largest request head (request line and headers), bytes; more is answered "
+        "431 before the application reads it.",
+    )
+    max_headers: int = Field(100, gt=0, description="Most header fields in one request (431).")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request head must arrive whole within this of its first byte (of the "
+        "connection, for the first request), seconds; else 408 and the connection is closed.",
+    )
+    subscriptions_max_init_bytes: int = Field(
+        8_192,
+        gt=0,
+        description="Largest WebSocket message before connection_ack (close 1009); every "
+        "message is bounded by GATEWAY_MAX_BODY_BYTES.",
     )
 
     @field_validator("cors_origins", "cors_allow_headers", mode="before")

@@ -53,6 +53,8 @@ log = logging.getLogger("gateway.supervisor")
 
 
 def _uvicorn_options() -> dict[str, object]:
+    # The request head and WebSocket message bounds (the HTTP protocol class among them).
+    from gateway.http.protocol import server_options
     from gateway.settings import Settings  # in the process that serves (checked by the CLI)
 
     return {
@@ -60,7 +62,7 @@ def _uvicorn_options() -> dict[str, object]:
         # server is closing at that moment, and answer 502 (GATEWAY_HTTP_KEEPALIVE_S).
         "timeout_keep_alive": Settings().http_keepalive_s,
         "loop": "uvloop",
-        "http": "httptools",
+        **server_options(),
         # gateway.main configures logging in every worker process.
         "log_config": None,
         "access_log": False,

@@ -40,6 +40,12 @@ UNAVAILABLE = "UNAVAILABLE"
 UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+# Bounds on what one request, one caller or one event may cost.
+HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+VARIABLES_TOO_LARGE = "VARIABLES_TOO_LARGE"
+TOO_MANY_REGISTRATIONS = "TOO_MANY_REGISTRATIONS"
+TOO_MANY_IDS = "TOO_MANY_IDS"
 
 CATALOG: dict[str, str] = {
     UNAUTHENTICATED: (
@@ -77,6 +83,20 @@ CATALOG: dict[str, str] = {
     UPSTREAM_UNAVAILABLE: "An upstream module is down; `extensions.module` names it.",
     SERVICE_UNAVAILABLE: "On-demand refresh is not available in this deployment.",
     INTERNAL_SERVER_ERROR: "A fault of the gateway; `requestId` finds it in the logs.",
+    HEADERS_TOO_LARGE: (
+        "A request head larger than GATEWAY_MAX_HEADER_BYTES or with more than "
+        "GATEWAY_MAX_HEADERS fields (HTTP 431)."
+    ),
+    REQUEST_TIMEOUT: "A request head not received within GATEWAY_HEADER_TIMEOUT_S (HTTP 408).",
+    VARIABLES_TOO_LARGE: (
+        "Variables nested deeper than 16 levels, holding more than 1,000 values or more than "
+        "65,536 characters of keys and strings (HTTP 400)."
+    ),
+    TOO_MANY_REGISTRATIONS: (
+        "Persisted queries: more documents registered than GATEWAY_APQ_MAX_REGISTRATIONS or "
+        "GATEWAY_APQ_MAX_REGISTRATION_BYTES per caller per window, or the store is full (HTTP 429)."
+    ),
+    TOO_MANY_IDS: "Webhook: an event naming more than GATEWAY_WEBHOOK_MAX_IDS ids (HTTP 413).",
 }
 
 # Answers, not faults: not logged as errors.

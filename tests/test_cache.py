@@ -232,10 +232,10 @@ async def test_webhook_signature_replay_and_fan_out(cached: GatewayClient, redis
         "cohorts": [102],
         "directors": [DREW],
     }
-    assert await queued_jobs(redis_url) == ["refresh_cohort:102", "refresh_director:director:3"]
+    assert await queued_jobs(redis_url) == ["refresh_director:director:3", "refresh_pending:evt_01"]
     response = await http.post("/webhooks/upstream", content=EVENT, headers=signed(EVENT))
     assert (response.status_code, response.json()["status"]) == (202, "duplicate")
-    assert await queued_jobs(redis_url) == ["refresh_cohort:102", "refresh_director:director:3"]
+    assert await queued_jobs(redis_url) == ["refresh_director:director:3", "refresh_pending:evt_01"]
 
     before = {
         user: (await cached.data("{ me { summary { computedAt } } }", user=user))

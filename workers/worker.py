@@ -10,6 +10,7 @@ from gateway.cache.keys import (
     JOB_REFRESH_ALL,
     JOB_REFRESH_COHORT,
     JOB_REFRESH_DIRECTOR,
+    JOB_REFRESH_PENDING,
     QUEUE_NAME,
 )
 from gateway.refresh.cycle import cron_fields
@@ -32,6 +33,7 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
         "functions": [
             func(jobs.refresh_director, name=JOB_REFRESH_DIRECTOR, keep_result=0),
             func(jobs.refresh_cohort, name=JOB_REFRESH_COHORT, keep_result=0),
+            func(jobs.refresh_pending, name=JOB_REFRESH_PENDING, keep_result=0),
             func(jobs.refresh_all, name=JOB_REFRESH_ALL, keep_result=0, timeout=JOB_TIMEOUT_S),
         ],
         "cron_jobs": [

@@ -111,6 +111,8 @@ def kind_of(key: str) -> str:
 JOB_REFRESH_ALL = "refresh_all"
 JOB_REFRESH_DIRECTOR = "refresh_director"
 JOB_REFRESH_COHORT = "refresh_cohort"
+# A change event's cohorts, drained from pending sets (gateway/refresh/pending.py).
+JOB_REFRESH_PENDING = "refresh_pending"
 # The cron's job: arq names its runs cron:<name>:<unix ms>.
 CRON_REFRESH_ALL = "cron:refresh_all"
 QUEUE_NAME = "ddg:queue"
