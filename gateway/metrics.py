@@ -12,6 +12,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.supervisor import MULTIPROC_ENV
 
+BUILD_INFO = Gauge(
+    "gateway_build_info",
+    "1, labelled with this process's version, Python version and cache version (the format "
+    "of its Redis keys and stored entries: replicas of two cache versions share nothing).",
+    ["version", "python", "cache_version"],
+    multiprocess_mode="max",
+)
+
 # Subtree kinds: cohort, summary, scope, user.
 CACHE_REQUESTS = Counter(
     "gateway_cache_requests_total",

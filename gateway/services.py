@@ -21,6 +21,7 @@ from gateway.live.hub import Hub
 from gateway.refresh.requests import LocalRefresher, QueueRefresher, RateLimitedRefresh
 from gateway.refresh.service import RefreshService
 from gateway.settings import Settings
+from gateway.version import PYTHON, VERSION
 from loaders.engines import Upstream
 from loaders.registry import Loaders
 from resolvers.caller import Caller
@@ -92,9 +93,11 @@ class Services:
             tracing.instrument(upstream)
             kv = tracing.wrap(kv)
         thresholds = settings.thresholds()
+        keys = Keys(cache_version(schema.as_str()))
+        metrics.BUILD_INFO.labels(VERSION, PYTHON, keys.version).set(1)
         cache = SubtreeCache(
             kv,
-            Keys(cache_version(schema.as_str())),
+            keys,
             CachePolicy(
                 fresh_s=settings.fresh_s,
                 serve_stale_s=settings.cache_ttl_s,

@@ -83,7 +83,9 @@ async def refresh_all(
     """Every subtree, then the answers built from them (stored or replaced)."""
     with _span(ctx, "refresh_all", trace):
         try:
-            cycle, answers = await refresh_cycle(_services(ctx), only_when_cold=only_when_cold)
+            cycle, answers = await refresh_cycle(
+                _services(ctx), only_when_cold=only_when_cold, job=ctx.get("job_id", "")
+            )
         except Skipped as skipped:
             log.info("refresh cycle skipped", extra={"reason": skipped.reason})
             return {"skipped": skipped.reason}
@@ -109,6 +111,10 @@ async def refresh_cohort(
         for caller in done.later:
             await services.refresher.refresh_director(caller)
     return done.directors
+
+
+def batches_running() -> bool:
+    return dispatch.batches_running() > 0
 
 
 async def refresh_pending(ctx: dict[str, Any], trace: dict[str, str] | None = None) -> int:
