@@ -15,10 +15,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import SecretStr
 
 from gateway.cli import build_parser
 from gateway.settings import Settings
+from gateway.settings_files import FILE_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -29,7 +29,7 @@ PORT, INTERNAL_PORT, WORKER_METRICS_PORT = 8000, 9100, 9101
 # `gateway serve` finishes in-flight requests for up to this long after its drain.
 SHUTDOWN_S = 20
 # GATEWAY_DRAIN_S's production default, when a manifest leaves it unset.
-DEFAULT_DRAIN_S = 5
+DEFAULT_DRAIN_S = Settings.model_construct(env="production").effective_drain_s
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -62,13 +62,8 @@ def container(component: str) -> dict[str, Any]:
 
 
 def secret_file_variables() -> set[str]:
-    """GATEWAY_<NAME>_FILE, read for each setting that may hold a secret (a secret, or a URL
-    with a password)."""
-    return {
-        f"GATEWAY_{field.upper()}_FILE"
-        for field, info in Settings.model_fields.items()
-        if info.annotation in (SecretStr, SecretStr | None) or field.endswith("_url")
-    }
+    """GATEWAY_<NAME>_FILE, read for each setting that may hold a secret."""
+    return {f"GATEWAY_{field.upper()}_FILE" for field in FILE_SETTINGS}
 
 
 def setting_variables() -> set[str]:

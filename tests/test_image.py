@@ -5,7 +5,8 @@ deploy/image/build.sh).
 One image for every process: `seed` fills a PostgreSQL database, `worker` runs the refresh
 cycle and passes its liveness check, `serve` answers /healthz, /readyz and a persisted GET
 (then a 304), `token` and `refresh` work, configured through environment variables and
-files mounted read-only (an RS256 public key, the trusted-documents manifest), as the
+files mounted read-only (the database URL and the webhook secret through
+GATEWAY_<NAME>_FILE, an RS256 public key, the trusted-documents manifest), as the
 image's non-root user on a read-only root filesystem; `podman stop` ends serve and worker
 with status 0."""
 
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -84,11 +86,17 @@ def mounted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(image: str, mounted: Path, postgres_url_factory, redis_server) -> Iterator[dict]:
     redis_server.start()
     redis_server.flushall()
+    # Secrets from files (GATEWAY_<NAME>_FILE), the database URL as operators write it.
+    url = postgres_url_factory("image").replace("postgresql+asyncpg://", "postgresql://")
+    (mounted / "database-url").write_text(url + "\n")
+    (mounted / "webhook-secret").write_text("image-test-webhook-secret-0123456789abcdef\n")
+    for path in mounted.iterdir():
+        path.chmod(0o644)
     env = {
         "GATEWAY_ENV": "production",
-        "GATEWAY_DATABASE_URL": postgres_url_factory("image"),
+        "GATEWAY_DATABASE_URL_FILE": f"{SECRETS}/database-url",
         "GATEWAY_REDIS_URL": redis_server.url,
-        "GATEWAY_WEBHOOK_SECRET": "image-test-webhook-secret-0123456789abcdef",
+        "GATEWAY_WEBHOOK_SECRET_FILE": f"{SECRETS}/webhook-secret",
         "GATEWAY_JWT_PUBLIC_KEY_FILE": f"{SECRETS}/jwt-public.pem",
         "GATEWAY_PERSISTED_MANIFEST": f"{SECRETS}/manifest.json",
     }
@@ -173,6 +181,8 @@ def test_seed_serve_worker_refresh_and_token_from_one_image(stack: dict) -> None
     ]
     usage = podman("exec", serve, "gateway", "--help").stdout
     assert "{serve,run,seed,token,worker,refresh" in usage
+    version = podman("exec", serve, "gateway", "--version").stdout.split()
+    assert version[:2] == ["gateway", metadata.version("director-dashboard-gateway")]
     # The internal port alone answers /readyz and /metrics.
     ready = get(f"{stack['internal']}/readyz")
     assert ready is not None and ready.status_code == 200
