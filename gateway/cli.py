@@ -448,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manifest", help="Trusted documents (persisted queries).")
     manifest = p.add_subparsers(dest="manifest_command", required=True)
     p = manifest.add_parser(
-        "build", help="Write the apollo-persisted-query-manifest of gateway/operations/*.graphql."
+        "build",
+        help="Write the apollo-persisted-query-manifest of gateway/documents/operations/*.graphql.",
     )
     p.add_argument(
         "--output",

@@ -154,6 +154,18 @@ LIVE_FANOUT_SECONDS = Histogram(
 )
 
 
+UPSTREAM_REFUSALS = Counter(
+    "gateway_upstream_refused_reads_total",
+    "Upstream reads refused because a value is outside the contract (docs/upstream.md), "
+    "by module and column.",
+    ["module", "column"],
+)
+
+
+def observe_refusal(module: str, column: str) -> None:
+    UPSTREAM_REFUSALS.labels(module, column).inc()
+
+
 def observe_statement(module: str, seconds: float, ok: bool) -> None:
     UPSTREAM_STATEMENTS.labels(module, "ok" if ok else "error").inc()
     UPSTREAM_LATENCY.labels(module).observe(seconds)

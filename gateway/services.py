@@ -85,6 +85,7 @@ class Services:
             pool_size=settings.upstream_pool_size,
         )
         upstream.observers.append(metrics.observe_statement)
+        upstream.refusal_observers.append(metrics.observe_refusal)
         schema = build_schema([tracing.graphql_extension()] if tracing else None)
         redis = make_redis(settings.queue_url, command_timeout_s) if settings.queue_url else None
         cache_redis = make_cache_redis(settings, redis, command_timeout_s)

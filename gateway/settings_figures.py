@@ -1,5 +1,6 @@
 """The figures' settings: the alert thresholds of the dashboard's alerts and the readiness
-and milestone windows (resolvers/figures.py), apart from the gateway's own settings."""
+and milestone windows (resolvers/figures/, defined in docs/metrics.md), apart from the
+gateway's own settings."""
 
 from pydantic import Field
 from pydantic_settings import BaseSettings

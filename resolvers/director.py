@@ -10,13 +10,13 @@ from resolvers.cohort import Alert, AlertCode, Cohort, CohortMode, CohortStatus,
 from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, encode_cursor, page
-from resolvers.scalars import DateTime
+from resolvers.scalars import DateTime, SafeInt
 
 
 @strawberry.type(description="Alert counts by severity.")
 class AlertCounts:
-    critical: int = strawberry.field(description="Alerts with severity critical.")
-    warning: int = strawberry.field(description="Alerts with severity warning.")
+    critical: SafeInt = strawberry.field(description="Alerts with severity critical.")
+    warning: SafeInt = strawberry.field(description="Alerts with severity warning.")
 
 
 @strawberry.type(description="How many alerts carry one code.")

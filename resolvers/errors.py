@@ -38,6 +38,7 @@ PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 UNAVAILABLE = "UNAVAILABLE"
 # The gateway's own state.
 UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+UPSTREAM_DATA_INVALID = "UPSTREAM_DATA_INVALID"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 # Bounds on what one request, one caller or one event may cost.
@@ -81,6 +82,10 @@ CATALOG: dict[str, str] = {
     PAYLOAD_TOO_LARGE: "Webhook: a body larger than GATEWAY_WEBHOOK_MAX_BODY_BYTES (HTTP 413).",
     UNAVAILABLE: "Webhook: the event cannot be recorded or queued now; retry (HTTP 503).",
     UPSTREAM_UNAVAILABLE: "An upstream module is down; `extensions.module` names it.",
+    UPSTREAM_DATA_INVALID: (
+        "An upstream module holds a value outside docs/upstream.md (a timestamp that is not "
+        "one); `extensions.module` names it. Refused, logged and counted, never miscounted."
+    ),
     SERVICE_UNAVAILABLE: "On-demand refresh is not available in this deployment.",
     INTERNAL_SERVER_ERROR: "A fault of the gateway; `requestId` finds it in the logs.",
     HEADERS_TOO_LARGE: (
@@ -103,6 +108,14 @@ CATALOG: dict[str, str] = {
 EXPECTED_CODES = frozenset(
     {NOT_FOUND, BAD_USER_INPUT, FORBIDDEN, UNAUTHENTICATED, UPSTREAM_UNAVAILABLE, RATE_LIMITED}
 )
+
+
+# A value computed by the gateway that its field's type cannot carry: a fault, logged.
+def is_output_fault(error: GraphQLError) -> bool:
+    """A value the gateway computed that its field's type cannot carry (an Int past 2^31−1,
+    say): graphql-core's serializer raises the same "cannot represent" as for a bad input,
+    but during execution, so the error has a path; input values are coerced before it."""
+    return error.path is not None and "cannot represent" in error.message
 
 
 def coded(message: str, code: str, **extensions: object) -> GraphQLError:

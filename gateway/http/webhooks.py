@@ -1,4 +1,4 @@
-"""POST /webhooks/upstream: signed change events (spec/UPSTREAM.md)."""
+"""POST /webhooks/upstream: signed change events (docs/upstream.md)."""
 
 import hashlib
 import hmac
