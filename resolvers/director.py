@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import strawberry
 
+from resolvers import rows
 from resolvers.caller import Caller
 from resolvers.cohort import Alert, AlertCode, Cohort, CohortMode, CohortStatus, Seats
 from resolvers.context import Context
@@ -184,16 +185,24 @@ async def cohort_connection(
     order_by = order_by or CohortOrder()
     source = info.context.source
     ids = await source.scope(director)
-    subtrees = await source.cohorts(ids)
-    matching = [c for c in subtrees.values() if _matches(c, filter)]
     descending = order_by.direction is OrderDirection.DESC
-    key = order_key(order_by.field, descending)
-    matching.sort(key=key, reverse=descending)
     order_name = f"{order_by.field.value}:{order_by.direction.value}"
-    chunk, has_next, has_prev = page(
-        matching, key, order=order_name, descending=descending, first=first, after=after
-    )
-    edges = [CohortEdge(cursor=encode_cursor(order_name, key(c)), node=c) for c in chunk]  # type: ignore[arg-type]
+    indexed = await _indexed_page(source, director, ids, first, after, filter, order_by)
+    if indexed is not None:
+        pairs, has_next, has_prev, total = indexed
+    else:
+        # No index for this scope, or one that disagrees with a subtree of the page:
+        # every subtree in scope is read, sorted and filtered.
+        subtrees = await source.cohorts(ids)
+        matching = [c for c in subtrees.values() if _matches(c, filter)]
+        key = order_key(order_by.field, descending)
+        matching.sort(key=key, reverse=descending)
+        chunk, has_next, has_prev = page(
+            matching, key, order=order_name, descending=descending, first=first, after=after
+        )
+        pairs = [(key(c), c) for c in chunk]
+        total = len(matching)
+    edges = [CohortEdge(cursor=encode_cursor(order_name, k), node=c) for k, c in pairs]  # type: ignore[arg-type]
     return CohortConnection(
         edges=edges,
         page_info=PageInfo(
@@ -202,8 +211,49 @@ async def cohort_connection(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        total_count=len(matching),
+        total_count=total,
     )
+
+
+async def _indexed_page(
+    source: Any,
+    director: Caller,
+    ids: list[int],
+    first: int,
+    after: str | None,
+    filter: CohortFilter | None,
+    order_by: CohortOrder,
+) -> tuple[list[tuple[list[Any], dict[str, Any]]], bool, bool, int] | None:
+    """The page cut from the scope's list index, with the page's subtrees alone; None
+    when the index is missing, is not of this scope, or disagrees with a page subtree."""
+    index = await source.list_index(director)
+    if index is None:
+        return None
+    if [r[rows.ID] for r in index["rows"]] != ids:
+        return None  # written for another scope than the one read: never shown
+    field = order_by.field.value
+    descending = order_by.direction is OrderDirection.DESC
+    matching = rows.ordered(index, field, descending)
+    if filter is not None:
+        test = rows.row_filter(
+            filter.status, filter.mode, filter.program_id, filter.track_id, filter.search
+        )
+        if test is not None:
+            matching = [r for r in matching if test(r)]
+    key = rows.sort_key(field, descending)
+    order_name = f"{field}:{order_by.direction.value}"
+    chunk, has_next, has_prev = page(
+        matching, key, order=order_name, descending=descending, first=first, after=after
+    )
+    page_ids = [r[rows.ID] for r in chunk]
+    subtrees = await source.cohorts(page_ids)
+    pairs = []
+    for row in chunk:
+        subtree = subtrees.get(row[rows.ID])
+        if subtree is None or rows.list_row(subtree) != row:
+            return None
+        pairs.append((key(row), subtree))
+    return pairs, has_next, has_prev, len(matching)
 
 
 @strawberry.type(description="A program director (or an admin looking at their own dashboard).")

@@ -196,6 +196,9 @@ class LiveSource:
         cohorts = await self.cohorts(await self.scope(caller))
         return build_summary(list(cohorts.values()), self.now)
 
+    async def list_index(self, caller: Caller) -> dict[str, Any] | None:
+        return None  # computed live, every subtree of the scope is at hand anyway
+
     async def user(self, user_id: int) -> Any:
         return await self.loaders.user_by_id.load(user_id)
 
