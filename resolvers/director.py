@@ -12,6 +12,7 @@ from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, encode_cursor, page
 from resolvers.scalars import DateTime
+from resolvers.subtrees import DEFAULT_SUMMARY_ALERTS, MAX_SUMMARY_ALERTS
 
 
 @strawberry.type(description="Alert counts by severity.")
@@ -58,12 +59,26 @@ class DirectorSummary:
     alerts_by_code: list[AlertCodeCount] = strawberry.field(
         description="Alerts by code, codes in alphabetical order; codes with none are left out."
     )
-    alerts: list[Alert] = strawberry.field(
-        description="Alerts of running cohorts: critical first, then by cohort id, then code."
-    )
     computed_at: DateTime = strawberry.field(
         description="When this summary was computed; its figures are as of this instant."
     )
+
+    @strawberry.field(
+        description=(
+            f"Alerts of running cohorts, critical first, then by cohort id, then code: the "
+            f"first `first` of them (default {DEFAULT_SUMMARY_ALERTS}, at most "
+            f"{MAX_SUMMARY_ALERTS}); alertCounts and alertsByCode count them all."
+        )
+    )
+    def alerts(
+        self,
+        first: Annotated[
+            int,
+            strawberry.argument(description=f"How many, 1 to {MAX_SUMMARY_ALERTS}."),
+        ] = DEFAULT_SUMMARY_ALERTS,
+    ) -> list[Alert]:
+        check_first(first, MAX_SUMMARY_ALERTS)
+        return self["alerts"][:first]  # type: ignore[index,no-any-return]
 
     @strawberry.field(
         description=(

@@ -160,8 +160,16 @@ async def _mentorship_rows(
     return assignments, sessions, {m.id: m for m in mentors if m is not None}
 
 
+# summary.alerts: how many an answer lists by default, and at most (all are counted).
+DEFAULT_SUMMARY_ALERTS = 50
+MAX_SUMMARY_ALERTS = 100
+
+
 def build_summary(cohorts: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    return figures.director_summary(cohorts, figures.iso_instant(now))
+    """A summary keeps the alerts an answer may list: its size does not grow with scope."""
+    summary = figures.director_summary(cohorts, figures.iso_instant(now))
+    del summary["alerts"][MAX_SUMMARY_ALERTS:]
+    return summary
 
 
 class LiveSource:
