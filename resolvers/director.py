@@ -7,10 +7,19 @@ import strawberry
 
 from resolvers import rows
 from resolvers.caller import Caller
-from resolvers.cohort import Alert, AlertCode, Cohort, CohortMode, CohortStatus, Seats
+from resolvers.cohort import (
+    Alert,
+    AlertCode,
+    Cohort,
+    CohortMode,
+    CohortStatus,
+    Seats,
+    stale_of,
+)
 from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, encode_cursor, page
+from resolvers.projection import NotProjected, projects
 from resolvers.scalars import DateTime
 from resolvers.subtrees import DEFAULT_SUMMARY_ALERTS, MAX_SUMMARY_ALERTS
 
@@ -25,6 +34,12 @@ class AlertCounts:
 class AlertCodeCount:
     code: AlertCode = strawberry.field(description="Alert code.")
     count: int = strawberry.field(description="Alerts with this code.")
+
+
+def _first_alerts(summary: dict[str, Any], first: int) -> list[dict[str, Any]]:
+    if not 1 <= first <= MAX_SUMMARY_ALERTS:
+        raise NotProjected  # the ordinary way: it says what is wrong
+    return summary["alerts"][:first]  # type: ignore[no-any-return]
 
 
 @strawberry.type(
@@ -70,6 +85,7 @@ class DirectorSummary:
             f"{MAX_SUMMARY_ALERTS}); alertCounts and alertsByCode count them all."
         )
     )
+    @projects(lambda root, context, first: _first_alerts(root, first))
     def alerts(
         self,
         first: Annotated[
@@ -86,6 +102,7 @@ class DirectorSummary:
             "this is an older copy because an upstream module is unavailable."
         )
     )
+    @projects(stale_of)
     def stale(self, info: strawberry.Info[Context, None]) -> bool:
         return info.context.is_stale(self)  # type: ignore[arg-type]
 
