@@ -20,6 +20,7 @@ from graphql import (
     GraphQLField,
     GraphQLObjectType,
     GraphQLOutputType,
+    get_nullable_type,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
@@ -60,6 +61,28 @@ def _projected(project: Project, field: GraphQLField, node: FieldNode) -> Plan:
         return project(source, executor.context_value, **arguments)
 
     return get
+
+
+def _plain_leaf(python_name: str, type_: GraphQLOutputType, node: FieldNode) -> Plan | None:
+    """A scalar or enum read by the default resolver, in one closure."""
+    non_null = is_non_null_type(type_)
+    named = get_nullable_type(type_)  # type: ignore[type-var]
+    if not is_leaf_type(named) or node.selection_set is not None:
+        return None
+    coerce = named.coerce_output_value
+
+    def leaf(source: Any, executor: Any) -> Any:
+        value = source[python_name] if type(source) is dict else getattr(source, python_name)
+        if value is None:
+            if non_null:
+                raise NotProjected
+            return None
+        out = coerce(value)
+        if out is None or out is Undefined:
+            raise NotProjected
+        return out
+
+    return leaf
 
 
 def _attribute(python_name: str) -> Plan:
@@ -106,6 +129,9 @@ class Projector:
         if resolver is None:
             if field.args or node.arguments:
                 return None
+            leaf = _plain_leaf(definition.python_name, field.type, node)
+            if leaf is not None:
+                return leaf  # most fields: one call each
             get = _attribute(definition.python_name)
         else:
             project = getattr(resolver.wrapped_func, "projection", None)
