@@ -258,33 +258,32 @@ async def _indexed_page(
 ) -> tuple[list[tuple[list[Any], dict[str, Any]]], bool, bool, int] | None:
     """The page cut from the scope's list index, with the page's subtrees alone; None
     when the index is missing, is not of this scope, or disagrees with a page subtree."""
-    index = await source.list_index(director)
-    if index is None:
+    entry = await source.list_index(director)
+    if entry is None:
         return None
-    if [r[rows.ID] for r in index["rows"]] != ids:
+    index = rows.Index(entry)
+    if index.ids != ids:
         return None  # written for another scope than the one read: never shown
     field = order_by.field.value
     descending = order_by.direction is OrderDirection.DESC
-    matching = rows.ordered(index, field, descending)
+    matching = index.ordered(field, descending)
     if filter is not None:
-        test = rows.row_filter(
-            filter.status, filter.mode, filter.program_id, filter.track_id, filter.search
+        matching = index.matching(
+            matching, filter.status, filter.mode, filter.program_id, filter.track_id, filter.search
         )
-        if test is not None:
-            matching = [r for r in matching if test(r)]
-    key = rows.sort_key(field, descending)
+    key = index.sort_key(field, descending)
     order_name = f"{field}:{order_by.direction.value}"
     chunk, has_next, has_prev = page(
         matching, key, order=order_name, descending=descending, first=first, after=after
     )
-    page_ids = [r[rows.ID] for r in chunk]
-    subtrees = await source.cohorts(page_ids)
+    ids_of_page = [index.ids[i] for i in chunk]
+    subtrees = await source.cohorts(ids_of_page)
     pairs = []
-    for row in chunk:
-        subtree = subtrees.get(row[rows.ID])
-        if subtree is None or rows.list_row(subtree) != row:
+    for i, cohort_id in zip(chunk, ids_of_page, strict=True):
+        subtree = subtrees.get(cohort_id)
+        if subtree is None or rows.list_row(subtree) != index.row(i):
             return None
-        pairs.append((key(row), subtree))
+        pairs.append((key(i), subtree))
     return pairs, has_next, has_prev, len(matching)
 
 

@@ -53,7 +53,7 @@ def sort_key(field: str, descending: bool):  # type: ignore[no-untyped-def]
     position = SORT_POSITIONS[field]
     empty: Any = "" if field in _TEXT_FIELDS else 0.0
 
-    def key(row: list[Any]) -> list[Any]:
+    def key(row: Sequence[Any]) -> list[Any]:
         value = row[position]
         present = value is not None
         flag = (1 if present else 0) if descending else (0 if present else 1)
@@ -63,52 +63,82 @@ def sort_key(field: str, descending: bool):  # type: ignore[no-untyped-def]
 
 
 def build_index(rows: list[list[Any]], computed_at: str) -> dict[str, Any]:
-    """The list index of a scope from its rows (any order): rows by id, and per sort
-    field the ascending order as positions into them, with how many are not null (they
-    come first)."""
+    """The list index of a scope from its rows (any order): the rows by id, stored as
+    columns (a few lists to decode rather than one per cohort); per sort field the
+    ascending order as positions, with how many are not null (they come first)."""
     rows = sorted(rows, key=lambda r: r[ID])
+    columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 9
     orders: dict[str, list[int]] = {}
     present: dict[str, int] = {}
     for field, position in SORT_POSITIONS.items():
-        keys = [sort_key(field, descending=False)(r) for r in rows]
+        key = sort_key(field, descending=False)
+        keys = [key(r) for r in rows]
         orders[field] = sorted(range(len(rows)), key=keys.__getitem__)
         present[field] = sum(1 for r in rows if r[position] is not None)
-    return {"rows": rows, "orders": orders, "present": present, "computed_at": computed_at}
+    return {"columns": columns, "orders": orders, "present": present, "computed_at": computed_at}
 
 
-def ordered(index: dict[str, Any], field: str, descending: bool) -> list[list[Any]]:
-    """The index's rows in a sort order. Descending is ascending reversed, the nulls
-    apart: they stay last, by id descending, as a descending sort of the keys gives."""
-    rows, order = index["rows"], index["orders"][field]
-    if not descending:
-        return [rows[i] for i in order]
-    cut = index["present"][field]
-    return [rows[i] for i in order[:cut][::-1]] + [rows[i] for i in order[cut:][::-1]]
+class Index:
+    """A decoded list index: rows are positions into its columns."""
 
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.columns: list[list[Any]] = entry["columns"]
+        self.orders: dict[str, list[int]] = entry["orders"]
+        self.present: dict[str, int] = entry["present"]
 
-def row_filter(
-    status: Sequence[Enum] | None,
-    mode: Sequence[Enum] | None,
-    program_id: int | None,
-    track_id: int | None,
-    search: str | None,
-):  # type: ignore[no-untyped-def]
-    """A row predicate with CohortFilter's meaning (all given conditions hold); None
-    when nothing is filtered."""
-    tests: list[Any] = []
-    if status is not None:
-        statuses = {s.value for s in status}
-        tests.append(lambda r: r[STATUS] in statuses)
-    if mode is not None:
-        modes = {m.value for m in mode}
-        tests.append(lambda r: r[MODE] in modes)
-    if program_id is not None:
-        tests.append(lambda r: r[PROGRAM_ID] == program_id)
-    if track_id is not None:
-        tests.append(lambda r: r[TRACK_ID] == track_id)
-    if search:
-        needle = search.casefold()
-        tests.append(lambda r: needle in r[NAME].casefold())
-    if not tests:
-        return None
-    return lambda r: all(test(r) for test in tests)
+    @property
+    def ids(self) -> list[int]:
+        return self.columns[ID]
+
+    def row(self, i: int) -> list[Any]:
+        return [column[i] for column in self.columns]
+
+    def ordered(self, field: str, descending: bool) -> list[int]:
+        """Rows in a sort order. Descending is ascending reversed, the nulls apart: they
+        stay last, by id descending, as a descending sort of the keys gives."""
+        order = self.orders[field]
+        if not descending:
+            return order
+        cut = self.present[field]
+        return order[:cut][::-1] + order[cut:][::-1]
+
+    def sort_key(self, field: str, descending: bool):  # type: ignore[no-untyped-def]
+        """sort_key of the row at a position."""
+        values, ids = self.columns[SORT_POSITIONS[field]], self.columns[ID]
+        empty: Any = "" if field in _TEXT_FIELDS else 0.0
+
+        def key(i: int) -> list[Any]:
+            value = values[i]
+            present = value is not None
+            flag = (1 if present else 0) if descending else (0 if present else 1)
+            return [flag, value if present else empty, ids[i]]
+
+        return key
+
+    def matching(
+        self,
+        rows: list[int],
+        status: Sequence[Enum] | None,
+        mode: Sequence[Enum] | None,
+        program_id: int | None,
+        track_id: int | None,
+        search: str | None,
+    ) -> list[int]:
+        """The rows where every given condition of CohortFilter holds, in their order."""
+        columns = self.columns
+        if status is not None:
+            statuses, column = {s.value for s in status}, columns[STATUS]
+            rows = [i for i in rows if column[i] in statuses]
+        if mode is not None:
+            modes, column = {m.value for m in mode}, columns[MODE]
+            rows = [i for i in rows if column[i] in modes]
+        if program_id is not None:
+            column = columns[PROGRAM_ID]
+            rows = [i for i in rows if column[i] == program_id]
+        if track_id is not None:
+            column = columns[TRACK_ID]
+            rows = [i for i in rows if column[i] == track_id]
+        if search:
+            needle, column = search.casefold(), columns[NAME]
+            rows = [i for i in rows if needle in column[i].casefold()]
+        return rows
