@@ -58,7 +58,9 @@ class Config:
     results_dir: str = "bench/results"
     markdown: str = "BENCHMARKS.md"  # empty: do not write
     keep_logs: bool = False
-    scenarios: str = "a,b,c,d,s"  # s: subscriptions (bench/scenarios/subscriptions.py)
+    # s: subscriptions (bench/scenarios/subscriptions.py); e: executed CPU per operation
+    # (bench/scenarios/execution.py)
+    scenarios: str = "a,b,c,d,s,e"
     subscribers: int = 1000  # connections of scenario s, two per director
     source: str = ""  # gateway source tree to run (default: this work tree)
 

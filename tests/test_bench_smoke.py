@@ -105,3 +105,19 @@ def test_subscriptions_are_measured(bench_run: tuple[dict, str]) -> None:
     assert live["fast_path_without"]["non_2xx"] == live["fast_path_with"]["non_2xx"] == 0
     assert live["fast_path_ratio"] > 0 and live["memory"]["idle_rss_mb"] > 0
     assert "**Subscriptions**" in markdown
+
+
+def test_each_operation_is_executed_and_measured(bench_run: tuple[dict, str]) -> None:
+    results, markdown = bench_run
+    for scale in ("demo", "bench"):
+        rows = results["execution"][scale]["operations"]
+        assert sorted((r["operation"], r["caller"]) for r in rows) == [
+            (operation, caller)
+            for operation in ("CohortDetail", "CohortList", "DirectorSummary")
+            for caller in ("admin", "director")
+        ]
+        assert all(r["cpu_ms"] > 0 for r in rows)
+        assert [sorted(p) for p in results["execution"][scale]["cycles_phases_s"]] == [
+            ["answers", "cohorts", "dashboards", "directors"]
+        ] * 2
+    assert "**Executed from cached subtrees**" in markdown
