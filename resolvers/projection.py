@@ -13,13 +13,18 @@ and errors are those of graphql-core.
 """
 
 from collections.abc import Callable
+from math import isfinite
 from typing import Any
 
 from graphql import (
     FieldNode,
+    GraphQLBoolean,
     GraphQLField,
+    GraphQLFloat,
+    GraphQLInt,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLString,
     get_nullable_type,
     is_leaf_type,
     is_list_type,
@@ -64,25 +69,42 @@ def _projected(project: Project, field: GraphQLField, node: FieldNode) -> Plan:
 
 
 def _plain_leaf(python_name: str, type_: GraphQLOutputType, node: FieldNode) -> Plan | None:
-    """A scalar or enum read by the default resolver, in one closure."""
+    """A scalar or enum read by the default resolver, in one closure; built-in scalars
+    of their own Python type pass as they are (what their coercion returns for them)."""
     non_null = is_non_null_type(type_)
     named = get_nullable_type(type_)  # type: ignore[type-var]
     if not is_leaf_type(named) or node.selection_set is not None:
         return None
     coerce = named.coerce_output_value
+    own = _OWN_TYPES.get(named.name) if named in _BUILT_IN else None
 
     def leaf(source: Any, executor: Any) -> Any:
-        value = source[python_name] if type(source) is dict else getattr(source, python_name)
+        value: Any = source[python_name] if type(source) is dict else getattr(source, python_name)
         if value is None:
             if non_null:
                 raise NotProjected
             return None
+        if type(value) is own:
+            if own is str or own is bool:
+                return value
+            if own is int:
+                if _MIN_INT <= value <= _MAX_INT:  # type: ignore[operator]
+                    return value
+            elif isfinite(value):  # type: ignore[arg-type]
+                return value
         out = coerce(value)
         if out is None or out is Undefined:
             raise NotProjected
         return out
 
     return leaf
+
+
+# Built-in scalars and the Python type each returns unchanged (range and finiteness
+# checked as graphql-core checks them).
+_BUILT_IN = (GraphQLInt, GraphQLFloat, GraphQLString, GraphQLBoolean)
+_OWN_TYPES: dict[str, type] = {"Int": int, "Float": float, "String": str, "Boolean": bool}
+_MIN_INT, _MAX_INT = -2_147_483_648, 2_147_483_647
 
 
 def _attribute(python_name: str) -> Plan:

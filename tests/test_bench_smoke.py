@@ -118,6 +118,6 @@ def test_each_operation_is_executed_and_measured(bench_run: tuple[dict, str]) ->
         ]
         assert all(r["cpu_ms"] > 0 for r in rows)
         assert [sorted(p) for p in results["execution"][scale]["cycles_phases_s"]] == [
-            ["answers", "cohorts", "dashboards", "directors"]
+            ["answers", "cohorts", "dashboards", "dashboards_cpu", "directors"]
         ] * 2
     assert "**Executed from cached subtrees**" in markdown

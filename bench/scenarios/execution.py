@@ -93,11 +93,14 @@ def report_lines(found: dict[str, Any] | None) -> list[str]:
     for scale, part in (("demo", demo), ("bench", bench)):
         phases = part.get("cycles_phases_s") or []
         if phases:
-            dashboards = ", ".join(f"{p.get('dashboards', 0):.2f}" for p in phases)
+            dashboards = ", ".join(
+                f"{p.get('dashboards', 0):.2f} s ({p.get('dashboards_cpu', 0):.2f} s of CPU)"
+                for p in phases
+            )
             lines.append(
                 f"- **Refresh cycle, dashboards phase** ({scale} scale, in process, the "
-                f"cycles run before those measurements): {dashboards} s (cohorts phase "
+                f"cycles run before those measurements): {dashboards}; cohorts phase "
                 + ", ".join(f"{p.get('cohorts', 0):.2f}" for p in phases)
-                + " s)."
+                + " s."
             )
     return lines
