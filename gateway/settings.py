@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     )
 
     workers: int = Field(1, description="uvicorn worker processes of `gateway serve`.")
+    http_keepalive_s: float = Field(
+        75.0,
+        gt=0,
+        description="An idle keep-alive connection is closed after this long; above the idle "
+        "timeout of the load balancer in front (60 s on most), so that it closes first.",
+    )
     internal_port: int | None = Field(
         None,
         gt=0,

@@ -53,7 +53,12 @@ log = logging.getLogger("gateway.supervisor")
 
 
 def _uvicorn_options() -> dict[str, object]:
+    from gateway.settings import Settings  # in the process that serves (checked by the CLI)
+
     return {
+        # Longer than the load balancer's idle timeout: else it may reuse a connection the
+        # server is closing at that moment, and answer 502 (GATEWAY_HTTP_KEEPALIVE_S).
+        "timeout_keep_alive": Settings().http_keepalive_s,
         "loop": "uvloop",
         "http": "httptools",
         # gateway.main configures logging in every worker process.

@@ -70,7 +70,7 @@ CATALOG: dict[str, str] = {
     ),
     TOO_MANY_OPERATIONS: "More operations in one document than GATEWAY_MAX_OPERATIONS.",
     REQUEST_TOO_LARGE: "A body larger than GATEWAY_MAX_BODY_BYTES (HTTP 413).",
-    BATCHING_DISABLED: "A JSON array of operations: batches are refused.",
+    BATCHING_DISABLED: "A JSON array of operations: batches are refused, one error per operation.",
     BAD_SIGNATURE: "Webhook: missing or wrong X-Signature (HTTP 401).",
     PAYLOAD_TOO_LARGE: "Webhook: a body larger than GATEWAY_WEBHOOK_MAX_BODY_BYTES (HTTP 413).",
     UNAVAILABLE: "Webhook: the event cannot be recorded or queued now; retry (HTTP 503).",

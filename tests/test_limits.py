@@ -130,11 +130,39 @@ async def test_body_bytes(api: GatewayClient) -> None:
     assert refusal(await post_raw(api, chunked())) == too_large
 
 
-async def test_batches_are_refused(api: GatewayClient) -> None:
-    response = await api.http.post(
-        "/graphql", json=[{"query": "{ me { id } }"}], headers=api.auth(DANA)
-    )
-    assert refusal(response) == (400, "BATCHING_DISABLED", "Batched operations are not accepted.")
+BATCH_REFUSED = "Batched operations are not accepted: send each operation in a request of its own."
+
+
+async def test_batches_are_refused_once_per_operation(api: GatewayClient) -> None:
+    """An array of the batch's length, one BATCHING_DISABLED per operation (what Apollo's
+    BatchHttpLink needs to report it); 400 under the spec's media type, 200 with `data: null`
+    under application/json, as any request error there."""
+    batch = [{"query": "{ me { id } }"}, {"query": "query Two { me { name } }"}, {}]
+    for accept, status, extra in [
+        ("application/graphql-response+json", 400, {}),
+        ("application/json", 200, {"data": None}),
+        (None, 200, {"data": None}),
+    ]:
+        headers = {**api.auth(DANA), **({"Accept": accept} if accept else {})}
+        response = await api.http.post("/graphql", json=batch, headers=headers)
+        assert response.status_code == status
+        assert response.headers["cache-control"] == "no-store"
+        request_id = response.headers["x-request-id"]
+        error = {
+            "message": BATCH_REFUSED,
+            "extensions": {"code": "BATCHING_DISABLED", "requestId": request_id},
+        }
+        assert response.json() == [{**extra, "errors": [error]}] * 3
+
+
+async def test_malformed_batches_are_a_plain_400(api: GatewayClient) -> None:
+    for body, message in [
+        ([], "An empty batch: send one operation, as an object."),
+        ([{"query": "{ me { id } }"}, "{ me { id } }"], "A batch holds operation objects only."),
+        ([1, 2], "A batch holds operation objects only."),
+    ]:
+        response = await api.http.post("/graphql", json=body, headers=api.auth(DANA))
+        assert refusal(response) == (400, "BAD_REQUEST", message)
 
 
 async def test_fragment_cycle_is_a_validation_error(dataset_url: str) -> None:

@@ -10,7 +10,12 @@ import httpx
 import pytest
 
 from gateway.cache.answers import etag_for
-from gateway.http.media import ACCEPT_MEMO_ENTRIES, AcceptMemo, negotiate
+from gateway.http.media import (
+    ACCEPT_MEMO_ENTRIES,
+    AcceptMemo,
+    negotiate,
+    prefers_event_stream,
+)
 from gateway.refresh.answers import prewarm_answers
 from gateway.settings import Settings
 from tests.dataset import DANA
@@ -49,6 +54,42 @@ DANA_ME = {"me": {"id": DANA, "name": "Dana Director"}}
 def test_negotiation(accept: str | None, chosen: str | None) -> None:
     media = negotiate(accept)
     assert (media.name if media else None) == chosen
+
+
+URQL_ACCEPT = (
+    "application/graphql-response+json, application/graphql+json, application/json, "
+    "text/event-stream, multipart/mixed"
+)
+APOLLO_IOS_ACCEPT = (
+    "multipart/mixed;deferSpec=20220824,application/graphql-response+json,application/json"
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "stream", "chosen"),
+    [
+        (URQL_ACCEPT, False, GR),
+        ("text/event-stream", True, None),
+        ("text/event-stream;q=0", False, None),
+        ("text/event-stream;q=0, application/json", False, JSON),
+        ("application/json;q=0.9, text/event-stream;q=0.1", False, JSON),
+        ("application/json;q=0.1, text/event-stream;q=0.9", True, JSON),
+        ("text/event-stream, application/json", False, JSON),  # a tie goes to JSON
+        ("text/event-stream, */*;q=0.5", True, JSON),
+        ("text/event-stream;q=0.5, */*", False, JSON),
+        ("TEXT/EVENT-STREAM", True, None),
+        ("text/*", False, None),
+        (APOLLO_IOS_ACCEPT, False, GR),
+    ],
+)
+def test_event_stream_only_when_preferred(accept: str, stream: bool, chosen: str | None) -> None:
+    """As graphql-sse's server decides: the stream only when preferred to every JSON type the
+    client accepts; the fast path's memo hands such a request on (None)."""
+    assert prefers_event_stream(accept) is stream
+    media = negotiate(accept)
+    assert (media.name if media else None) == chosen
+    memo = AcceptMemo()[accept.encode()]
+    assert (memo.name if memo else None) == (None if stream else chosen)
 
 
 def test_accept_memo_is_bounded() -> None:
@@ -181,15 +222,29 @@ async def test_405_and_406_carry_a_request_id(api: GatewayClient) -> None:
         }
 
 
-async def test_unknown_persisted_query_is_404_under_graphql_response_json(
-    api: GatewayClient,
+KOTLIN_ACCEPT = (
+    "multipart/mixed;deferSpec=20220824, application/graphql-response+json, application/json"
+)
+
+
+@pytest.mark.parametrize(
+    "accept", [GR, JSON, None, APOLLO_ACCEPT, URQL_ACCEPT, APOLLO_IOS_ACCEPT, KOTLIN_ACCEPT]
+)
+async def test_unknown_persisted_query_is_200_under_every_accept(
+    api: GatewayClient, accept: str | None
 ) -> None:
-    params = {"extensions": json.dumps({"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}})}
-    for accept, status in [(GR, 404), (JSON, 200)]:
-        response = await api.http.get(
-            "/graphql", params=params, headers={**api.auth(DANA), "Accept": accept}
-        )
-        assert (response.status_code, response.headers["cache-control"]) == (status, "no-store")
+    """As Apollo Server answers it: Apollo iOS fails any non-2xx before its APQ interceptor
+    can read PersistedQueryNotFound and resend the document (README, Clients)."""
+    extensions = json.dumps({"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}})
+    headers = {**api.auth(DANA), **({"Accept": accept} if accept is not None else {})}
+    get_miss = await api.http.get("/graphql", params={"extensions": extensions}, headers=headers)
+    post_miss = await api.http.post(
+        "/graphql", json={"extensions": json.loads(extensions)}, headers=headers
+    )
+    content_type = JSON if accept in (JSON, None) else GR_TYPE
+    for response in (get_miss, post_miss):
+        assert (response.status_code, response.headers["cache-control"]) == (200, "no-store")
+        assert response.headers["content-type"] == content_type
         assert response.json() == {
             "errors": [
                 {

@@ -223,13 +223,15 @@ async def test_apq_with_variables_over_get(api: GatewayClient) -> None:
 async def test_apq_disabled_answers_not_supported(dataset_url: str) -> None:
     settings = settings_for(dataset_url, apq_enabled=False)
     async with gateway_client(settings, fixed_clock(NOW)) as api:
-        response = await apq_get(api, ME_HASH, DANA)
-        assert response.status_code == 200
-        assert response.headers["cache-control"] == "no-store"
-        assert response.json()["errors"][0]["extensions"] == {
-            "code": "PERSISTED_QUERY_NOT_SUPPORTED",
-            "requestId": ANY,
-        }
+        # 200 under every media type, as Apollo Server answers it.
+        for accept in ("application/json", "application/graphql-response+json"):
+            response = await apq_get(api, ME_HASH, DANA, Accept=accept)
+            assert response.status_code == 200
+            assert response.headers["cache-control"] == "no-store"
+            assert response.json()["errors"][0]["extensions"] == {
+                "code": "PERSISTED_QUERY_NOT_SUPPORTED",
+                "requestId": ANY,
+            }
         # The full document still runs, and is not registered.
         assert (await apq_post(api, ME_HASH, DANA, query=ME)).json() == {"data": DANA_ME}
         assert (await apq_get(api, ME_HASH, DANA)).json()["errors"][0]["extensions"] == {
@@ -369,6 +371,10 @@ async def test_persisted_only_rejects_documents_not_in_the_list(
         assert error_of(await api.post(ME, user=DANA)) == not_in_list
         assert error_of(await apq_post(api, ME_HASH, DANA, query=ME)) == not_in_list
         assert error_of(await apq_get(api, ME_HASH, DANA)) == not_in_list
+        # A final refusal under every media type, never cached.
+        spec = await apq_get(api, ME_HASH, DANA, Accept="application/graphql-response+json")
+        assert error_of(spec) == not_in_list
+        assert spec.headers["cache-control"] == "no-store"
         # In the list: by hash, or as the full document.
         by_hash = await apq_get(api, summary.sha256, DANA)
         assert by_hash.json()["data"]["me"]["id"] == DANA

@@ -211,7 +211,12 @@ async def test_mutation_over_get_and_malformed_bodies(api: GatewayClient) -> Non
     )
     assert response.status_code == 415
     response = await api.http.post("/graphql", json=[{"query": "{ me { id } }"}], headers=headers)
+    assert response.status_code == 200
+    [refused] = response.json()
+    assert refused["errors"][0]["extensions"]["code"] == "BATCHING_DISABLED"
+    # Past 100 operations, one error for the whole array: a refusal stays small.
+    response = await api.http.post("/graphql", json=[{}] * 101, headers=headers)
     assert response.status_code == 400
-    assert response.json()["errors"][0]["message"] == "Batched operations are not accepted."
+    assert response.json()["errors"][0]["extensions"]["code"] == "BATCHING_DISABLED"
     response = await api.http.get("/graphql", params={"query": "{ me { id } }"}, headers=headers)
     assert response.json() == {"data": {"me": {"id": DANA}}}

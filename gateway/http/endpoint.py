@@ -43,6 +43,7 @@ from gateway.http.graphiql import GraphiQL
 from gateway.http.media import GRAPHQL_RESPONSE, JSON, LEGACY, Media, negotiate
 from gateway.http.request import (
     GRAPHIQL_ASSET_PARAM,
+    BatchRefused,
     GraphQLRequest,
     RequestError,
     inbound_request_id,
@@ -165,6 +166,13 @@ class GraphQLEndpoint:
             body = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
             status = exc.spec_status if media.spec_status else exc.status
             request.scope[OBSERVED] = ("other", f"refused_{status}")
+            if isinstance(exc, BatchRefused):
+                # One answer per operation; under application/json, as any request error
+                # there: 200 with `"data": null` (README, Clients).
+                each = body if media.spec_status else {"data": None, **body}
+                return media_response(
+                    [each] * exc.operations, status, {**headers, **exc.headers}, media
+                )
             return media_response(body, status, {**headers, **exc.headers}, media)
         observe(request, gql, "error" if result.errors else "ok")
         response, raw = self.respond(gql, request, result.errors, result.data, headers, now, media)
@@ -285,12 +293,9 @@ class GraphQLEndpoint:
         self.enforce_persisted_only(gql)
         if not self.settings.apq_enabled:
             if gql.query is None:
+                # 200 under every media type, as Apollo Server answers (README, Clients).
                 raise RequestError(
-                    200,
-                    PERSISTED_QUERY_NOT_SUPPORTED,
-                    "PersistedQueryNotSupported",
-                    NO_STORE,
-                    spec_status=400,
+                    200, PERSISTED_QUERY_NOT_SUPPORTED, "PersistedQueryNotSupported", NO_STORE
                 )
             gql.document, gql.source, gql.persisted = gql.query, "document", False
             return
@@ -299,9 +304,9 @@ class GraphQLEndpoint:
             return
         document = await self.apq.get(sha256)
         if document is None:
-            raise RequestError(
-                200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE, spec_status=404
-            )
+            # 200 under every media type, as Apollo Server answers: Apollo iOS fails any
+            # non-2xx before its APQ interceptor reads the error (README, Clients).
+            raise RequestError(200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE)
         gql.document = document
 
     def enforce_persisted_only(self, gql: GraphQLRequest) -> None:
@@ -318,8 +323,13 @@ class GraphQLEndpoint:
                 gql.operation_name,
             )
             return
+        # A final refusal (no client retries it): 400 under every media type, never cached,
+        # so a client ahead of this deployment's manifest is not stuck once it catches up.
         raise RequestError(
-            400, PERSISTED_QUERY_NOT_IN_LIST, "This document is not in the persisted-query list."
+            400,
+            PERSISTED_QUERY_NOT_IN_LIST,
+            "This document is not in the persisted-query list.",
+            NO_STORE,
         )
 
     def limit(self, gql: GraphQLRequest) -> PreparedDocument:
@@ -342,6 +352,7 @@ class GraphQLEndpoint:
                 raise RequestError(
                     405, BAD_REQUEST, "Mutations are only accepted over POST.", {"Allow": "POST"}
                 )
+            gql.operation_type = operation.operation
             if prepared.errors:
                 return prepared
             gql.declared_variables = frozenset(
@@ -354,7 +365,7 @@ class GraphQLEndpoint:
 
     async def execute(self, gql: GraphQLRequest, context: Context) -> ExecutionResult:
         allowed = {StrawberryOperationType.QUERY}
-        if gql.method == "POST":
+        if gql.method != "GET":  # POST, or a WebSocket's subscribe message
             allowed.add(StrawberryOperationType.MUTATION)
         try:
             return await self.schema.execute(

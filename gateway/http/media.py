@@ -7,6 +7,10 @@
   not start. Chosen when Accept is missing, and for `*/*` or `application/*`, as the spec
   recommends for clients that do not say.
 - Neither acceptable (e.g. `Accept: text/html` alone): 406.
+- `text/event-stream` (GraphQL over SSE, gateway/http/sse.py): only when the client
+  prefers it to every JSON type it accepts, by q-value (as graphql-sse's own server
+  decides). urql's default Accept lists it after three JSON types, so urql gets JSON;
+  `text/event-stream;q=0` never streams.
 
 Both media types carry the same bytes for an answer without errors, so a stored answer
 serves either; its ETag differs per media type (`-gr` before the closing quote), so a
@@ -18,6 +22,7 @@ from functools import cached_property
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
 SUPPORTED = (GRAPHQL_RESPONSE, JSON)
 ACCEPT_MEMO_ENTRIES = 256
 ACCEPT_MEMO_MAX_BYTES = 512
@@ -71,12 +76,38 @@ def _ranges(accept: str) -> list[tuple[str, float]]:
 
 
 def _specificity(media_range: str, media_type: str) -> int:
-    """2 for the type itself, 1 for `application/*`, 0 for `*/*`, -1 when it does not match."""
+    """2 for the type itself, 1 for its `type/*`, 0 for `*/*`, -1 when it does not match."""
     if media_range == media_type:
         return 2
-    if media_range == "application/*":
+    if media_range.endswith("/*") and media_type.startswith(media_range[:-1]):
         return 1
     return 0 if media_range == "*/*" else -1
+
+
+def _quality(ranges: list[tuple[str, float]], media_type: str) -> tuple[int, float] | None:
+    """(specificity, q) of the most specific range matching `media_type` (RFC 9110), or
+    None when no range matches it."""
+    matches = [
+        (specificity, q)
+        for media_range, q in ranges
+        if (specificity := _specificity(media_range, media_type)) >= 0
+    ]
+    return max(matches) if matches else None
+
+
+def prefers_event_stream(accept: str | None) -> bool:
+    """True when the client prefers `text/event-stream` to every JSON type it accepts: its q
+    is above 0 and above theirs (a tie goes to JSON). A wildcard alone never streams."""
+    if accept is None or EVENT_STREAM not in accept.lower():
+        return False
+    ranges = _ranges(accept)
+    stream = _quality(ranges, EVENT_STREAM)
+    if stream is None or stream[0] < 2 or stream[1] <= 0:
+        return False
+    json_q = max(
+        ((found[1] if (found := _quality(ranges, t)) else 0.0) for t in SUPPORTED), default=0.0
+    )
+    return stream[1] > json_q
 
 
 def negotiate(accept: str | None) -> Media | None:
@@ -89,15 +120,12 @@ def negotiate(accept: str | None) -> Media | None:
         return LEGACY
     best: tuple[float, int, int] | None = None
     chosen = None
+    ranges = _ranges(accept)
     for preference, media_type in enumerate(reversed(SUPPORTED)):
-        matches = [
-            (specificity, q)
-            for media_range, q in _ranges(accept)
-            if (specificity := _specificity(media_range, media_type)) >= 0
-        ]
-        if not matches:
+        found = _quality(ranges, media_type)
+        if found is None:
             continue
-        specificity, q = max(matches)
+        specificity, q = found
         if q <= 0:
             continue
         # graphql-response+json wins ties only when named: a wildcard means legacy JSON.
@@ -110,10 +138,13 @@ def negotiate(accept: str | None) -> Media | None:
 class AcceptMemo(dict[bytes | None, Media | None]):
     """negotiate() once per distinct Accept header (the same few values recur for every
     request): `memo[accept]` is a plain dict look-up once seen; at most ACCEPT_MEMO_ENTRIES
-    of at most ACCEPT_MEMO_MAX_BYTES each are kept."""
+    of at most ACCEPT_MEMO_MAX_BYTES each are kept. None for an Accept that allows neither
+    JSON type (the endpoint answers 406) or that prefers the event stream (gateway/http/sse.py
+    answers it): the fast path hands both on."""
 
     def __missing__(self, accept: bytes | None) -> Media | None:
-        media = negotiate(None if accept is None else accept.decode("latin-1"))
+        text = None if accept is None else accept.decode("latin-1")
+        media = None if prefers_event_stream(text) else negotiate(text)
         if accept is None or len(accept) <= ACCEPT_MEMO_MAX_BYTES:
             if len(self) >= ACCEPT_MEMO_ENTRIES:
                 self.clear()

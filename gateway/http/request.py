@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import orjson
+from graphql import OperationType
 from starlette.requests import Request
 
 from gateway.cache.answers import AnswerId
@@ -72,8 +73,9 @@ class GraphQLRequest:
     register: bool = False
     # Set on a persisted GET that missed the stored answers: where to store the answer.
     answer_key: str | None = None
-    # Set by `limit`: the variables the operation declares.
+    # Set by `limit`: the variables the operation declares, and its type.
     declared_variables: frozenset[str] = frozenset()
+    operation_type: OperationType | None = None
 
     @property
     def cacheable(self) -> bool:
@@ -108,6 +110,26 @@ class GraphQLRequest:
         return sha256
 
 
+class BatchRefused(RequestError):
+    """A JSON array of operations: refused, with one error per operation in an array of the
+    batch's length, so that a batching client (Apollo's BatchHttpLink) hands each operation
+    its BATCHING_DISABLED error instead of a length mismatch."""
+
+    def __init__(self, operations: int) -> None:
+        super().__init__(
+            200,
+            BATCHING_DISABLED,
+            "Batched operations are not accepted: send each operation in a request of its own.",
+            {"Cache-Control": "no-store"},
+            spec_status=400,
+        )
+        self.operations = operations
+
+
+# Beyond this, one error for the whole array: a refusal stays smaller than the request.
+MAX_BATCH_ANSWERED = 100
+
+
 def _loads_param(raw: str | None, name: str) -> Any:
     if raw is None or raw == "":
         return None
@@ -119,7 +141,14 @@ def _loads_param(raw: str | None, name: str) -> Any:
 
 def check_shape(data: Any, method: str) -> GraphQLRequest:
     if isinstance(data, list):
-        raise RequestError(400, BATCHING_DISABLED, "Batched operations are not accepted.")
+        if not data:
+            message = "An empty batch: send one operation, as an object."
+            raise RequestError(400, BAD_REQUEST, message)
+        if not all(isinstance(element, dict) for element in data):
+            raise RequestError(400, BAD_REQUEST, "A batch holds operation objects only.")
+        if len(data) > MAX_BATCH_ANSWERED:
+            raise RequestError(400, BATCHING_DISABLED, "Batched operations are not accepted.")
+        raise BatchRefused(len(data))
     if not isinstance(data, dict):
         raise RequestError(400, BAD_REQUEST, "The body must be a JSON object.")
     query, variables = data.get("query"), data.get("variables")

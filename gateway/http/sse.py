@@ -1,15 +1,15 @@
 """GraphQL subscriptions over Server-Sent Events at /graphql: the GraphQL over SSE
 protocol in its distinct-connections mode (what the `graphql-sse` client speaks).
 
-A GET or POST to /graphql whose Accept header asks for `text/event-stream` is one
-subscription on one response: the token in the Authorization header, the request as any
-GraphQL over HTTP request, then `event: next` per result and `event: complete` at the
-end. A request that cannot be read is answered like any other (a JSON 4xx); a document
-that may not run (persisted-only mode, the limits, validation, not a subscription)
-is reported in the stream, as the protocol asks: one `next` event with the errors, then
-`complete`. When the token expires the stream ends the same way with UNAUTHENTICATED.
-A comment line every GATEWAY_SUBSCRIPTIONS_KEEPALIVE_S keeps proxies from cutting an
-idle stream.
+A GET or POST to /graphql whose Accept header prefers `text/event-stream` to every JSON
+type it accepts (q-values honoured: gateway/http/media.py) is one subscription on one
+response: the token in the Authorization header, the request as any GraphQL over HTTP
+request, then `event: next` per result and `event: complete` at the end. A request that
+cannot be read is answered like any other (a JSON 4xx); a document that may not run
+(persisted-only mode, the limits, validation, not a subscription) is reported in the
+stream, as the protocol asks: one `next` event with the errors, then `complete`. When the
+token expires the stream ends the same way with UNAUTHENTICATED. A comment line every
+GATEWAY_SUBSCRIPTIONS_KEEPALIVE_S keeps proxies from cutting an idle stream.
 """
 
 import asyncio
@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from gateway.auth import AuthError
 from gateway.http.errors import error_body
+from gateway.http.media import prefers_event_stream
 from gateway.http.request import RequestError, inbound_request_id, parse_get, parse_post
 from gateway.http.responses import json_response
 from gateway.http.subscriptions import Subscriptions, seconds_until
@@ -29,16 +30,16 @@ from gateway.live.watch import Connection
 from gateway.logs import new_request_id, request_id_var
 from resolvers.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED
 
-EVENT_STREAM = "text/event-stream"
 COMPLETE = b"event: complete\ndata: \n\n"
 KEEPALIVE = b":\n\n"
 CLOSE_UNAUTHORIZED = 4401  # what ended the stream, in the WebSocket's terms (see hub.Refused)
 
 
 def wants_event_stream(scope: Any) -> bool:
+    """The first Accept header, as the endpoint (Starlette's Headers.get) reads it."""
     for name, value in scope["headers"]:
         if name == b"accept":
-            return EVENT_STREAM.encode() in value
+            return prefers_event_stream(value.decode("latin-1"))
     return False
 
 

@@ -1,14 +1,16 @@
 """What the two subscription transports share (gateway/http/websocket.py, sse.py): the
 caller and the token's expiry, the same document checks as a GET or POST (persisted-only
-mode, APQ and the manifest, the limits, in gateway/http/endpoint.py), and the run of one
-subscription as formatted GraphQL results."""
+mode, APQ and the manifest, the limits, introspection, in gateway/http/endpoint.py), the
+run of one subscription as formatted GraphQL results, and (WebSocket only) the execution
+of a query or mutation as the endpoint executes a POST: the caller confirmed against the
+users table, a request's own context, the same rate limit on requestRefresh."""
 
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from graphql import OperationType, get_operation_ast
+from graphql import OperationType
 from strawberry.utils.aio import aclosing
 
 from gateway import metrics
@@ -23,8 +25,11 @@ from resolvers.context import Context
 from resolvers.errors import BAD_REQUEST
 
 ONLY_SUBSCRIPTIONS = (
-    "Only subscriptions are served on this connection; send queries and mutations over HTTP."
+    "Only subscriptions are served as an event stream; send queries and mutations with "
+    "Accept: application/graphql-response+json, or over WebSocket."
 )
+SUBSCRIPTION_ONLY = frozenset({OperationType.SUBSCRIPTION})
+EVERY_OPERATION = frozenset(OperationType)
 
 
 class FreshSource:
@@ -75,21 +80,40 @@ class Subscriptions:
             metrics.LIVE_REFUSALS.labels("unauthenticated").inc()
             raise
 
-    async def prepare(self, gql: GraphQLRequest, request_id: str) -> list[dict[str, Any]] | None:
-        """None when the document may run as a subscription; else the errors to answer."""
+    async def prepare(
+        self,
+        gql: GraphQLRequest,
+        request_id: str,
+        allowed: frozenset[OperationType] = SUBSCRIPTION_ONLY,
+    ) -> list[dict[str, Any]] | None:
+        """None when the document may run (`gql.operation_type` then says how); else the
+        errors to answer. An APQ document is registered once it passed, as over HTTP."""
         endpoint = self.endpoint
         try:
             await endpoint.resolve_document(gql)
             prepared = endpoint.limit(gql)
         except RequestError as exc:
-            return [_error(exc.message, exc.code, request_id)]
+            return [refusal(exc, request_id)]
         if prepared.errors:
             return [endpoint.format_error(e, request_id) for e in prepared.errors]
-        assert prepared.document is not None
-        operation = get_operation_ast(prepared.document, gql.operation_name)
-        if operation is None or operation.operation != OperationType.SUBSCRIPTION:
+        if gql.operation_type not in allowed:
             return [_error(ONLY_SUBSCRIPTIONS, BAD_REQUEST, request_id)]
+        if gql.register:
+            await endpoint.apq.set(gql.sha256, gql.document)
         return None
+
+    async def execute(self, gql: GraphQLRequest, caller: Caller, request_id: str) -> dict[str, Any]:
+        """A prepared query or mutation, executed as the endpoint executes a POST; its
+        result as a GraphQL response body. RequestError when it may not run."""
+        endpoint = self.endpoint
+        context = self.services.make_context(caller, request_id, self.services.clock())
+        await endpoint.confirm(caller, context)
+        result = await endpoint.execute(gql, context)
+        body: dict[str, Any] = {}
+        if result.errors:
+            body["errors"] = [endpoint.format_error(e, request_id) for e in result.errors]
+        body["data"] = result.data
+        return body
 
     async def run(
         self, gql: GraphQLRequest, connection: Connection, request_id: str
@@ -127,6 +151,13 @@ class Subscriptions:
 
 def seconds_until(expires_at: float) -> float:
     return max(expires_at - time.time(), 0.0)
+
+
+def refusal(exc: RequestError, request_id: str) -> dict[str, Any]:
+    """A request refused before execution, as one GraphQL error."""
+    error = _error(exc.message, exc.code, request_id)
+    error["extensions"] = {"code": exc.code, **exc.extensions, "requestId": request_id}
+    return error
 
 
 def _error(message: str, code: str, request_id: str) -> dict[str, Any]:

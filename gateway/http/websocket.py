@@ -1,5 +1,8 @@
-"""GraphQL subscriptions over WebSocket at /graphql: the graphql-transport-ws protocol,
-what the `graphql-ws` client and Apollo Client's GraphQLWsLink speak.
+"""GraphQL over WebSocket at /graphql: the graphql-transport-ws protocol, what the
+`graphql-ws` client, Apollo Client's GraphQLWsLink, urql's subscription exchange and gql's
+WebsocketsTransport speak. Subscriptions, and queries and mutations too (one `next` with
+the result, then `complete`), as the protocol carries them and these clients send them when
+so configured; each under the same rules as over HTTP (gateway/http/subscriptions.py).
 
 Written on Starlette's WebSocket rather than with Strawberry's protocol handler: that
 handler belongs to Strawberry's views (their context, their authentication hook) and this
@@ -29,12 +32,13 @@ import logging
 from typing import Any
 
 import orjson
+from graphql import OperationType
 from starlette.websockets import WebSocket, WebSocketState
 
 from gateway import metrics
 from gateway.auth import AuthError
 from gateway.http.request import GraphQLRequest, RequestError, check_shape
-from gateway.http.subscriptions import Subscriptions, seconds_until
+from gateway.http.subscriptions import EVERY_OPERATION, Subscriptions, refusal, seconds_until
 from gateway.live.hub import Refused
 from gateway.live.watch import Connection
 from gateway.logs import new_request_id, request_id_var
@@ -216,11 +220,19 @@ class _Session:
         subscriptions = self.app.subscriptions
         assert self.connection is not None
         try:
-            errors = await subscriptions.prepare(gql, self.request_id)
+            errors = await subscriptions.prepare(gql, self.request_id, EVERY_OPERATION)
             if errors is not None:
                 await self.error(operation_id, errors)
                 return
-            async for body in subscriptions.run(gql, self.connection, self.request_id):
+            if gql.operation_type == OperationType.SUBSCRIPTION:
+                async for body in subscriptions.run(gql, self.connection, self.request_id):
+                    await self.send({"id": operation_id, "type": "next", "payload": body})
+            else:
+                try:
+                    body = await subscriptions.execute(gql, self.connection.caller, self.request_id)
+                except RequestError as exc:
+                    await self.error(operation_id, [refusal(exc, self.request_id)])
+                    return
                 await self.send({"id": operation_id, "type": "next", "payload": body})
             await self.send({"id": operation_id, "type": "complete"})
         except asyncio.CancelledError:

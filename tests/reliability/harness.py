@@ -651,6 +651,8 @@ EXPECTED_NOT_FOUND = {method: _expected_not_found(method) for method in ("GET", 
 
 
 def codes_of(body: Any) -> list[str]:
+    if isinstance(body, list):  # a refused batch: one answer per operation
+        return [code for element in body for code in codes_of(element)]
     if not isinstance(body, dict):
         return []
     errors = body.get("errors") or []

@@ -376,8 +376,10 @@ def corpus(world: World) -> list[Case]:
         # Transport
         Case("malformed JSON", post_raw(b'{"query": "{ me { id } }"', JSON), 400, "BAD_REQUEST"),
         Case(
-            "JSON array (batch)", post_json([{"query": "{ me { id } }"}]), 400, "BATCHING_DISABLED"
+            "JSON array (batch)", post_json([{"query": "{ me { id } }"}]), 200, "BATCHING_DISABLED"
         ),
+        Case("empty JSON array", post_json([]), 400, "BAD_REQUEST"),
+        Case("JSON array of strings", post_json(["{ me { id } }"]), 400, "BAD_REQUEST"),
         Case("JSON string body", post_json("{ me { id } }"), 400, "BAD_REQUEST"),
         Case("query not a string", post_json({"query": 1}), 400, "BAD_REQUEST"),
         Case(
