@@ -1,6 +1,7 @@
 """Subtree builders: loader rows → cached, JSON-native subtrees. Used by resolvers and workers."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -178,12 +179,22 @@ class LiveSource:
     All subtrees of one instance are computed as of the same instant.
     """
 
-    def __init__(self, loaders: Loaders, now: datetime, thresholds: Thresholds) -> None:
-        self.loaders = loaders
+    def __init__(
+        self, loaders: Loaders | Callable[[], Loaders], now: datetime, thresholds: Thresholds
+    ) -> None:
+        """`loaders`, or how to make them when first needed (a request answered from the
+        cache needs none)."""
+        self._loaders = loaders
         self.now = now
         self.thresholds = thresholds
         self._scopes: dict[Caller, asyncio.Task[list[int]]] = {}
         self._cohorts: dict[int, dict[str, Any]] = {}
+
+    @property
+    def loaders(self) -> Loaders:
+        if not isinstance(self._loaders, Loaders):
+            self._loaders = self._loaders()
+        return self._loaders
 
     async def scope(self, caller: Caller) -> list[int]:
         # Sibling fields resolve concurrently: share one look-up per caller.
