@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 OPERATIONS = ("DirectorSummary", "CohortList", "CohortDetail")
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789abcdef"
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789abcdef0123456789"
+# Production refuses public /metrics and /readyz: the bench never reads them.
+INTERNAL_TOKEN = "bench-internal-token-0123456789abcdef0123456789"
 
 TARGETS = {
     "fast_path_vs_limit": 0.5,

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis as redis_sync
 
-from bench.config import JWT_SECRET, WEBHOOK_SECRET, Config
+from bench.config import INTERNAL_TOKEN, JWT_SECRET, WEBHOOK_SECRET, Config
 from bench.cpu import other_load
 from bench.workload import Workload
 from gateway.cache.keys import CYCLE_LEASE_KEY
@@ -101,6 +101,7 @@ class Rig:
             "persisted_manifest": str(self.work / "manifest.json"),
             "jwt_secret": JWT_SECRET,
             "webhook_secret": WEBHOOK_SECRET,
+            "internal_token": INTERNAL_TOKEN,
             "refresh_interval_s": str(int(self.config.refresh_interval)),
             **settings,
         }

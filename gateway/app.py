@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from gateway.drain import CloseWhileDraining
 from gateway.http.access import AccessLog
 from gateway.http.dashboard import DashboardPage
 from gateway.http.endpoint import GraphQLEndpoint
@@ -78,7 +79,8 @@ def create_app(
     async def to_graphiql(request: Request) -> Response:
         return RedirectResponse("/graphql")  # the browser keeps the URL's #fragment
 
-    middleware = []
+    # Outermost but for tracing: while the process drains, every answer closes its connection.
+    middleware = [Middleware(CloseWhileDraining)]
     if settings.access_log:  # outermost: it sees every answer, preflights included
         middleware.append(Middleware(AccessLog))
     if settings.internal_port is not None:  # then each port answers only its own paths

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,24 +10,52 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.settings import Settings, settings_problems
+from gateway.settings_checks import (
+    known_variables,
+    serve_problems,
+    unknown_variables,
+    variable_names,
+)
+from gateway.settings_files import FILE_SETTINGS, SettingsFileError
 
 SCHEMA_FILE = "schema.graphql"
 
 
+def _refused(command: str, problems: list[str]) -> bool:
+    """Prints each problem as one line naming its setting; true when there is any."""
+    for line in problems:
+        print(f"gateway {command}: invalid setting: {line}", file=sys.stderr)
+    return bool(problems)
+
+
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
+    from gateway.startup import file_problems
     from gateway.supervisor import exec_supervisor, serve
 
+    if _refused("serve", serve_problems(settings) + file_problems(settings)):
+        return 2
     internal = settings.internal_port
     if internal == port:
         print(
             f"gateway: GATEWAY_INTERNAL_PORT is --port ({port}): give it its own", file=sys.stderr
         )
         return 2
+    from gateway.startup import log_start
+
+    log_start(
+        "gateway serve", settings, host=host, port=port, internal_port=internal, workers=workers
+    )
     if workers > 1:  # the supervisor needs none of our imports: it replaces this process
         exec_supervisor(
-            host, port, workers, settings.effective_log_format, settings.log_level, internal
+            host,
+            port,
+            workers,
+            settings.effective_log_format,
+            settings.log_level,
+            internal,
+            settings.effective_drain_s,
         )
-    return serve(host, port, workers, internal)
+    return serve(host, port, workers, internal, settings.effective_drain_s)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -59,6 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.auth import mint_token
 
     settings = Settings()
+    if _refused("run", serve_problems(settings)):
+        return 2
     path = _sqlite_path(settings.database_url)
     if path is not None and not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"as the admin (user {admin}):")
     print(f"  {base}#token={admin_token}")
     print("Other clients send the token as `Authorization: Bearer <token>`.\n", flush=True)
-    _serve(settings, args.host, args.port, 1)
-    return 0
+    return _serve(settings, args.host, args.port, 1)
 
 
 def _run_seed(
@@ -189,13 +219,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(report, file=sys.stdout if fresh else sys.stderr)
         return 0 if fresh else 1
 
+    from gateway.startup import file_problems
     from workers.worker import make_worker
 
+    if _refused("worker", file_problems(settings)):
+        return 2
     try:
         worker = make_worker(settings, burst=args.burst)
     except ValueError as exc:
         print(f"gateway worker: {exc}", file=sys.stderr)
         return 2
+    from gateway.startup import log_start
+
+    log_start("gateway worker", settings, metrics_port=args.metrics_port)
     if args.metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -225,8 +261,15 @@ async def _refresh_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     try:
         queue = QueueRefresher(redis)
         if args.all:
-            queued = await queue.refresh_all()
-            print("enqueued refresh_all" if queued else "refresh_all is already queued")
+            from gateway.cache.keys import JOB_REFRESH_ALL
+            from gateway.refresh.lease import free_abandoned_job
+
+            if await queue.refresh_all():
+                print("enqueued refresh_all")
+            elif await free_abandoned_job(redis, JOB_REFRESH_ALL):
+                print("refresh_all was abandoned (its worker died): queued again")
+            else:
+                print("refresh_all is already queued")
         elif args.director_id is not None:
             await queue.refresh_director(Caller(args.director_id, args.role))
             print(f"enqueued refresh_director {args.director_id}")
@@ -311,7 +354,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gateway.version import VERSION
+
     parser = _Parser(prog="gateway", description="Director dashboard gateway.")
+    parser.add_argument("--version", action="version", version=f"gateway {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="Serve the GraphQL API with uvicorn.")
@@ -402,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manifest", help="Trusted documents (persisted queries).")
     manifest = p.add_subparsers(dest="manifest_command", required=True)
     p = manifest.add_parser(
-        "build", help="Write the apollo-persisted-query-manifest of gateway/operations/*.graphql."
+        "build",
+        help="Write the apollo-persisted-query-manifest of gateway/documents/operations/*.graphql.",
     )
     p.add_argument(
         "--output",
@@ -417,11 +464,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gateway.logs import configure
 
+    name = f"gateway {args.command}"
     try:
         settings = Settings()
     except ValidationError as exc:  # one line per problem, not a traceback
         for line in settings_problems(exc):
-            print(f"gateway {args.command}: invalid setting: {line}", file=sys.stderr)
+            print(f"{name}: invalid setting: {line}", file=sys.stderr)
+        return 2
+    except SettingsFileError as exc:
+        print(f"{name}: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    known = known_variables(Settings.model_fields, FILE_SETTINGS)
+    unknown = unknown_variables(variable_names(os.environ, ".env"), known)
+    for line in unknown:  # refused in production, where a typo may change what runs
+        kind = "invalid setting" if settings.is_production else "warning"
+        print(f"{name}: {kind}: {line}", file=sys.stderr)
+    if unknown and settings.is_production:
         return 2
     configure(settings.effective_log_format, settings.log_level)
     return int(args.func(args) or 0)

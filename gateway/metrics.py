@@ -12,6 +12,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.supervisor import MULTIPROC_ENV
 
+BUILD_INFO = Gauge(
+    "gateway_build_info",
+    "1, labelled with this process's version, Python version and cache version (the format "
+    "of its Redis keys and stored entries: replicas of two cache versions share nothing).",
+    ["version", "python", "cache_version"],
+    multiprocess_mode="max",
+)
+
 # Subtree kinds: cohort, summary, scope, user.
 CACHE_REQUESTS = Counter(
     "gateway_cache_requests_total",
@@ -144,6 +152,18 @@ LIVE_FANOUT_SECONDS = Histogram(
     "Time to apply one notice: role check, reads, offers to every subscription concerned.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+
+UPSTREAM_REFUSALS = Counter(
+    "gateway_upstream_refused_reads_total",
+    "Upstream reads refused because a value is outside the contract (docs/upstream.md), "
+    "by module and column.",
+    ["module", "column"],
+)
+
+
+def observe_refusal(module: str, column: str) -> None:
+    UPSTREAM_REFUSALS.labels(module, column).inc()
 
 
 def observe_statement(module: str, seconds: float, ok: bool) -> None:

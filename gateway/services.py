@@ -22,6 +22,7 @@ from gateway.live.hub import Hub
 from gateway.refresh.requests import LocalRefresher, QueueRefresher, RateLimitedRefresh
 from gateway.refresh.service import RefreshService
 from gateway.settings import Settings
+from gateway.version import PYTHON, VERSION
 from loaders.engines import Upstream
 from loaders.registry import Loaders
 from resolvers.caller import Caller
@@ -85,6 +86,7 @@ class Services:
             pool_size=settings.upstream_pool_size,
         )
         upstream.observers.append(metrics.observe_statement)
+        upstream.refusal_observers.append(metrics.observe_refusal)
         schema = build_schema([tracing.graphql_extension()] if tracing else None)
         redis = make_redis(settings.queue_url, command_timeout_s) if settings.queue_url else None
         cache_redis = make_cache_redis(settings, redis, command_timeout_s)
@@ -93,9 +95,11 @@ class Services:
             tracing.instrument(upstream)
             kv = tracing.wrap(kv)
         thresholds = settings.thresholds()
+        keys = Keys(cache_version(schema.as_str()))
+        metrics.BUILD_INFO.labels(VERSION, PYTHON, keys.version).set(1)
         cache = SubtreeCache(
             kv,
-            Keys(cache_version(schema.as_str())),
+            keys,
             CachePolicy(
                 fresh_s=settings.fresh_s,
                 serve_stale_s=settings.cache_ttl_s,

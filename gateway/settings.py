@@ -3,16 +3,31 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from gateway.settings_checks import (
+    DEV_JWT_SECRET,
+    DEV_WEBHOOK_SECRET,
+    database_url,
+    log_level,
+    profile_problems,
+    settings_problems,
+)
+from gateway.settings_documents import DocumentSettings
+from gateway.settings_figures import FigureSettings
+from gateway.settings_files import FileSecretsSource
+from gateway.settings_workers import WorkerSettings
 from loaders import MODULES
-from resolvers.figures import Thresholds
+
+__all__ = ["Settings", "settings_problems"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/demo.sqlite3"
-# Development defaults: fine on a laptop, refused in production.
-DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
-DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"
 # What browser clients send besides the CORS-safelisted headers: the token, revalidation,
 # W3C trace context, a request id, and Apollo Client's client awareness.
 CORS_ALLOW_HEADERS = [
@@ -27,30 +42,33 @@ CORS_ALLOW_HEADERS = [
 ]
 # A list setting: comma-separated (as .env.example shows it) or a JSON array.
 StrList = Annotated[list[str], NoDecode]
-MIN_SECRET_BYTES = 32
 
 
-def settings_problems(error: ValidationError) -> list[str]:
-    """One line per problem, naming the variable, never echoing a value (it may be a secret)."""
-    lines = []
-    for problem in error.errors():
-        message = str(problem["msg"]).removeprefix("Value error, ")
-        location = ".".join(str(part) for part in problem["loc"])
-        variable = f"GATEWAY_{location.upper()}: " if location else ""
-        lines += [f"{variable}{line}" for line in message.splitlines()]
-    return lines
-
-
-class Settings(BaseSettings):
-    """Every setting of the gateway, read from the environment with the prefix GATEWAY_."""
+class Settings(DocumentSettings, FigureSettings, WorkerSettings):
+    """Every setting of the gateway, read from the environment with the prefix GATEWAY_ (and
+    each secret also from the file GATEWAY_<NAME>_FILE names: gateway/settings_files.py)."""
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = FileSecretsSource(settings_cls)
+        return init_settings, env_settings, files, dotenv_settings, file_secret_settings
 
     env: Literal["development", "production"] = Field(
         "development", description="Profile: production turns GraphiQL/introspection off."
     )
     database_url: str = Field(
-        DEFAULT_DATABASE_URL, description="Default database URL of every upstream module."
+        DEFAULT_DATABASE_URL,
+        description="Default database URL of every upstream module: postgresql://, postgres:// "
+        "(both read as postgresql+asyncpg://) or sqlite:///path (sqlite+aiosqlite).",
     )
     upstream_programs_url: str | None = Field(None, description="programs module database URL.")
     upstream_mentorship_url: str | None = Field(None, description="mentorship module database URL.")
@@ -125,10 +143,18 @@ class Settings(BaseSettings):
         description="When set, /readyz and /metrics need `Authorization: Bearer <token>` (32 "
         "bytes or more in production).",
     )
+    drain_s: float | None = Field(
+        None,
+        ge=0,
+        description="On SIGTERM, `gateway serve` answers /readyz 503 and keeps serving this "
+        "long, seconds, before it stops accepting; default 5 in production, 0 in development.",
+    )
     log_format: Literal["json", "text"] | None = Field(
         None, description="Log lines: json (default in production) or text (development)."
     )
-    log_level: str = Field("INFO", description="Root log level.")
+    log_level: str = Field(
+        "INFO", description="Root log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
     access_log: bool = Field(
         False,
         description="One structured log record per HTTP request: method, path, status, "
@@ -143,7 +169,15 @@ class Settings(BaseSettings):
         None,
         description=(
             "Redis for the cache (and the job queue unless GATEWAY_QUEUE_REDIS_URL is set); "
-            "unset = embedded mode."
+            "unset = embedded mode (in production only with GATEWAY_EMBEDDED)."
+        ),
+    )
+    embedded: bool = Field(
+        False,
+        description=(
+            "Production: let `gateway serve` run without Redis on purpose (each replica its own "
+            "cache, refresh cycle and persisted-query store). Development runs embedded "
+            "whenever GATEWAY_REDIS_URL is unset."
         ),
     )
     redis_cluster: bool = Field(
@@ -253,16 +287,6 @@ class Settings(BaseSettings):
     refresh_answer_batch: int = Field(
         50, gt=0, description="Stored answers (or callers' dashboards) per batch job of a cycle."
     )
-    worker_heartbeat_file: Path = Field(
-        Path("/tmp/gateway-worker.heartbeat"),
-        description=(
-            "File a worker rewrites every 5 s for `gateway worker --check`; give each worker "
-            "sharing a filesystem its own."
-        ),
-    )
-    worker_heartbeat_max_age_s: float = Field(
-        30.0, gt=0, description="`gateway worker --check` fails when the heartbeat is older."
-    )
     refresh_rate_limit: int = Field(
         6, description="requestRefresh calls allowed per caller per minute."
     )
@@ -272,96 +296,17 @@ class Settings(BaseSettings):
         "in production).",
     )
     webhook_max_body_bytes: int = Field(65_536, description="Largest webhook body, bytes.")
+    webhook_max_ids: int = Field(
+        10_000,
+        gt=0,
+        description="Most cohort and director ids one change event names, together (413 "
+        "TOO_MANY_IDS beyond; nothing is queued).",
+    )
     event_dedupe_ttl_s: float = Field(
         7 * 86_400.0, description="How long an event id is remembered, seconds."
     )
     max_body_bytes: int = Field(262_144, description="Largest accepted request body, bytes.")
 
-    # Alert thresholds of spec/METRICS.md.
-    alert_low_seat_utilization: float = Field(
-        0.60, description="LOW_SEAT_UTILIZATION fires below this seat utilization."
-    )
-    alert_low_mentor_coverage: float = Field(
-        0.80, description="LOW_MENTOR_COVERAGE (warning) fires below this coverage."
-    )
-    alert_critical_mentor_coverage: float = Field(
-        0.50, description="LOW_MENTOR_COVERAGE is critical below this coverage."
-    )
-    alert_low_session_completion: float = Field(
-        0.70, description="LOW_SESSION_COMPLETION fires below this session completion rate."
-    )
-    alert_low_readiness: float = Field(
-        60.0, description="LOW_READINESS fires below this average readiness."
-    )
-    alert_critical_payment_failure_ratio: float = Field(
-        0.10,
-        description="PAYMENT_FAILURES is critical above this failed/billed ratio in a currency.",
-    )
-
-    ready_score: float = Field(70.0, description="Latest readiness score counted as ready.")
-    milestone_horizon_days: int = Field(30, description="Upcoming milestones window, days.")
-
-    # --- persisted queries and limits ---
-    persisted_manifest: Path | None = Field(
-        None,
-        description="Trusted documents: an apollo-persisted-query-manifest or a {hash: document} "
-        "JSON map, loaded at start-up.",
-    )
-    persisted_only: bool = Field(
-        False, description="Reject documents not in the manifest (PERSISTED_QUERY_NOT_IN_LIST)."
-    )
-    persisted_only_log_only: bool = Field(
-        False, description="Only log what persisted-only mode would reject; reject nothing."
-    )
-    persisted_only_allow_apq: bool = Field(
-        False, description="In persisted-only mode, also accept documents registered through APQ."
-    )
-    apq_enabled: bool = Field(True, description="Automatic Persisted Queries (Apollo protocol).")
-    apq_ttl_s: int = Field(
-        86_400, gt=0, description="Lifetime of an APQ document in Redis, seconds."
-    )
-    apq_memory_entries: int = Field(
-        2_000, gt=0, description="APQ documents kept in process memory (LRU)."
-    )
-    max_document_chars: int = Field(
-        32_768,
-        gt=0,
-        description="Longest document, characters (checked before it is parsed).",
-    )
-    max_depth: int = Field(
-        10, gt=0, description="Deepest field nesting; `{ me { id } }` has depth 2."
-    )
-    max_aliases: int = Field(15, ge=0, description="Most aliased fields in one document.")
-    max_tokens: int = Field(
-        800,
-        gt=0,
-        description="Most lexical tokens in one document (parsing and validating cost about "
-        "20–40 µs of CPU per token).",
-    )
-    max_cost: int = Field(
-        50_000,
-        gt=0,
-        description="Most field resolutions: each field costs the product of the `first` "
-        "arguments (or their defaults) of the paginated fields above it.",
-    )
-    max_fields: int = Field(
-        500,
-        gt=0,
-        description="Most field selections in one operation or fragment, fragments expanded.",
-    )
-    max_selections: int = Field(
-        100,
-        gt=0,
-        description="Most fields merged into one selection set (inline fragments and spreads "
-        "flattened).",
-    )
-    max_repeated_fields: int = Field(
-        5,
-        gt=0,
-        description="Most fields sharing one response name in one selection set (validation "
-        "compares them pairwise).",
-    )
-    max_operations: int = Field(10, gt=0, description="Most operations in one document.")
     field_suggestions: bool | None = Field(
         None, description="`Did you mean` hints in errors; default on in development only."
     )
@@ -392,6 +337,27 @@ class Settings(BaseSettings):
         None, description="Serve GET /dashboard; default on in development, off in production."
     )
 
+    # --- what one connection, one caller or one event may cost before any work ---
+    max_header_bytes: int = Field(
+        16_384,
+        gt=0,
+        description="Largest request head (request line and headers), bytes; more is answered "
+        "431 before the application reads it.",
+    )
+    max_headers: int = Field(100, gt=0, description="Most header fields in one request (431).")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request head must arrive whole within this of its first byte (of the "
+        "connection, for the first request), seconds; else 408 and the connection is closed.",
+    )
+    subscriptions_max_init_bytes: int = Field(
+        8_192,
+        gt=0,
+        description="Largest WebSocket message before connection_ack (close 1009); every "
+        "message is bounded by GATEWAY_MAX_BODY_BYTES.",
+    )
+
     @field_validator("cors_origins", "cors_allow_headers", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -400,6 +366,24 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator(
+        "database_url",
+        "upstream_programs_url",
+        "upstream_mentorship_url",
+        "upstream_talentscope_url",
+        "upstream_missions_url",
+        "upstream_portfolio_url",
+        "upstream_billing_url",
+    )
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        return None if value is None else database_url(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        return log_level(value)
 
     @cached_property
     def field_suggestions_enabled(self) -> bool:
@@ -427,52 +411,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _safe_for_the_profile(self) -> "Settings":
-        """Empty secrets break every request (JWT) or let anyone sign (webhooks); production
-        wants secrets of its own, at least MIN_SECRET_BYTES long (RFC 7518 §3.2 for HS256),
-        and CORS origins that name pages. Every problem is reported, one line each."""
-        problems = []
-        uses_jwt_secret = self.jwt_public_key_file is None
-        internal = self.internal_token
-        for variable, value, default, needed in (
-            ("GATEWAY_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET, uses_jwt_secret),
-            ("GATEWAY_WEBHOOK_SECRET", self.webhook_secret, DEV_WEBHOOK_SECRET, True),
-            ("GATEWAY_INTERNAL_TOKEN", internal or SecretStr(""), "", internal is not None),
-        ):
-            secret = value.get_secret_value().encode()
-            if not needed:
-                continue
-            if not secret:
-                problems.append(f"{variable} is empty")
-            elif self.is_production and secret == default.encode():
-                problems.append(f"{variable} is the development value: set it in production")
-            elif self.is_production and len(secret) < MIN_SECRET_BYTES:
-                problems.append(
-                    f"{variable} has {len(secret)} bytes: at least {MIN_SECRET_BYTES} in production"
-                )
-        if self.is_production and "*" in self.cors_origins:
-            problems.append(
-                "GATEWAY_CORS_ORIGINS: `*` is not allowed in production; list the origins"
-            )
-        if self.is_production and any(o.strip().lower() == "null" for o in self.cors_origins):
-            # Sandboxed frames, file: pages and some redirects all send `Origin: null`.
-            problems.append(
-                "GATEWAY_CORS_ORIGINS: `null` is not allowed in production: any page can send it"
-            )
+        """Every problem is reported, one line each (gateway/settings_checks.py)."""
+        problems = profile_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
-    def thresholds(self) -> Thresholds:
-        return Thresholds(
-            low_seat_utilization=self.alert_low_seat_utilization,
-            low_mentor_coverage=self.alert_low_mentor_coverage,
-            critical_mentor_coverage=self.alert_critical_mentor_coverage,
-            low_session_completion=self.alert_low_session_completion,
-            low_readiness=self.alert_low_readiness,
-            critical_payment_failure_ratio=self.alert_critical_payment_failure_ratio,
-            ready_score=self.ready_score,
-            milestone_horizon_days=self.milestone_horizon_days,
-        )
+    @property
+    def uses_jwt_secret(self) -> bool:
+        return self.jwt_public_key_file is None
 
     def upstream_urls(self) -> dict[str, str]:
         return {module: self.upstream_url(module) for module in MODULES}
@@ -486,6 +433,12 @@ class Settings(BaseSettings):
     def fresh_s(self) -> float:
         """Age up to which a subtree is fresh: the refresh interval plus the grace."""
         return self.refresh_interval_s + self.refresh_grace_s
+
+    @property
+    def effective_drain_s(self) -> float:
+        if self.drain_s is not None:
+            return self.drain_s
+        return 5.0 if self.is_production else 0.0
 
     @property
     def effective_log_format(self) -> str:

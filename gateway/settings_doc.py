@@ -29,7 +29,11 @@ def _default(value: Any) -> str:
 
 def rows() -> list[tuple[str, str, str]]:
     out = []
-    for name, field in Settings.model_fields.items():
+    # The gateway's own settings first, then those of the mixins it inherits (the figures').
+    own = [name for name in Settings.model_fields if name in Settings.__annotations__]
+    names = own + [name for name in Settings.model_fields if name not in own]
+    for name in names:
+        field = Settings.model_fields[name]
         default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
         out.append((f"GATEWAY_{name.upper()}", _default(default), field.description or ""))
     return out

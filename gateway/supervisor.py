@@ -11,7 +11,8 @@ pid, same signals) with `python -m gateway.supervisor`, which:
 - restarts a worker that exits (ever more slowly while it keeps crashing soon after
   starting), and stops (exit 1) when one exits before it ever served: a broken setting,
   application or port fails the same way on every restart;
-- on SIGTERM or SIGINT, passes SIGTERM on: each worker stops accepting and lets its
+- on SIGTERM or SIGINT, passes SIGTERM on: each worker drains (GATEWAY_DRAIN_S: /readyz
+  answers 503 while it keeps serving, gateway/drain.py), then stops accepting and lets its
   in-flight requests finish (up to GRACEFUL_SHUTDOWN_S), then exits;
 - imports none of the application (about 10 MB resident) and needs no multiprocessing
   resource tracker.
@@ -22,7 +23,9 @@ gunicorn (another server and configuration to run) because it is this small.
 With several workers, their Prometheus samples are shared through files
 (prometheus-client's multiprocess mode, see gateway/metrics.py): in
 PROMETHEUS_MULTIPROC_DIR when it is set (emptied first, as the library requires), else
-in a temporary directory removed at exit.
+in a temporary directory removed at exit. A worker that exits (restarted or stopped) is
+marked dead there, so its live gauges (connections, subscriptions, running refreshes)
+leave the scrape; its counters stay, as a scrape's totals must.
 """
 
 import argparse
@@ -38,6 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 APP = "gateway.main:app"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -53,6 +57,8 @@ log = logging.getLogger("gateway.supervisor")
 
 
 def _uvicorn_options() -> dict[str, object]:
+    # The request head and WebSocket message bounds (the HTTP protocol class among them).
+    from gateway.http.protocol import server_options
     from gateway.settings import Settings  # in the process that serves (checked by the CLI)
 
     return {
@@ -60,7 +66,7 @@ def _uvicorn_options() -> dict[str, object]:
         # server is closing at that moment, and answer 502 (GATEWAY_HTTP_KEEPALIVE_S).
         "timeout_keep_alive": Settings().http_keepalive_s,
         "loop": "uvloop",
-        "http": "httptools",
+        **server_options(),
         # gateway.main configures logging in every worker process.
         "log_config": None,
         "access_log": False,
@@ -75,17 +81,58 @@ def _uvicorn_options() -> dict[str, object]:
     }
 
 
-def run_single(host: str, port: int, internal_port: int | None = None) -> None:
-    """One process: uvicorn binds the port itself (and the internal port, when set)."""
+def draining_server(config: Any, drain_s: float, ready_fd: int | None = None) -> Any:
+    """uvicorn's Server, draining on the first SIGTERM or SIGINT once it serves: /readyz
+    answers 503 for `drain_s` while it keeps serving, then uvicorn's own shutdown (stop
+    accepting, finish in-flight requests). A second signal stops it at once. Once serving,
+    it writes a byte to `ready_fd`: the supervisor tells a failed start from a crash by it."""
+    import uvicorn
+
+    from gateway import drain
+
+    class Server(uvicorn.Server):
+        drain_until: float | None = None
+        drain_signal = signal.SIGTERM
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and ready_fd is not None:
+                os.write(ready_fd, b"1")
+                os.close(ready_fd)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if drain_s > 0 and self.started and self.drain_until is None:
+                self.drain_until = time.monotonic() + drain_s
+                self.drain_signal = signal.Signals(sig)
+                drain.start()
+                log.info(
+                    "received %s: draining (/readyz 503) for %g s, then stopping",
+                    self.drain_signal.name,
+                    drain_s,
+                )
+                return
+            super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_until is not None and time.monotonic() >= self.drain_until:
+                self.drain_until = float("inf")  # drained: uvicorn's own exit from here
+                super().handle_exit(self.drain_signal, None)
+            return await super().on_tick(counter)
+
+    return Server(config)
+
+
+def run_single(
+    host: str, port: int, internal_port: int | None = None, drain_s: float = 0.0
+) -> None:
+    """One process: its listening socket(s) (and the internal port's, when set)."""
     import uvicorn
 
     metrics_dir(1)
-    if internal_port is None:
-        uvicorn.run(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
-        return
-    sockets = [listening(host, p, reuseport=False) for p in (port, internal_port)]
+    ports = [port] if internal_port is None else [port, internal_port]
+    sockets = [listening(host, p, reuseport=False) for p in ports]
     config = uvicorn.Config(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
-    uvicorn.Server(config).run(sockets=sockets)
+    draining_server(config, drain_s).run(sockets=sockets)
 
 
 def listening(host: str, port: int, *, reuseport: bool) -> socket.socket:
@@ -109,23 +156,19 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
 
 
 def run_worker(
-    host: str, port: int, ready_fd: int | None = None, internal_port: int | None = None
+    host: str,
+    port: int,
+    ready_fd: int | None = None,
+    internal_port: int | None = None,
+    drain_s: float = 0.0,
 ) -> None:
-    """One of N workers: its own SO_REUSEPORT socket, then uvicorn on it. Once serving, it
-    writes a byte to `ready_fd`: the supervisor tells a failed start from a crash by it."""
+    """One of N workers: its own SO_REUSEPORT socket, then uvicorn on it."""
     import uvicorn
-
-    class Worker(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started and ready_fd is not None:
-                os.write(ready_fd, b"1")
-                os.close(ready_fd)
 
     ports = [port] if internal_port is None else [port, internal_port]
     sockets = [listening(host, p, reuseport=True) for p in ports]
     config = uvicorn.Config(APP, host=host, port=port, **_uvicorn_options())  # type: ignore[arg-type]
-    server = Worker(config)
+    server = draining_server(config, drain_s, ready_fd)
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
@@ -144,6 +187,20 @@ def metrics_dir(workers: int) -> Path | None:
     ours = Path(tempfile.mkdtemp(prefix="gateway-metrics-"))
     os.environ[MULTIPROC_ENV] = str(ours)  # inherited by the worker processes
     return ours
+
+
+def mark_dead(pid: int) -> None:
+    """Drops a dead worker's live gauges from the multiprocess samples (its files of
+    livesum/liveall/… gauges), so a scrape no longer counts what it held."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return
+    from prometheus_client.multiprocess import mark_process_dead
+
+    try:
+        mark_process_dead(pid, path)
+    except OSError as exc:
+        log.warning("could not mark worker [%d] dead for the metrics: %s", pid, exc)
 
 
 def _stop_with_parent(parent: int) -> None:
@@ -173,10 +230,18 @@ def _close_ready(slot: Slot) -> None:
 
 
 class Supervisor:
-    def __init__(self, host: str, port: int, workers: int, internal_port: int | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        workers: int,
+        internal_port: int | None = None,
+        drain_s: float = 0.0,
+    ):
         self.host = host
         self.port = port
         self.internal_port = internal_port
+        self.drain_s = drain_s
         self.slots: list[Slot | None] = [None] * workers
         self.backoff_s = [RESTART_DELAY_S] * workers
         self.stopping = False
@@ -186,7 +251,7 @@ class Supervisor:
         ready_r, ready_w = os.pipe()
         os.set_blocking(ready_r, False)
         argv = [sys.executable, "-m", "gateway.supervisor", "--worker", self.host, str(self.port)]
-        argv += ["--ready-fd", str(ready_w)]
+        argv += ["--ready-fd", str(ready_w), "--drain-s", str(self.drain_s)]
         if self.internal_port is not None:
             argv += ["--internal-port", str(self.internal_port)]
         parent = os.getpid()
@@ -254,6 +319,7 @@ class Supervisor:
                 code = slot.process.poll()
                 if code is None:
                     continue
+                mark_dead(slot.process.pid)
                 if slot.ready_at is None:
                     # It never served: the application, a setting or the port is broken and
                     # would fail the same way on every restart.
@@ -277,7 +343,7 @@ class Supervisor:
         alive = [s.process for s in self.slots if s is not None and s.process.poll() is None]
         for child in alive:
             child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + GRACEFUL_SHUTDOWN_S + 5
+        deadline = time.monotonic() + self.drain_s + GRACEFUL_SHUTDOWN_S + 5
         for child in alive:
             try:
                 child.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -285,18 +351,21 @@ class Supervisor:
                 log.error("worker [%d] did not stop in time; killing it", child.pid)
                 child.kill()
                 child.wait()
+            mark_dead(child.pid)
         for slot in self.slots:
             if slot is not None:
                 _close_ready(slot)
 
 
-def serve(host: str, port: int, workers: int, internal_port: int | None = None) -> int:
+def serve(
+    host: str, port: int, workers: int, internal_port: int | None = None, drain_s: float = 0.0
+) -> int:
     if workers <= 1:
-        run_single(host, port, internal_port)
+        run_single(host, port, internal_port, drain_s)
         return 0
     ours = metrics_dir(workers)
     try:
-        return Supervisor(host, port, workers, internal_port).run()
+        return Supervisor(host, port, workers, internal_port, drain_s).run()
     finally:
         if ours is not None:
             shutil.rmtree(ours, ignore_errors=True)
@@ -309,10 +378,11 @@ def exec_supervisor(
     log_format: str,
     log_level: str,
     internal_port: int | None = None,
+    drain_s: float = 0.0,
 ) -> None:
     """Replaces this process with the supervisor (does not return)."""
     argv = [sys.executable, "-m", "gateway.supervisor", host, str(port), str(workers)]
-    argv += ["--log-format", log_format, "--log-level", log_level]
+    argv += ["--log-format", log_format, "--log-level", log_level, "--drain-s", str(drain_s)]
     if internal_port is not None:
         argv += ["--internal-port", str(internal_port)]
     sys.stdout.flush()
@@ -330,14 +400,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-format", default="text")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--internal-port", type=int, default=None)
+    parser.add_argument("--drain-s", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.worker:
-        run_worker(args.host, args.port, args.ready_fd, args.internal_port)
+        run_worker(args.host, args.port, args.ready_fd, args.internal_port, args.drain_s)
         return 0
     from gateway.logs import configure
 
     configure(args.log_format, args.log_level)
-    return serve(args.host, args.port, args.workers, args.internal_port)
+    return serve(args.host, args.port, args.workers, args.internal_port, args.drain_s)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class UpstreamLoader(DataLoader[Hashable, Any], ABC):
     module: ClassVar[str]
     key: ClassVar[str]
     many: ClassVar[bool] = False
+    # A timestamp column whose values the statement checks (rows carry `invalid`).
+    checked_instants: ClassVar[str | None] = None
 
     def __init__(self, upstream: Upstream) -> None:
         super().__init__(max_batch_size=MAX_BATCH_SIZE)
@@ -42,6 +44,9 @@ class UpstreamLoader(DataLoader[Hashable, Any], ABC):
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[Any]:
         rows = await self.upstream.fetch(self.module, self.statement(list(keys)))
+        if self.checked_instants is not None:
+            invalid = sum(1 for row in rows if row.invalid)
+            self.upstream.check_instants(self.module, self.checked_instants, invalid)
         return regroup(keys, rows, self.key, many=self.many)
 
     async def load_all(self, keys: Sequence[Any]) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Upstream module `billing` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
+"""Upstream module `billing` (docs/upstream.md): its tables, batch functions and loaders."""
 
 from collections.abc import Sequence
 from datetime import date

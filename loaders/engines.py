@@ -1,6 +1,7 @@
 """One async engine per upstream module, and the single place statements are executed."""
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -10,9 +11,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from loaders import MODULES
+from loaders.types import InvalidInstant
+
+log = logging.getLogger("loaders.engines")
 
 # (module, seconds, ok) after every upstream statement.
 StatementObserver = Callable[[str, float, bool], None]
+# (module, column) of every read refused because a value is outside the contract.
+RefusalObserver = Callable[[str, str], None]
 
 
 class UpstreamUnavailable(Exception):
@@ -22,6 +28,17 @@ class UpstreamUnavailable(Exception):
         super().__init__(f"upstream module {module} is unavailable")
         self.module = module
         self.reason = reason
+
+
+class UpstreamDataInvalid(Exception):
+    """An upstream module holds a value outside the contract (docs/upstream.md): a
+    timestamp column with text that is not a timestamp, say. Refused, never miscounted."""
+
+    def __init__(self, module: str, column: str, detail: str) -> None:
+        super().__init__(f"upstream module {module} holds data outside the contract in {column}")
+        self.module = module
+        self.column = column
+        self.detail = detail
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -50,6 +67,7 @@ class Upstream:
     ) -> None:
         self.query_timeout_s = query_timeout_s
         self.observers: list[StatementObserver] = []
+        self.refusal_observers: list[RefusalObserver] = []
         by_url: dict[str, AsyncEngine] = {}
         self.engines: dict[str, AsyncEngine] = {}
         for module in MODULES:
@@ -70,6 +88,8 @@ class Upstream:
                     rows = result.all()
             ok = True
             return rows
+        except InvalidInstant as exc:  # a timestamp column's value, read as rows are built
+            raise self.refuse(module, "a timestamp column", str(exc)) from exc
         except TimeoutError as exc:
             raise UpstreamUnavailable(module, "timeout") from exc
         except (OperationalError, InterfaceError, OSError) as exc:
@@ -82,6 +102,25 @@ class Upstream:
             elapsed = time.perf_counter() - started
             for observe in self.observers:
                 observe(module, elapsed, ok)
+
+    def refuse(self, module: str, column: str, detail: str = "") -> UpstreamDataInvalid:
+        """The error to raise for a read refused because of `column`'s values: logged and
+        counted here, once per refused read."""
+        log.error(
+            "upstream module %s: refused a read, %s is outside the contract %s",
+            module,
+            column,
+            detail,
+        )
+        for observe in self.refusal_observers:
+            observe(module, column)
+        return UpstreamDataInvalid(module, column, detail)
+
+    def check_instants(self, module: str, column: str, invalid: int | None) -> None:
+        """Raise for a read whose statement counted `invalid` values of `column` that are
+        not timestamps (invalid_instant)."""
+        if invalid:
+            raise self.refuse(module, column, f"({invalid} value(s) not a timestamp)")
 
     async def ping(self) -> dict[str, str | None]:
         """Module → None when reachable, else the reason."""

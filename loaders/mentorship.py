@@ -1,4 +1,4 @@
-"""Upstream module `mentorship` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
+"""Upstream module `mentorship` (docs/upstream.md): its tables, batch functions and loaders."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,13 +14,14 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    literal,
     select,
 )
 from sqlalchemy.engine import Row
 
 from loaders.base import UpstreamLoader, fetch_by_key
 from loaders.engines import Upstream
-from loaders.types import Timestamp
+from loaders.types import Timestamp, instant
 
 metadata = MetaData()
 mentors = Table(
@@ -80,13 +81,15 @@ async def session_counts_by_cohort_id(
     upstream: Upstream, cohort_ids: Sequence[int], now: datetime
 ) -> list[list[Row[Any]]]:
     """Per cohort, its sessions counted by mentor, status and whether they are past
-    (scheduled at or before `now`): rows (cohort_id, mentor_id, status, past, sessions).
-    A cohort's few dozen counts instead of its hundreds of sessions."""
+    (scheduled at or before `now`, compared as instants): rows (cohort_id, mentor_id, status,
+    past, sessions). A cohort's few dozen counts instead of its hundreds of sessions.
+    Refused when a scheduled_at is not a timestamp (its `past` is null)."""
     s = mentorship_sessions.c
+    past = instant(s.scheduled_at) <= instant(literal(now, Timestamp))
 
     def statement(keys: list[int]) -> Executable:
         flagged = (
-            select(s.cohort_id, s.mentor_id, s.status, (s.scheduled_at <= now).label("past"))
+            select(s.cohort_id, s.mentor_id, s.status, past.label("past"))
             .where(s.cohort_id.in_(keys))
             .subquery()
         )
@@ -95,4 +98,7 @@ async def session_counts_by_cohort_id(
             f.cohort_id, f.mentor_id, f.status, f.past, func.count().label("sessions")
         ).group_by(f.cohort_id, f.mentor_id, f.status, f.past)
 
-    return await fetch_by_key(upstream, "mentorship", statement, cohort_ids, "cohort_id")
+    found = await fetch_by_key(upstream, "mentorship", statement, cohort_ids, "cohort_id")
+    invalid = sum(r.sessions for rows in found for r in rows if r.past is None)
+    upstream.check_instants("mentorship", "mentorship_sessions.scheduled_at", invalid)
+    return found

@@ -1,4 +1,4 @@
-"""Upstream module `missions` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
+"""Upstream module `missions` (docs/upstream.md): its tables, batch functions and loaders."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +13,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    case,
     func,
     select,
 )
@@ -65,8 +67,10 @@ async def submission_counts_by_cohort_id(
     """Per cohort, its missions' submissions counted by mission and status, with the review
     times of those reviewed (`review_us`: microseconds from submitted_at to reviewed_at,
     of each submission with both set): rows (cohort_id, mission_id, status, submissions,
-    review_us)."""
+    review_us, timed: how many have both). Refused when a submission with both timestamps
+    has one that is not a timestamp (its review time is then null)."""
     s = mission_submissions.c
+    both = and_(s.submitted_at.is_not(None), s.reviewed_at.is_not(None))
 
     def statement(keys: list[int]) -> Executable:
         timed = (
@@ -75,6 +79,7 @@ async def submission_counts_by_cohort_id(
                 s.mission_id,
                 s.status,
                 micros_between(s.submitted_at, s.reviewed_at).label("review_us"),
+                case((both, 1), else_=0).label("timed"),
             )
             .join_from(mission_submissions, missions, s.mission_id == missions.c.id)
             .where(missions.c.cohort_id.in_(keys))
@@ -87,6 +92,11 @@ async def submission_counts_by_cohort_id(
             t.status,
             func.count().label("submissions"),
             int_list(t.review_us).label("review_us"),
+            func.sum(t.timed).label("timed"),
         ).group_by(t.cohort_id, t.mission_id, t.status)
 
-    return await fetch_by_key(upstream, "missions", statement, cohort_ids, "cohort_id")
+    found = await fetch_by_key(upstream, "missions", statement, cohort_ids, "cohort_id")
+    # A submission with both timestamps and no review time holds one that is not a timestamp.
+    invalid = sum(r.timed - len(r.review_us) for rows in found for r in rows)
+    upstream.check_instants("missions", "mission_submissions.submitted_at/reviewed_at", invalid)
+    return found

@@ -1,4 +1,4 @@
-"""Upstream module `portfolio` (spec/UPSTREAM.md): its tables, batch functions and loaders."""
+"""Upstream module `portfolio` (docs/upstream.md): its tables, batch functions and loaders."""
 
 from collections.abc import Sequence
 from typing import Any

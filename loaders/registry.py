@@ -1,7 +1,7 @@
 """The per-request (or per-job) set of loaders, as typed attributes.
 
 Each attribute is the snake_case of its class name without `Loader`
-(`EnrollmentsByCohortIdLoader` → `enrollments_by_cohort_id`); tests/test_loaders.py
+(`EnrollmentsByCohortIdLoader` → `enrollments_by_cohort_id`); tests/loaders/test_registry.py
 checks that every loader class of every module is here under that name."""
 
 import importlib

@@ -1,4 +1,4 @@
-"""Cohort and its figures (spec/METRICS.md, "Cohort figures")."""
+"""Cohort and its figures (docs/metrics.md)."""
 
 from enum import Enum
 from typing import Any
@@ -9,7 +9,7 @@ from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
 from resolvers.funnel import MissionFunnel
 from resolvers.projection import NotProjected, projects
-from resolvers.scalars import Date, DateTime
+from resolvers.scalars import Date, DateTime, SafeInt
 
 
 @strawberry.enum(description="Cohort lifecycle status.")
@@ -32,7 +32,7 @@ class Severity(Enum):
     WARNING = "warning"
 
 
-@strawberry.enum(description="Alert codes of spec/METRICS.md.")
+@strawberry.enum(description="Alert codes of docs/metrics.md.")
 class AlertCode(Enum):
     LOW_SEAT_UTILIZATION = "LOW_SEAT_UTILIZATION"
     LOW_MENTOR_COVERAGE = "LOW_MENTOR_COVERAGE"
@@ -57,9 +57,9 @@ class Track:
 
 @strawberry.type(description="Seats of a cohort, or pooled over running cohorts in a summary.")
 class Seats:
-    total: int = strawberry.field(description="seat_capacity (summed in a summary).")
+    total: SafeInt = strawberry.field(description="seat_capacity (summed in a summary).")
     used: int = strawberry.field(description="Seated enrollments: status active or completed.")
-    available: int = strawberry.field(
+    available: SafeInt = strawberry.field(
         description="max(total − used, 0); in a summary, the sum of each cohort's available."
     )
     paid: int = strawberry.field(description="Seated enrollments with seat_type paid.")
@@ -194,16 +194,16 @@ class PortfolioHealth:
 @strawberry.type(description="Payments of a cohort in one currency (Subscription & Billing).")
 class CurrencyPayments:
     currency: str = strawberry.field(description="ISO 4217 code.")
-    billed_cents: int = strawberry.field(
+    billed_cents: SafeInt = strawberry.field(
         description="Sum of amount over all payments, refunded ones included."
     )
-    paid_cents: int = strawberry.field(description="Sum over payments with status paid.")
-    pending_cents: int = strawberry.field(description="Sum over payments with status pending.")
-    failed_cents: int = strawberry.field(description="Sum over payments with status failed.")
-    overdue_cents: int = strawberry.field(
+    paid_cents: SafeInt = strawberry.field(description="Sum over payments with status paid.")
+    pending_cents: SafeInt = strawberry.field(description="Sum over payments with status pending.")
+    failed_cents: SafeInt = strawberry.field(description="Sum over payments with status failed.")
+    overdue_cents: SafeInt = strawberry.field(
         description="Sum over pending payments with due_date before today (UTC)."
     )
-    refunded_cents: int = strawberry.field(description="Sum of the refunds of these payments.")
+    refunded_cents: SafeInt = strawberry.field(description="Sum of the refunds of these payments.")
     refund_count: int = strawberry.field(description="How many refunds.")
     failed_count: int = strawberry.field(description="How many payments have status failed.")
     collection_rate: float | None = strawberry.field(
@@ -278,7 +278,7 @@ def _section(name: str) -> Any:
 SECTION_NOTE = " Null only when its upstream module is unavailable and nothing is cached."
 
 
-@strawberry.type(description="A cohort and every figure of spec/METRICS.md, as of computedAt.")
+@strawberry.type(description="A cohort and every figure of docs/metrics.md, as of computedAt.")
 class Cohort:
     id: int = strawberry.field(description="Cohort id.")
     name: str = strawberry.field(description="Cohort name.")
@@ -313,7 +313,7 @@ class Cohort:
     )
     milestones: Milestones = strawberry.field(description="Upcoming and overdue milestones.")
     alerts: list[Alert] = strawberry.field(
-        description="Alerts of this cohort (running cohorts only), in METRICS.md rule order."
+        description="Alerts of this cohort (running cohorts only), in docs/metrics.md rule order."
     )
     flags: list[AlertCode] = strawberry.field(description="The codes of this cohort's alerts.")
     computed_at: DateTime = strawberry.field(

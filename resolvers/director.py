@@ -20,14 +20,14 @@ from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, encode_cursor, page
 from resolvers.projection import NotProjected, projects
-from resolvers.scalars import DateTime
+from resolvers.scalars import DateTime, SafeInt
 from resolvers.subtrees import DEFAULT_SUMMARY_ALERTS, MAX_SUMMARY_ALERTS
 
 
 @strawberry.type(description="Alert counts by severity.")
 class AlertCounts:
-    critical: int = strawberry.field(description="Alerts with severity critical.")
-    warning: int = strawberry.field(description="Alerts with severity warning.")
+    critical: SafeInt = strawberry.field(description="Alerts with severity critical.")
+    warning: SafeInt = strawberry.field(description="Alerts with severity warning.")
 
 
 @strawberry.type(description="How many alerts carry one code.")

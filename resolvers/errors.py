@@ -38,8 +38,15 @@ PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 UNAVAILABLE = "UNAVAILABLE"
 # The gateway's own state.
 UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+UPSTREAM_DATA_INVALID = "UPSTREAM_DATA_INVALID"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+# Bounds on what one request, one caller or one event may cost.
+HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+VARIABLES_TOO_LARGE = "VARIABLES_TOO_LARGE"
+TOO_MANY_REGISTRATIONS = "TOO_MANY_REGISTRATIONS"
+TOO_MANY_IDS = "TOO_MANY_IDS"
 
 CATALOG: dict[str, str] = {
     UNAUTHENTICATED: (
@@ -75,14 +82,40 @@ CATALOG: dict[str, str] = {
     PAYLOAD_TOO_LARGE: "Webhook: a body larger than GATEWAY_WEBHOOK_MAX_BODY_BYTES (HTTP 413).",
     UNAVAILABLE: "Webhook: the event cannot be recorded or queued now; retry (HTTP 503).",
     UPSTREAM_UNAVAILABLE: "An upstream module is down; `extensions.module` names it.",
+    UPSTREAM_DATA_INVALID: (
+        "An upstream module holds a value outside docs/upstream.md (a timestamp that is not "
+        "one); `extensions.module` names it. Refused, logged and counted, never miscounted."
+    ),
     SERVICE_UNAVAILABLE: "On-demand refresh is not available in this deployment.",
     INTERNAL_SERVER_ERROR: "A fault of the gateway; `requestId` finds it in the logs.",
+    HEADERS_TOO_LARGE: (
+        "A request head larger than GATEWAY_MAX_HEADER_BYTES or with more than "
+        "GATEWAY_MAX_HEADERS fields (HTTP 431)."
+    ),
+    REQUEST_TIMEOUT: "A request head not received within GATEWAY_HEADER_TIMEOUT_S (HTTP 408).",
+    VARIABLES_TOO_LARGE: (
+        "Variables nested deeper than 16 levels, holding more than 1,000 values or more than "
+        "65,536 characters of keys and strings (HTTP 400)."
+    ),
+    TOO_MANY_REGISTRATIONS: (
+        "Persisted queries: more documents registered than GATEWAY_APQ_MAX_REGISTRATIONS or "
+        "GATEWAY_APQ_MAX_REGISTRATION_BYTES per caller per window, or the store is full (HTTP 429)."
+    ),
+    TOO_MANY_IDS: "Webhook: an event naming more than GATEWAY_WEBHOOK_MAX_IDS ids (HTTP 413).",
 }
 
 # Answers, not faults: not logged as errors.
 EXPECTED_CODES = frozenset(
     {NOT_FOUND, BAD_USER_INPUT, FORBIDDEN, UNAUTHENTICATED, UPSTREAM_UNAVAILABLE, RATE_LIMITED}
 )
+
+
+# A value computed by the gateway that its field's type cannot carry: a fault, logged.
+def is_output_fault(error: GraphQLError) -> bool:
+    """A value the gateway computed that its field's type cannot carry (an Int past 2^31−1,
+    say): graphql-core's serializer raises the same "cannot represent" as for a bad input,
+    but during execution, so the error has a path; input values are coerced before it."""
+    return error.path is not None and "cannot represent" in error.message
 
 
 def coded(message: str, code: str, **extensions: object) -> GraphQLError:

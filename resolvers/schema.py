@@ -11,6 +11,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.utils.logging import StrawberryLogger
 
+from loaders.engines import UpstreamDataInvalid
 from resolvers.caller import DASHBOARD_ROLES
 from resolvers.cohort import Cohort
 from resolvers.context import Context
@@ -21,6 +22,7 @@ from resolvers.errors import (
     UPSTREAM_UNAVAILABLE,
     bad_input,
     coded,
+    is_output_fault,
     not_found,
 )
 from resolvers.ids import is_id
@@ -136,9 +138,14 @@ class GatewaySchema(strawberry.Schema):
     ) -> None:
         for error in errors:
             code = (error.extensions or {}).get("code")
-            if code == UPSTREAM_UNAVAILABLE:  # an outage: worth a line, not a traceback
+            if code == UPSTREAM_UNAVAILABLE or isinstance(
+                error.original_error, UpstreamDataInvalid
+            ):
+                # an outage, or data refused (logged where it was read): a line, no traceback
                 log.warning("graphql error: %s", error.message)
-            elif code in EXPECTED_CODES or isinstance(error.original_error, GraphQLError | None):
+            elif code in EXPECTED_CODES or (
+                isinstance(error.original_error, GraphQLError | None) and not is_output_fault(error)
+            ):
                 log.debug("graphql error: %s", error.message)
             else:
                 StrawberryLogger.error(error, execution_context)

@@ -51,7 +51,7 @@ async def build_cohorts(
     # same statements as load_many, without a future per key), the largest tables
     # counted or summed by the database (rows per cohort in the tens, not hundreds).
     upstream = loaders.upstream
-    today = now.astimezone(UTC).date()  # METRICS.md: today is the UTC date of now
+    today = now.astimezone(UTC).date()  # docs/metrics.md: today is the UTC date of now
     program_rows, enrollments, milestones = await asyncio.gather(
         loaders.program_by_id.load_many(sorted({t.program_id for t in tracks_by_id.values()})),
         loaders.enrollments_by_cohort_id.load_all(ids),

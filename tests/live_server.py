@@ -38,10 +38,17 @@ async def serving(settings: Settings, clock: Any = None) -> AsyncIterator[Served
     kwargs = {"clock": clock} if clock is not None else {}
     app = create_app(settings, **kwargs)
     port = free_port()
+    from gateway.http.protocol import server_options
     from gateway.supervisor import _uvicorn_options
 
-    # The served options of `gateway serve` (its WebSocket implementation included).
-    options = {**_uvicorn_options(), "loop": "none", "log_config": None}
+    # The served options of `gateway serve` (its WebSocket implementation and its bounds
+    # included), the bounds taken from `settings`.
+    options = {
+        **_uvicorn_options(),
+        **server_options(settings),
+        "loop": "none",
+        "log_config": None,
+    }
     server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, **options))
     # _serve: uvicorn's serve() without taking over the test process's signal handlers.
     task = asyncio.ensure_future(server._serve())

@@ -16,6 +16,7 @@ from gateway.cache.keys import QUEUE_NAME
 from gateway.refresh.cycle import CycleReport, refresh_subtrees
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.version import VERSION
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
 from tests.gateway_client import GatewayClient, background_done, gateway_client
@@ -232,10 +233,10 @@ async def test_webhook_signature_replay_and_fan_out(cached: GatewayClient, redis
         "cohorts": [102],
         "directors": [DREW],
     }
-    assert await queued_jobs(redis_url) == ["refresh_cohort:102", "refresh_director:director:3"]
+    assert await queued_jobs(redis_url) == ["refresh_director:director:3", "refresh_pending:evt_01"]
     response = await http.post("/webhooks/upstream", content=EVENT, headers=signed(EVENT))
     assert (response.status_code, response.json()["status"]) == (202, "duplicate")
-    assert await queued_jobs(redis_url) == ["refresh_cohort:102", "refresh_director:director:3"]
+    assert await queued_jobs(redis_url) == ["refresh_director:director:3", "refresh_pending:evt_01"]
 
     before = {
         user: (await cached.data("{ me { summary { computedAt } } }", user=user))
@@ -269,16 +270,24 @@ async def test_redis_stopped_mid_test_answers_live_then_resumes(
             ready = await api.http.get("/readyz")  # answers are still given: degraded
             assert (ready.status_code, ready.json()) == (
                 200,
-                {"status": "degraded", "down": ["redis"]},
+                {"status": "degraded", "down": ["redis"], "version": VERSION},
             )
         finally:
             redis_server.start()
 
         async def ready() -> bool:  # the breaker retries Redis after a second
-            return (await api.http.get("/readyz")).json() == {"status": "ready", "down": []}
+            return (await api.http.get("/readyz")).json() == {
+                "status": "ready",
+                "down": [],
+                "version": VERSION,
+            }
 
         await async_wait_until(ready, "the gateway to use Redis again")
-        assert (await api.http.get("/readyz")).json() == {"status": "ready", "down": []}
+        assert (await api.http.get("/readyz")).json() == {
+            "status": "ready",
+            "down": [],
+            "version": VERSION,
+        }
         await api.data(SUMMARY, user=DANA)  # miss: computed and stored again
         with StatementCounter(api) as counter:
             assert await api.data(SUMMARY, user=DANA) == expected

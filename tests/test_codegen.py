@@ -62,6 +62,8 @@ def test_codegen_types_dates_as_strings(generated: Path) -> None:
     assert "computedAt: string, stale: boolean" in source
     assert "dueDate: string" in source
     assert "unknown" not in source.split("export type DirectorSummaryQuery", 1)[1].split("\n")[0]
+    # And SafeInt (money, pooled seats) a number.
+    assert "billedCents: number" in source
 
 
 async def test_generated_ids_match_the_manifest_the_gateway_loads(

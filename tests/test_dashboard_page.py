@@ -161,6 +161,8 @@ async def open_page(browser: Any, url: str, user: int) -> Page:
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # A Content-Security-Policy violation is reported on the console only.
+    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
     page.errors = errors  # type: ignore[attr-defined]
     await page.goto(f"{url}/dashboard#token={token}")
     await page.wait_for_selector("body[data-ready=true]", timeout=TIMEOUT_MS)
@@ -344,7 +346,14 @@ async def test_served_offline_on_in_development_a_setting_in_production(db: str)
     async with gateway_client(Settings(database_url=db)) as client:
         page = await client.http.get("/dashboard")
         assert page.status_code == 200
-        assert page.headers["content-security-policy"].startswith("default-src 'none'")
+        assert page.headers["content-security-policy"] == (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'"
+        )
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
         assert "https://" not in page.text and "http://" not in page.text
         for name in ("dashboard.js", "dashboard.css", "graphql-ws.min.js"):
             asset = await client.http.get(f"/dashboard/{name}")

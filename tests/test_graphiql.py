@@ -3,6 +3,8 @@ headless Chromium (Debian's `chromium`, through Playwright) from the link `gatew
 prints: signed in, the Dashboard query loaded, docs and autocomplete ready, the query run,
 no error shown at any step. Screenshots of each step land in tests/artifacts/graphiql/."""
 
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -61,11 +63,27 @@ async def api(dataset_url: str):
         yield client
 
 
+def csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
 async def test_page_and_assets_are_served_without_a_cdn(api: GatewayClient) -> None:
     page = await api.http.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert "https://" not in page.text and "http://" not in page.text
+    # Only what the page loads: its files, its one inline script and style by their hashes.
+    inline_script = page.text.split("<script>", 1)[1].split("</script>", 1)[0]
+    inline_style = page.text.split("<style>", 1)[1].split("</style>", 1)[0]
+    assert page.headers["content-security-policy"] == (
+        f"default-src 'none'; script-src 'self' {csp_hash(inline_script)}; "
+        f"style-src 'self' {csp_hash(inline_style)}; img-src 'self' data:; "
+        "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
     for name, media_type in [
         ("graphiql.min.js", "text/javascript"),
         ("graphiql.min.css", "text/css"),
@@ -77,6 +95,7 @@ async def test_page_and_assets_are_served_without_a_cdn(api: GatewayClient) -> N
         assert asset.status_code == 200, name
         assert asset.headers["content-type"].split(";")[0] == media_type
         assert asset.headers["cache-control"] == "public, max-age=86400"
+        assert asset.headers["x-content-type-options"] == "nosniff"
         assert len(asset.content) > 10_000
     missing = await api.http.get("/graphql", params={"graphiql-asset": "../settings.py"})
     assert missing.status_code == 404

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from gateway.settings import Settings
+from gateway.version import VERSION
 from tests.clock import MovableClock
 from tests.dataset import DANA, NOW
 from tests.gateway_client import gateway_client
@@ -34,19 +35,28 @@ async def ready(settings: Settings) -> tuple[int, dict]:
 async def test_ready_when_every_part_answers(dataset_url: str, redis_url: str) -> None:
     assert await ready(settings_for(dataset_url, redis_url)) == (
         200,
-        {"status": "ready", "down": []},
+        {"status": "ready", "down": [], "version": VERSION},
     )
-    assert await ready(settings_for(dataset_url, None)) == (200, {"status": "ready", "down": []})
+    assert await ready(settings_for(dataset_url, None)) == (
+        200,
+        {"status": "ready", "down": [], "version": VERSION},
+    )
 
 
 async def test_degraded_while_answers_can_still_be_given(dataset_url: str, redis_url: str) -> None:
     billing = settings_for(dataset_url, redis_url, upstream_billing_url=closed("billing"))
-    assert await ready(billing) == (200, {"status": "degraded", "down": ["billing"]})
+    assert await ready(billing) == (
+        200,
+        {"status": "degraded", "down": ["billing"], "version": VERSION},
+    )
     # The core module down: answers come from the cache (Redis, or memory when embedded).
     programs = closed("programs")
     for redis in (redis_url, None):
         settings = settings_for(dataset_url, redis, upstream_programs_url=programs)
-        assert await ready(settings) == (200, {"status": "degraded", "down": ["programs"]})
+        assert await ready(settings) == (
+            200,
+            {"status": "degraded", "down": ["programs"], "version": VERSION},
+        )
 
 
 async def test_degraded_with_redis_down_and_no_address_shown(
@@ -61,7 +71,7 @@ async def test_degraded_with_redis_down_and_no_address_shown(
             redis_server.start()
         assert (response.status_code, response.json()) == (
             200,
-            {"status": "degraded", "down": ["redis"]},
+            {"status": "degraded", "down": ["redis"], "version": VERSION},
         )
         assert str(redis_server.port) not in response.text
 
@@ -71,7 +81,10 @@ async def test_unavailable_only_when_nothing_can_be_answered(
 ) -> None:
     programs = closed("programs")
     no_cache = settings_for(dataset_url, None, upstream_programs_url=programs, cache_enabled=False)
-    assert await ready(no_cache) == (503, {"status": "unavailable", "down": ["programs"]})
+    assert await ready(no_cache) == (
+        503,
+        {"status": "unavailable", "down": ["programs"], "version": VERSION},
+    )
     settings = settings_for(dataset_url, redis_url, upstream_programs_url=programs)
     async with gateway_client(settings, MovableClock(NOW)) as api:
         redis_server.stop()
@@ -81,7 +94,7 @@ async def test_unavailable_only_when_nothing_can_be_answered(
             redis_server.start()
     assert (response.status_code, response.json()) == (
         503,
-        {"status": "unavailable", "down": ["programs", "redis"]},
+        {"status": "unavailable", "down": ["programs", "redis"], "version": VERSION},
     )
     assert programs.rsplit(":", 1)[1] not in response.text
 
@@ -108,7 +121,11 @@ async def test_an_internal_port_serves_only_the_operators_endpoints(dataset_url:
             transport=api.http._transport, base_url=f"http://gateway.test:{internal}"
         )
         async with inside:
-            assert (await inside.get("/readyz")).json() == {"status": "ready", "down": []}
+            assert (await inside.get("/readyz")).json() == {
+                "status": "ready",
+                "down": [],
+                "version": VERSION,
+            }
             assert (await inside.get("/metrics")).status_code == 200
             assert (await inside.get("/healthz")).status_code == 200
             not_here = await inside.post("/graphql", json=ME, headers=api.auth(DANA))
@@ -131,7 +148,11 @@ def test_gateway_serve_listens_on_the_internal_port(
     env = child_env(dataset_url, internal_port=str(internal))
     with GatewayProcess("gateway", env, tmp_path, workers=workers) as gateway:
         inside = f"http://{HOST}:{internal}"
-        assert httpx.get(f"{inside}/readyz", timeout=30).json() == {"status": "ready", "down": []}
+        assert httpx.get(f"{inside}/readyz", timeout=30).json() == {
+            "status": "ready",
+            "down": [],
+            "version": VERSION,
+        }
         assert "gateway_request_seconds" in httpx.get(f"{inside}/metrics", timeout=30).text
         assert httpx.get(f"{inside}/graphql", timeout=30).status_code == 404
         assert httpx.get(f"{gateway.url}/readyz", timeout=30).status_code == 404

@@ -55,6 +55,7 @@ FIRST_KEY = {
     "SMEMBERS",
     "SREM",
     "INCRBY",
+    "HINCRBY",
     "PTTL",
     "ZADD",
     "ZCARD",

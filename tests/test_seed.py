@@ -2,7 +2,7 @@
 
 The figures here are recomputed straight from the seeded tables (SQL aggregates plus
 a little Python), independently of the resolvers, so they double as a cross-check of
-spec/METRICS.md. Every helper takes a URL map so a PostgreSQL fixture can reuse them.
+docs/metrics.md. Every helper takes a URL map so a PostgreSQL fixture can reuse them.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ async def test_users_directors_and_tracks(demo: tuple[dict[str, str], SeedReport
     assert statuses == {"active": 5, "archived": 1}
 
 
-# --- row-level invariants of spec/UPSTREAM.md -------------------------------------------
+# --- row-level invariants of docs/upstream.md -------------------------------------------
 
 
 async def test_row_invariants(demo: tuple[dict[str, str], SeedReport]) -> None:
@@ -320,7 +320,7 @@ async def test_realistic_shapes(demo: tuple[dict[str, str], SeedReport]) -> None
     assert await scalar(urls, "programs", select(func.count()).where(open_, upcoming)) > 0
 
 
-# --- every alert of spec/METRICS.md fires on a running cohort ---------------------------
+# --- every alert of docs/metrics.md fires on a running cohort ---------------------------
 
 
 async def running_cohort_alerts(urls: Mapping[str, str]) -> dict[int, set[str]]:

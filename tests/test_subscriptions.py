@@ -16,6 +16,7 @@ from resolvers.caller import DIRECTOR, Caller
 from tests import dataset
 from tests.clock import MovableClock
 from tests.dataset import ADMIN, DANA, DREW, NOW
+from tests.harness.waiting import async_wait_until
 from tests.live_server import Served, serving
 from tests.subscription_clients import sse_stream, ws_connect, ws_session
 from tests.test_cache import refresh_all, settings_for
@@ -268,6 +269,14 @@ async def test_connection_limits(db: str) -> None:
                     4429,
                     "Too many subscription connections for this caller; the limit is 2.",
                 )
+            # The refused socket's process slot is given back once the server saw it go.
+            hub = live.services.hub
+            assert hub is not None
+
+            async def given_back() -> bool:
+                return hub.slots.taken == 2
+
+            await async_wait_until(given_back, "the refused socket's slot to be given back")
             async with sse_stream(live.url, {"query": DASHBOARD}, live.auth(DANA)) as sse:
                 assert sse.response.status_code == 429
                 await sse.response.aread()

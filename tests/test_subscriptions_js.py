@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from gateway.auth import mint_token
-from gateway.cache.keys import JOB_REFRESH_COHORT, cohort_job_id
+from gateway.cache.keys import JOB_REFRESH_PENDING
 from gateway.documents.dashboard import OPERATIONS_DIR, dashboard_operations
 from gateway.settings import Settings
 from tests.dataset import ADMIN, DANA, DREW, NORA
@@ -166,7 +166,8 @@ async def test_a_subscriber_on_replica_b_hears_of_a_refresh_through_replica_a(
             update = await clients.update("on-b")
             # (A refresh cycle would name 101, 102 and 104: this is the webhook's.)
             assert update["changedCohortIds"] == [101]
-    assert worker.job_ends(f"{cohort_job_id(101)}:{JOB_REFRESH_COHORT}")
+    # The event's cohorts are one job of the event (gateway/refresh/pending.py).
+    assert worker.messages(rf"← {JOB_REFRESH_PENDING}:evt-\d+:{JOB_REFRESH_PENDING} ●")
 
 
 async def test_refusals_with_their_codes(db: str, node: str, manifest: str) -> None:

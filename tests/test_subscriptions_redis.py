@@ -1,7 +1,7 @@
 """Subscriptions across gateway replicas on one Redis: a rewrite is published once and
 every replica pushes to its own subscribers; no Redis command per subscriber; notices
 resume after Redis restarts. Two gateways served by uvicorn in this process, one
-database, one redis-server (tests/servers.py)."""
+database, one redis-server (tests/harness/servers.py)."""
 
 import asyncio
 from collections import Counter

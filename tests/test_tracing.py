@@ -175,7 +175,10 @@ async def test_a_job_enqueued_by_a_webhook_carries_the_request_trace(
                 headers={**signed(EVENT, WEBHOOK_SECRET), "traceparent": TRACEPARENT},
             )
         assert response.status_code == 202, response.text
-        assert await queued_jobs(redis_url) == ["refresh_cohort:102", "refresh_director:director:3"]
+        assert await queued_jobs(redis_url) == [
+            "refresh_director:director:3",
+            "refresh_pending:evt_01",
+        ]
         worker = make_worker(
             settings, burst=True, poll_delay=0.01, ctx={"settings": settings, "tracing": tracing}
         )
@@ -190,22 +193,21 @@ async def test_a_job_enqueued_by_a_webhook_carries_the_request_trace(
     jobs = {s.attributes["gateway.job_id"]: s for s in finished if s.name.startswith("job ")}
     # The event's two refreshes, and the admin's summary the cohort's job queues in turn.
     assert sorted(jobs) == [
-        "refresh_cohort:102",
         "refresh_director:admin:1",
         "refresh_director:director:3",
+        "refresh_pending:evt_01",
     ]
     for job in jobs.values():
         assert f"{job.context.trace_id:032x}" == TRACE_ID  # the webhook caller's trace
         assert job.kind.name == "CONSUMER"
-    cohort_job = jobs["refresh_cohort:102"]
+    cohort_job = jobs["refresh_pending:evt_01"]
     assert cohort_job.parent.span_id == request.context.span_id
     assert jobs["refresh_director:director:3"].parent.span_id == request.context.span_id
     assert jobs["refresh_director:admin:1"].parent.span_id == cohort_job.context.span_id
     assert dict(cohort_job.attributes) == {
         "messaging.system": "arq",
-        "messaging.operation.name": "refresh_cohort",
-        "gateway.job_id": "refresh_cohort:102",
-        "gateway.cohort_id": 102,
+        "messaging.operation.name": "refresh_pending",
+        "gateway.job_id": "refresh_pending:evt_01",
     }
     # The job's own work (statements, cache writes) is traced under it.
     under_cohort_job = [

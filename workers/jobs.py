@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.cache.keys import COLD_START_JOB_ID, JOB_REFRESH_ALL, QUEUE_NAME
 from gateway.cache.kv import CacheUnavailable
-from gateway.refresh import dispatch
+from gateway.refresh import dispatch, pending
 from gateway.refresh.cycle import last_cycle, refresh_cycle
 from gateway.refresh.lease import Skipped
 from gateway.refresh.service import RefreshService
@@ -83,7 +83,9 @@ async def refresh_all(
     """Every subtree, then the answers built from them (stored or replaced)."""
     with _span(ctx, "refresh_all", trace):
         try:
-            cycle, answers = await refresh_cycle(_services(ctx), only_when_cold=only_when_cold)
+            cycle, answers = await refresh_cycle(
+                _services(ctx), only_when_cold=only_when_cold, job=ctx.get("job_id", "")
+            )
         except Skipped as skipped:
             log.info("refresh cycle skipped", extra={"reason": skipped.reason})
             return {"skipped": skipped.reason}
@@ -109,6 +111,19 @@ async def refresh_cohort(
         for caller in done.later:
             await services.refresher.refresh_director(caller)
     return done.directors
+
+
+def batches_running() -> bool:
+    return dispatch.batches_running() > 0
+
+
+async def refresh_pending(ctx: dict[str, Any], trace: dict[str, str] | None = None) -> int:
+    """A change event's cohorts, with every other event's still pending (one drain at a
+    time: gateway/refresh/pending.py)."""
+    services = _services(ctx)
+    assert services.refresher is not None
+    with _span(ctx, "refresh_pending", trace):
+        return await pending.drain(ctx["redis"], _refresh(ctx), services.refresher)
 
 
 async def serve_batches(ctx: dict[str, Any], taking: Callable[[], bool]) -> None:

@@ -11,7 +11,8 @@ next write: gateway/refresh/lease.py).
 
 `beside` tasks run next to the job loop from start-up to shutdown (the cycle's batch runner,
 gateway/refresh/dispatch.py), told whether the worker still takes new work: not once it
-was told to stop.
+was told to stop. On SIGTERM the worker waits (up to arq's job completion wait) for its
+jobs and for what `busy()` says the beside tasks still run; then it cancels them.
 """
 
 import asyncio
@@ -38,6 +39,7 @@ arq_log = logging.getLogger("arq.worker")
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 5.0
+STOP_POLL_S = 0.05
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 Beside = Callable[[dict[str, Any], Callable[[], bool]], Awaitable[None]]
@@ -50,12 +52,14 @@ class ResilientWorker(Worker):
         heartbeat_file: Path | None = None,
         on_connect: Hook | None = None,
         beside: Sequence[Beside] = (),
+        busy: Callable[[], bool] = lambda: False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.heartbeat_file = heartbeat_file
         self.on_connect = on_connect
         self.beside = list(beside)
+        self.busy = busy
         self._beside_tasks: list[asyncio.Task[None]] = []
         self.redis_up = False
         self._backoff = EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
@@ -98,6 +102,12 @@ class ResilientWorker(Worker):
                         return
             except REDIS_ERRORS as exc:
                 await self._ride_out(exc)
+
+    async def _sleep_until_tasks_complete(self) -> None:
+        """arq's wait on SIGTERM (within its job completion wait), for the beside tasks'
+        work too: a batch finished is one that no other worker redoes."""
+        while self.tasks or self.busy():  # noqa: ASYNC110 (arq's own wait polls too)
+            await asyncio.sleep(STOP_POLL_S)
 
     async def _burst_done(self) -> bool:
         """arq's own end of a burst: the job budget spent, or the queue empty."""

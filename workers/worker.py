@@ -10,6 +10,7 @@ from gateway.cache.keys import (
     JOB_REFRESH_ALL,
     JOB_REFRESH_COHORT,
     JOB_REFRESH_DIRECTOR,
+    JOB_REFRESH_PENDING,
     QUEUE_NAME,
 )
 from gateway.refresh.cycle import cron_fields
@@ -20,9 +21,6 @@ from workers.runner import ResilientWorker
 
 # A cycle may not overlap the next one; a job that outlives this is cancelled and retried.
 JOB_TIMEOUT_S = 600
-# On SIGTERM, running jobs get this long to finish before they are cancelled (and re-run
-# by another worker). Keep it under the orchestrator's kill grace period.
-JOB_COMPLETION_WAIT_S = 20
 
 
 def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any]:
@@ -32,6 +30,7 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
         "functions": [
             func(jobs.refresh_director, name=JOB_REFRESH_DIRECTOR, keep_result=0),
             func(jobs.refresh_cohort, name=JOB_REFRESH_COHORT, keep_result=0),
+            func(jobs.refresh_pending, name=JOB_REFRESH_PENDING, keep_result=0),
             func(jobs.refresh_all, name=JOB_REFRESH_ALL, keep_result=0, timeout=JOB_TIMEOUT_S),
         ],
         "cron_jobs": [
@@ -54,7 +53,10 @@ def worker_settings(settings: Settings, *, burst: bool = False) -> dict[str, Any
         "job_timeout": JOB_TIMEOUT_S,
         "max_jobs": 4,
         "handle_signals": not burst,
-        "job_completion_wait": JOB_COMPLETION_WAIT_S,
+        # On SIGTERM, running jobs and batches get this long to finish; then they are
+        # cancelled (batches released to other workers, jobs re-run by arq).
+        "job_completion_wait": settings.worker_stop_wait_s,
+        "busy": jobs.batches_running,
     }
 
 

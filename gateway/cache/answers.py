@@ -9,7 +9,7 @@ made, the stored bytes go out with their ETag and Cache-Control. Correctness res
   true;
 - every entry is tagged with the subtrees it was built from; writing any of them
   (a webhook, a recompute) deletes the entries tagged with it, and a full refresh cycle
-  replaces them at its end (see gateway/prewarm.py);
+  replaces them at its end (see gateway/refresh/answers.py);
 - every entry carries the request it answers (caller, document hash, operation,
   variables), so that a refresh cycle can rebuild it for the same caller and key.
 """

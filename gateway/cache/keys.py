@@ -1,16 +1,24 @@
 """Every Redis key and job name, in one place.
 
-Keys carry a version derived from the schema and the subtree format, so a deploy that
-changes either never reads an entry of the old shape.
+Keys carry a version derived from the schema and the subtree format (`Keys.version`, the
+cache version), so a deploy that changes either never reads an entry of the old shape:
+during a rolling upgrade, old and new replicas on one Redis each read and write their own
+subtrees, stored answers, refresh records and rewrite notices. Persisted (APQ) documents
+carry DOCUMENT_FORMAT: their text means the same to every version (each validates it
+against its own schema), so they are shared until what is stored under them changes.
 """
 
 import hashlib
 
 from resolvers.caller import Caller
 
-# Bump when the shape or meaning of a cached subtree changes without a schema change.
+# Bump when the shape or meaning of a cached subtree or stored answer changes without a
+# schema change.
 SUBTREE_FORMAT = "2026-11-29.1"
 PREFIX = "ddg"
+# Bump when what is stored under a persisted document's key changes (today: its text).
+DOCUMENT_FORMAT = "1"
+APQ_KEY_PREFIX = f"{PREFIX}:apq:{DOCUMENT_FORMAT}:"
 SUBTREE_KINDS = frozenset({"cohort", "summary", "scope", "user"})
 
 
@@ -115,6 +123,8 @@ def kind_of(key: str) -> str:
 JOB_REFRESH_ALL = "refresh_all"
 JOB_REFRESH_DIRECTOR = "refresh_director"
 JOB_REFRESH_COHORT = "refresh_cohort"
+# A change event's cohorts, drained from pending sets (gateway/refresh/pending.py).
+JOB_REFRESH_PENDING = "refresh_pending"
 # The cron's job: arq names its runs cron:<name>:<unix ms>.
 CRON_REFRESH_ALL = "cron:refresh_all"
 QUEUE_NAME = "ddg:queue"

@@ -45,6 +45,12 @@ class Refresher(Protocol):
 
     async def refresh_director(self, caller: Caller) -> None: ...
 
+    async def refresh_event(
+        self, event_id: str, module: str, cohort_ids: Sequence[int], director_ids: Sequence[int]
+    ) -> None:
+        """A change event's refreshes: its directors' first, its cohorts coalesced."""
+        ...
+
 
 def encode(subtree: Subtree) -> bytes:
     return orjson.dumps(subtree)

@@ -17,9 +17,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.cache.keys import APQ_KEY_PREFIX
+
 log = logging.getLogger("gateway.documents.persisted")
 
-APQ_KEY_PREFIX = "gateway:apq:"
 MANIFEST_FORMAT = "apollo-persisted-query-manifest"
 SHA256_PREFIX = "sha256:"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")

@@ -19,6 +19,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 
 from gateway.documents.dashboard import dashboard_operations
 from gateway.http.errors import error_body
+from gateway.http.pages import NOSNIFF, page_headers
 from gateway.http.responses import json_response
 from gateway.settings import Settings
 from resolvers.errors import NOT_FOUND
@@ -30,16 +31,6 @@ ASSETS = {
     "graphql-ws.min.js": "text/javascript",
 }
 ASSET_MAX_AGE_S = 86_400
-# Everything from this origin only; WebSocket included ('self' matches ws: and wss:).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
 
 
 class DashboardPage:
@@ -56,6 +47,8 @@ class DashboardPage:
             digest = hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:12]
             html = html.replace(f"{{{{v:{name}}}}}", digest)
         self.html = html
+        # Everything from this origin only; WebSocket included ('self' matches ws: and wss:).
+        self.headers = {**page_headers(html), "Cache-Control": "no-store"}
 
     def _disabled(self) -> Response:
         return json_response(error_body("The dashboard page is disabled.", NOT_FOUND), 404)
@@ -63,7 +56,7 @@ class DashboardPage:
     async def page(self, request: Request) -> Response:
         if not self.enabled:
             return self._disabled()
-        return HTMLResponse(self.html, headers=SECURITY_HEADERS)
+        return HTMLResponse(self.html, headers=self.headers)
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -76,6 +69,6 @@ class DashboardPage:
             media_type=ASSETS[name],
             headers={
                 "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}",
-                "X-Content-Type-Options": "nosniff",
+                **NOSNIFF,
             },
         )

@@ -37,6 +37,7 @@ from gateway.documents.persisted import (
     make_apq_store,
     sha256_hex,
 )
+from gateway.documents.registrations import Quota, Registrations
 from gateway.http.access import OPERATION
 from gateway.http.errors import error_body, format_error
 from gateway.http.graphiql import GraphiQL
@@ -69,6 +70,7 @@ from resolvers.errors import (
     PERSISTED_QUERY_NOT_FOUND,
     PERSISTED_QUERY_NOT_IN_LIST,
     PERSISTED_QUERY_NOT_SUPPORTED,
+    TOO_MANY_REGISTRATIONS,
     UNAUTHENTICATED,
     UPSTREAM_UNAVAILABLE,
 )
@@ -109,6 +111,19 @@ class GraphQLEndpoint:
             services.cache_redis,
             ttl_s=settings.apq_ttl_s,
             memory_entries=settings.apq_memory_entries,
+        )
+        self.registrations = Registrations(
+            services.cache_redis,
+            per_caller=Quota(
+                settings.apq_max_registrations,
+                settings.apq_max_registration_bytes,
+                settings.apq_registration_window_s,
+            ),
+            total=Quota(
+                settings.apq_max_registrations_total,
+                settings.apq_max_registration_bytes_total,
+                settings.apq_ttl_s,
+            ),
         )
         self.preparer, self.schema = prepared_schema(services.schema, settings)
         self.graphiql = GraphiQL(settings.graphiql_enabled)
@@ -160,7 +175,7 @@ class GraphQLEndpoint:
                 return self.respond(gql, request, prepared.errors, None, headers, now, media)[0]
             if gql.register:
                 # Only a document within the limits that validates is kept (as Apollo does).
-                await self.apq.set(gql.sha256, gql.document)
+                await self.register(gql, caller, now)
             result = await self.execute(gql, context)
         except RequestError as exc:
             body = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
@@ -308,6 +323,22 @@ class GraphQLEndpoint:
             # non-2xx before its APQ interceptor reads the error (README, Clients).
             raise RequestError(200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound", NO_STORE)
         gql.document = document
+
+    async def register(self, gql: GraphQLRequest, caller: Caller, now: datetime) -> None:
+        """Keeps an APQ document, within the caller's and everyone's registration bounds
+        (TOO_MANY_REGISTRATIONS, 429); a document already kept costs nothing."""
+        if await self.apq.get(gql.sha256) == gql.document:
+            return
+        size = len(gql.document.encode())
+        exceeded = await self.registrations.admit(caller.user_id, size, now.timestamp())
+        if exceeded is not None:
+            raise RequestError(
+                429,
+                TOO_MANY_REGISTRATIONS,
+                f"Too many persisted-query registrations: {exceeded.what}.",
+                {"Retry-After": str(exceeded.retry_after_s), **NO_STORE},
+            )
+        await self.apq.set(gql.sha256, gql.document)
 
     def enforce_persisted_only(self, gql: GraphQLRequest) -> None:
         settings = self.settings

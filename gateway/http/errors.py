@@ -5,8 +5,13 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 
-from loaders.engines import UpstreamUnavailable
-from resolvers.errors import BAD_USER_INPUT, UPSTREAM_UNAVAILABLE
+from loaders.engines import UpstreamDataInvalid, UpstreamUnavailable
+from resolvers.errors import (
+    BAD_USER_INPUT,
+    UPSTREAM_DATA_INVALID,
+    UPSTREAM_UNAVAILABLE,
+    is_output_fault,
+)
 
 log = logging.getLogger("gateway.http.errors")
 
@@ -31,8 +36,12 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, UpstreamUnavailable):
         return UPSTREAM_UNAVAILABLE
+    if isinstance(original, UpstreamDataInvalid):
+        return UPSTREAM_DATA_INVALID
     if isinstance(error, GraphQLSyntaxError):
         return GRAPHQL_PARSE_FAILED
+    if is_output_fault(error):
+        return INTERNAL_SERVER_ERROR
     if original is None or isinstance(original, GraphQLError):
         if any(phrase in error.message for phrase in _INPUT_PHRASES):
             return BAD_USER_INPUT
@@ -46,7 +55,7 @@ def format_error(error: GraphQLError, *, mask: bool, request_id: str) -> dict[st
     if "code" not in extensions:
         extensions["code"] = error_code(error)
     original = error.original_error
-    if isinstance(original, UpstreamUnavailable):
+    if isinstance(original, UpstreamUnavailable | UpstreamDataInvalid):
         extensions["module"] = original.module
         formatted["message"] = str(original)
     if extensions["code"] == INTERNAL_SERVER_ERROR:

@@ -11,6 +11,7 @@ from pathlib import Path
 from starlette.responses import FileResponse, HTMLResponse, Response
 
 from gateway.http.errors import error_body
+from gateway.http.pages import NOSNIFF, page_headers
 from gateway.http.responses import json_response
 from resolvers.errors import NOT_FOUND
 
@@ -31,10 +32,11 @@ class GraphiQL:
         # `<` escaped: the query is embedded in a <script>.
         query = json.dumps(DASHBOARD_QUERY.read_text()).replace("<", "\\u003c")
         self.html = (STATIC_DIR / "index.html").read_text().replace("__DASHBOARD_QUERY__", query)
+        self.headers = page_headers(self.html)
 
     def page(self, headers: dict[str, str]) -> Response:
         if self.enabled:
-            return HTMLResponse(self.html, headers=headers)
+            return HTMLResponse(self.html, headers={**headers, **self.headers})
         body = error_body("GraphiQL is disabled.", NOT_FOUND, requestId=headers["X-Request-Id"])
         return json_response(body, 404, headers)
 
@@ -45,5 +47,5 @@ class GraphiQL:
         return FileResponse(
             STATIC_DIR / name,
             media_type=ASSETS[name],
-            headers={**headers, "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}"},
+            headers={**headers, **NOSNIFF, "Cache-Control": f"public, max-age={ASSET_MAX_AGE_S}"},
         )

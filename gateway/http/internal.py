@@ -6,11 +6,12 @@ token (GATEWAY_INTERNAL_TOKEN) and be served on a port of their own
 (GATEWAY_INTERNAL_PORT), which then serves nothing else (the public port answers them 404).
 Their bodies name parts, never an address or an exception's text.
 
-/readyz: 200 `ready` when every part answers; 200 `degraded` with the parts that do not
-(an upstream module, or Redis) while the gateway can still answer — live when Redis is
-down, sections from the cache or UPSTREAM_UNAVAILABLE when a module is; 503 `unavailable`
-only when it cannot answer at all: the programs module (who is asking, what a cohort is)
-down with no cache to answer from.
+/readyz (its body also says the gateway's version): 200 `ready` when every part answers;
+200 `degraded` with the parts that do not (an upstream module, or Redis) while the
+gateway can still answer — live when Redis is down, sections from the cache or
+UPSTREAM_UNAVAILABLE when a module is; 503 `unavailable` only when it cannot answer at
+all: the programs module (who is asking, what a cohort is) down with no cache to answer
+from; 503 `draining` from the moment the process is told to stop (gateway/drain.py).
 """
 
 import hmac
@@ -23,13 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import metrics
+from gateway import drain, metrics
 from gateway.cache.kv import CacheUnavailable
 from gateway.http.errors import error_body
 from gateway.http.request import inbound_request_id
 from gateway.http.responses import json_response
 from gateway.logs import new_request_id
 from gateway.services import Services
+from gateway.version import VERSION
 from resolvers.errors import NOT_FOUND, UNAUTHENTICATED
 
 log = logging.getLogger("gateway.http.internal")
@@ -82,8 +84,10 @@ class InternalEndpoints:
         refused = self.refusal(request)
         if refused is not None:
             return refused
+        if drain.draining():  # told to stop: out of the rotation while it still serves
+            return json_response({"status": "draining", "down": [], "version": VERSION}, 503)
         status, body = await readiness(self.services)
-        return json_response(body, status)
+        return json_response({**body, "version": VERSION}, status)
 
     async def metrics(self, request: Request) -> Response:
         refused = self.refusal(request)

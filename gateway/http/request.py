@@ -22,9 +22,20 @@ from starlette.requests import Request
 from gateway.cache.answers import AnswerId
 from gateway.documents.persisted import document_sha256
 from gateway.http.media import JSON
-from resolvers.errors import BAD_REQUEST, BATCHING_DISABLED, REQUEST_TOO_LARGE
+from resolvers.errors import (
+    BAD_REQUEST,
+    BATCHING_DISABLED,
+    REQUEST_TOO_LARGE,
+    VARIABLES_TOO_LARGE,
+)
 
 GRAPHIQL_ASSET_PARAM = "graphiql-asset"
+# Variables, on every path (GET, the fast path's key, POST, WebSocket, event stream): the
+# schema's inputs nest 3 deep and take a few values; these leave room and keep any use of
+# them (a canonical key, coercion, a log line) small and free of recursion limits.
+MAX_VARIABLES_DEPTH = 16  # objects and lists within `variables`, itself 1
+MAX_VARIABLES_VALUES = 1_000  # every object, list and scalar counted once
+MAX_VARIABLES_CHARS = 65_536  # every key and string, summed
 
 Source = Literal["document", "apq", "manifest"]
 
@@ -164,9 +175,40 @@ def check_shape(data: Any, method: str) -> GraphQLRequest:
         raise RequestError(400, BAD_REQUEST, "`operationName` must be a string.")
     if extensions is not None and not isinstance(extensions, dict):
         raise RequestError(400, BAD_REQUEST, "`extensions` must be an object.")
+    if variables:
+        check_variables(variables)
     return GraphQLRequest(
         query or None, variables, operation_name, extensions, method, document_id or None
     )
+
+
+def check_variables(variables: dict[str, Any]) -> None:
+    """Refuses variables past the bounds above (HTTP 400, VARIABLES_TOO_LARGE) in one
+    iterative walk that stops at the first bound crossed."""
+    values = 0
+    chars = 0
+    stack: list[tuple[Any, int]] = [(variables, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_VARIABLES_DEPTH:
+                raise _too_large(f"nest deeper than {MAX_VARIABLES_DEPTH} levels")
+            values += len(value)
+            if values > MAX_VARIABLES_VALUES:
+                raise _too_large(f"hold more than {MAX_VARIABLES_VALUES} values")
+            if isinstance(value, dict):
+                chars += sum(len(key) for key in value)
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            chars += len(value)
+        if chars > MAX_VARIABLES_CHARS:
+            raise _too_large(f"hold more than {MAX_VARIABLES_CHARS} characters")
+
+
+def _too_large(what: str) -> RequestError:
+    return RequestError(400, VARIABLES_TOO_LARGE, f"The variables {what}.")
 
 
 def parse_get(query_string: bytes) -> GraphQLRequest:

@@ -134,7 +134,7 @@ class EventStreamOr:
         async def body(data: bytes, more: bool = True) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": more})
 
-        errors = await self.subscriptions.prepare(gql, request_id)
+        errors = await self.subscriptions.prepare(gql, connection.caller, request_id)
         if errors is not None:
             await body(next_event({"errors": errors}))
             return await body(COMPLETE, False)

@@ -83,23 +83,25 @@ class Subscriptions:
     async def prepare(
         self,
         gql: GraphQLRequest,
+        caller: Caller,
         request_id: str,
         allowed: frozenset[OperationType] = SUBSCRIPTION_ONLY,
     ) -> list[dict[str, Any]] | None:
         """None when the document may run (`gql.operation_type` then says how); else the
-        errors to answer. An APQ document is registered once it passed, as over HTTP."""
+        errors to answer. An APQ document is registered once it passed, as over HTTP,
+        within the caller's registration bounds."""
         endpoint = self.endpoint
         try:
             await endpoint.resolve_document(gql)
             prepared = endpoint.limit(gql)
+            if prepared.errors:
+                return [endpoint.format_error(e, request_id) for e in prepared.errors]
+            if gql.operation_type not in allowed:
+                return [_error(ONLY_SUBSCRIPTIONS, BAD_REQUEST, request_id)]
+            if gql.register:
+                await endpoint.register(gql, caller, self.services.clock())
         except RequestError as exc:
             return [refusal(exc, request_id)]
-        if prepared.errors:
-            return [endpoint.format_error(e, request_id) for e in prepared.errors]
-        if gql.operation_type not in allowed:
-            return [_error(ONLY_SUBSCRIPTIONS, BAD_REQUEST, request_id)]
-        if gql.register:
-            await endpoint.apq.set(gql.sha256, gql.document)
         return None
 
     async def execute(self, gql: GraphQLRequest, caller: Caller, request_id: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""POST /webhooks/upstream: signed change events (spec/UPSTREAM.md)."""
+"""POST /webhooks/upstream: signed change events (docs/upstream.md)."""
 
 import hashlib
 import hmac
@@ -17,8 +17,13 @@ from gateway.http.responses import json_response
 from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
 from loaders import MODULES
-from resolvers.caller import DIRECTOR, Caller
-from resolvers.errors import BAD_REQUEST, BAD_SIGNATURE, PAYLOAD_TOO_LARGE, UNAVAILABLE
+from resolvers.errors import (
+    BAD_REQUEST,
+    BAD_SIGNATURE,
+    PAYLOAD_TOO_LARGE,
+    TOO_MANY_IDS,
+    UNAVAILABLE,
+)
 from resolvers.ids import MAX_ID
 
 log = logging.getLogger("gateway.http.webhooks")
@@ -41,8 +46,9 @@ class ChangeEvent(BaseModel):
     id: str = Field(min_length=1, max_length=200)
     module: str
     occurred_at: datetime = Field(strict=False)
-    cohort_ids: list[RowId] = Field(default_factory=list, max_length=10_000)
-    director_ids: list[RowId] = Field(default_factory=list, max_length=10_000)
+    # Bounded by the body's size here; by GATEWAY_WEBHOOK_MAX_IDS together (TOO_MANY_IDS).
+    cohort_ids: list[RowId] = Field(default_factory=list)
+    director_ids: list[RowId] = Field(default_factory=list)
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -86,6 +92,10 @@ async def _handle(request: Request) -> Response:
         return _error(400, BAD_REQUEST, f"Malformed event: {where}: {first['msg']}", "bad_request")
     if event.module not in MODULES:
         return _error(400, BAD_REQUEST, f"Unknown module {event.module!r}.", "bad_request")
+    max_ids = settings.webhook_max_ids
+    if len(event.cohort_ids) + len(event.director_ids) > max_ids:
+        message = f"An event names at most {max_ids} ids; send several events."
+        return _error(413, TOO_MANY_IDS, message, "bad_request")
 
     try:
         first_time = await services.kv.set_nx(
@@ -102,11 +112,11 @@ async def _handle(request: Request) -> Response:
     refresher = services.refresher
     assert refresher is not None
     try:
-        # refresh_cohort fans out to every director whose scope holds the cohort.
-        if event.cohort_ids:
-            await refresher.refresh_cohorts(sorted(set(event.cohort_ids)))
-        for director_id in sorted(set(event.director_ids)):
-            await refresher.refresh_director(Caller(director_id, DIRECTOR))
+        # Directors (scope and role changes) first; a cohort's refresh fans out to every
+        # director whose scope holds it (gateway/refresh/pending.py).
+        await refresher.refresh_event(
+            event.id, event.module, sorted(set(event.cohort_ids)), sorted(set(event.director_ids))
+        )
     except Exception:
         # Forget the id so the sender's retry is processed.
         await services.kv.delete(

@@ -23,6 +23,8 @@ browser cannot set headers on a WebSocket. Close codes:
     4408 no connection_init in time   4409 a subscription id already in use
     4429 a second connection_init, or the caller's connection limit
     1013 this process's connection limit (try again later)
+    1009 a message over GATEWAY_MAX_BODY_BYTES (the server's own bound, before it is
+         buffered), or over GATEWAY_SUBSCRIPTIONS_MAX_INIT_BYTES before connection_ack
     4500 a fault of the gateway
 """
 
@@ -54,6 +56,7 @@ CLOSE_INIT_TIMEOUT = 4408
 CLOSE_DUPLICATE_ID = 4409
 CLOSE_TOO_MANY_INITS = 4429
 CLOSE_INTERNAL = 4500
+CLOSE_TOO_BIG = 1009  # RFC 6455: a message too big to process
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
 MAX_ID_CHARS = 128
 
@@ -78,6 +81,7 @@ class _Session:
         self.websocket = websocket
         self.request_id = new_request_id()
         self.connection: Connection | None = None
+        self.slot = False  # this socket holds one of the process's connection slots
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.initialised = False
         # Until connection_init, its timeout; then, the token's expiry.
@@ -93,32 +97,44 @@ class _Session:
             await websocket.accept()
             await self.close(CLOSE_SUBPROTOCOL, "Subprotocol not acceptable")
             return
-        await websocket.accept(subprotocol=PROTOCOL)
         try:
-            self.app.hub.refuse_if_full()
+            self.app.hub.take_slot()  # before the first await: see Hub.take_slot
         except Refused as refused:
+            await websocket.accept(subprotocol=PROTOCOL)
             await self.close(refused.close_code, refused.message)
             return
+        self.slot = True
+        try:
+            await websocket.accept(subprotocol=PROTOCOL)
+            await self.serve()
+        finally:
+            await self.finish()
+
+    async def serve(self) -> None:
+        websocket = self.websocket
+        max_init_bytes = self.app.settings.subscriptions_max_init_bytes
         self.timer = asyncio.get_running_loop().call_later(
             self.app.settings.subscriptions_init_timeout_s,
             self.close_soon,
             CLOSE_INIT_TIMEOUT,
             "Connection initialisation timeout",
         )
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if self.closing:
-                    continue
-                text = message.get("text")
-                if text is None:
-                    await self.close(CLOSE_BAD_REQUEST, "Messages must be text frames")
-                    continue
-                await self.handle(text)
-        finally:
-            await self.finish()
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if self.closing:
+                continue
+            text = message.get("text")
+            if text is None:
+                await self.close(CLOSE_BAD_REQUEST, "Messages must be text frames")
+                continue
+            # Until connection_init is answered, nothing but a small frame is parsed (the
+            # server already bounds every frame: GATEWAY_MAX_BODY_BYTES, close 1009).
+            if self.connection is None and len(text.encode()) > max_init_bytes:
+                await self.close(CLOSE_TOO_BIG, "Message too big")
+                continue
+            await self.handle(text)
 
     async def finish(self) -> None:
         if self.timer is not None:
@@ -128,7 +144,10 @@ class _Session:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.connection is not None:
-            self.app.hub.close(self.connection)
+            self.app.hub.close(self.connection)  # gives the slot back
+        elif self.slot:
+            self.app.hub.give_slot()
+        self.slot = False
 
     async def handle(self, text: str) -> None:
         try:
@@ -172,7 +191,9 @@ class _Session:
             caller, expires_at = subscriptions.authenticate(
                 authorization if isinstance(authorization, str) else None
             )
-            self.connection = await self.app.hub.open(caller, "websocket", self.close_soon)
+            self.connection = await self.app.hub.open(
+                caller, "websocket", self.close_soon, slot_taken=True
+            )
         except AuthError as exc:
             await self.close(CLOSE_UNAUTHORIZED, str(exc))
             return
@@ -220,7 +241,9 @@ class _Session:
         subscriptions = self.app.subscriptions
         assert self.connection is not None
         try:
-            errors = await subscriptions.prepare(gql, self.request_id, EVERY_OPERATION)
+            errors = await subscriptions.prepare(
+                gql, self.connection.caller, self.request_id, EVERY_OPERATION
+            )
             if errors is not None:
                 await self.error(operation_id, errors)
                 return

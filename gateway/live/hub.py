@@ -24,7 +24,6 @@ a queue. Notices that arrive while one is applied are merged into the next one.
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -32,32 +31,19 @@ from typing import Any
 
 from gateway import metrics
 from gateway.cache.subtrees import SubtreeCache
+from gateway.live.limits import CLOSE_TRY_AGAIN_LATER, Refused, Slots
 from gateway.live.notices import Rewrites
 from gateway.live.watch import CLOSE_FORBIDDEN, Connection, Pending, Watch
 from loaders import programs
 from loaders.engines import Upstream, UpstreamUnavailable
 from resolvers.caller import ADMIN, Caller
 from resolvers.context import SubtreeSource
-from resolvers.errors import FORBIDDEN, SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS
+from resolvers.errors import FORBIDDEN, SERVICE_UNAVAILABLE
 from resolvers.errors import not_found as not_found_error
 
 log = logging.getLogger("gateway.live.hub")
 
-# WebSocket close codes (graphql-transport-ws keeps 4400-4499 for the protocol's own).
-CLOSE_TOO_MANY = 4429
-CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded
 ROLE_BATCH_S = 0.005
-
-
-class Refused(Exception):
-    """A connection refused, with how each transport says it."""
-
-    def __init__(self, message: str, code: str, close_code: int, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.close_code = close_code
-        self.status = status
 
 
 class Hub:
@@ -76,13 +62,11 @@ class Hub:
         self.upstream = upstream
         self.source = source  # a fresh cache-backed source as of an instant
         self.clock = clock
-        self.max_connections = max_connections
-        self.max_connections_per_caller = max_connections_per_caller
+        self.slots = Slots(max_connections, max_connections_per_caller)
         # Started with the first connection (or by the application's lifespan): listens for
         # notices (gateway/live/bus.py) until stopped.
         self.listener: Callable[[Hub], Any] | None = None
         self.connections: set[Connection] = set()
-        self._per_caller: Counter[Caller] = Counter()
         self._by_user: dict[int, set[Connection]] = {}
         self._dashboards: dict[str, set[Watch]] = {}  # scope id → dashboard watches
         self._cohorts: dict[int, set[Watch]] = {}  # cohort id → cohort watches
@@ -103,56 +87,64 @@ class Hub:
 
     @property
     def full(self) -> bool:
-        return len(self.connections) >= self.max_connections
+        return self.slots.full
 
-    def refuse_if_full(self) -> None:
-        if self.full:
-            metrics.LIVE_REFUSALS.labels("process_limit").inc()
-            raise Refused(
-                f"This gateway holds its maximum of {self.max_connections} subscription "
-                "connections; try again later.",
-                TOO_MANY_CONNECTIONS,
-                CLOSE_TRY_AGAIN_LATER,
-                503,
-            )
+    def take_slot(self) -> None:
+        """Reserves one of the process's connection slots (gateway/live/limits.py), held
+        until `give_slot` or the connection's `close`; a WebSocket takes one before it is
+        accepted."""
+        self.slots.take()
+
+    def give_slot(self) -> None:
+        self.slots.give()
 
     async def open(
-        self, caller: Caller, transport: str, end: Callable[[int, str], None]
+        self,
+        caller: Caller,
+        transport: str,
+        end: Callable[[int, str], None],
+        *,
+        slot_taken: bool = False,
     ) -> Connection:
-        """Registers a connection of `caller` after checking the limits and the role."""
-        self.refuse_if_full()
-        if self._per_caller[caller] >= self.max_connections_per_caller:
-            metrics.LIVE_REFUSALS.labels("caller_limit").inc()
-            raise Refused(
-                f"Too many subscription connections for this caller; the limit is "
-                f"{self.max_connections_per_caller}.",
-                TOO_MANY_CONNECTIONS,
-                CLOSE_TOO_MANY,
-                429,
-            )
-        await self._check_role(caller)
+        """Registers a connection of `caller` after checking the limits and the role. Both
+        slots are reserved before the first await and given back if this raises; with
+        `slot_taken`, the process slot is the caller's own, to give back itself."""
+        user_id = caller.user_id
+        self.slots.take_caller(user_id)
+        if not slot_taken:
+            try:
+                self.slots.take()
+            except Refused:
+                self.slots.give_caller(user_id)
+                raise
+        try:
+            await self._check_role(caller)
+        except BaseException:  # a refusal, a fault, or the request cancelled meanwhile
+            self.slots.give_caller(user_id)
+            if not slot_taken:
+                self.slots.give()
+            raise
         self.start()
         connection = Connection(self, caller, transport, end)
         self.connections.add(connection)
-        self._per_caller[caller] += 1
-        self._by_user.setdefault(caller.user_id, set()).add(connection)
+        self._by_user.setdefault(user_id, set()).add(connection)
         metrics.LIVE_CONNECTIONS.labels(transport).inc()
         return connection
 
     def close(self, connection: Connection) -> None:
+        """Gives back the connection's slots (the process's and its caller's)."""
         if connection.closed:
             return
         connection.closed = True
         self.connections.discard(connection)
-        caller = connection.caller
-        self._per_caller[caller] -= 1
-        if self._per_caller[caller] <= 0:
-            del self._per_caller[caller]
-        users = self._by_user.get(caller.user_id)
+        user_id = connection.caller.user_id
+        self.slots.give_caller(user_id)
+        self.slots.give()
+        users = self._by_user.get(user_id)
         if users is not None:
             users.discard(connection)
             if not users:
-                del self._by_user[caller.user_id]
+                del self._by_user[user_id]
         metrics.LIVE_CONNECTIONS.labels(connection.transport).dec()
 
     async def _check_role(self, caller: Caller) -> None:

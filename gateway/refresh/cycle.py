@@ -46,6 +46,7 @@ from gateway.refresh.dispatch import (
     LocalDispatcher,
     PhaseResult,
     QueueDispatcher,
+    close_abandoned,
     local_run,
 )
 from gateway.refresh.lease import Skipped, cycle_lease
@@ -270,7 +271,7 @@ async def drop_answers(services: "Services", tags: Collection[str]) -> None:
 
 
 async def refresh_cycle(
-    services: "Services", progress: Any = None, *, only_when_cold: bool = False
+    services: "Services", progress: Any = None, *, only_when_cold: bool = False, job: str = ""
 ) -> tuple[CycleReport, AnswerReport]:
     """A full refresh, in batches any worker may run (gateway/refresh/dispatch.py; in this
     process without Redis), holding the cycle lease (gateway/refresh/lease.py); then one
@@ -278,11 +279,12 @@ async def refresh_cycle(
     rewrote are replaced (or dropped).
 
     Raises Skipped when a cycle is running and another already waits to follow it, or,
-    `only_when_cold`, when a completed cycle is recorded by the time the lease is held."""
+    `only_when_cold`, when a completed cycle is recorded by the time the lease is held.
+    `job`: the arq job running it, named in its lease (gateway/refresh/lease.py)."""
     assert services.refresh is not None
     wait_s = LEASE_WAIT_INTERVALS * services.settings.refresh_interval_s
     async with (
-        cycle_lease(services.redis, wait_s) as lease,
+        cycle_lease(services.redis, wait_s, job) as lease,
         services.refresh.cache.unit() as rewrites,
     ):
         if only_when_cold and await last_cycle(services) is not None:
@@ -291,6 +293,7 @@ async def refresh_cycle(
         cycle_id = new_cycle_id(now)
         dispatcher: Dispatcher
         if services.redis is not None and lease.token is not None:
+            await close_abandoned(services.redis)
             run = CycleRun(cycle_id, now, MemoryInputs())
             dispatcher = QueueDispatcher(services, run, lease.token)
         else:

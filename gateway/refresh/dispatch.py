@@ -19,14 +19,21 @@ for LEASE_S. Each batch is run exactly once:
   it: either way another runner takes the batch over, up to BATCH_ATTEMPTS claims. A batch
   still not done after that is lost: the cycle is reported incomplete and the next one
   covers it.
+- a runner told to stop (SIGTERM) takes no new batch and finishes those it runs (its
+  worker waits for them, up to GATEWAY_WORKER_STOP_WAIT_S); those it must give up are
+  released at once, so another runner takes them at its next poll instead of after
+  LEASE_S.
+
+A cycle whose coordinator died is noticed by its lease: once the lease has expired (or
+another cycle holds it), the first runner to see the dead cycle's phase still open (or
+the next cycle, as it takes the lease) closes it, logs `refresh cycle abandoned` naming
+it, and frees its arq job (lease.free_abandoned_job), which a live worker then runs again.
 """
 
 import asyncio
 import contextlib
 import logging
-import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,9 +44,16 @@ from redis.exceptions import RedisError
 
 from gateway import metrics
 from gateway.cache.keys import CYCLE_LEASE_KEY, CYCLE_OPEN_KEY, CYCLE_OPENED_CHANNEL, CycleKeys
-from gateway.live.notices import unit
-from gateway.refresh.batches import WORK, CycleRun, MemoryInputs, RedisInputs
-from gateway.refresh.lease import LEASE_S, LeaseLost
+from gateway.refresh.batches import WORK, CycleRun, MemoryInputs
+from gateway.refresh.claims import (
+    BATCH_ATTEMPTS,
+    CLOSE,
+    CYCLE_KEYS_TTL_S,
+    eval_script,
+    phase_state,
+    run_batch,
+)
+from gateway.refresh.lease import free_abandoned_job, owner_of
 from gateway.refresh.service import Guard
 from resolvers.figures import iso_instant
 
@@ -48,7 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.refresh.dispatch")
 
-BATCH_ATTEMPTS = 3  # claims of one batch before it is lost
 BATCHES_PER_WORKER = 3  # a worker's batches at once: some compute while others wait on SQL
 # In one process alone (embedded, --sync): the whole machine's share of the work.
 LOCAL_BATCHES = 4
@@ -56,52 +69,12 @@ LOCAL_BATCHES = 4
 # of one (which wakes it at once, as the end of one of its batches does).
 RUNNER_POLL_S = 0.2
 RESUBSCRIBE_S = 1.0  # a runner whose subscription to opened phases failed tries again
-# Batch runners serving in this process (a worker's: one).
+# Batch runners serving in this process (a worker's: one), and the batches they run.
 _runners_here = 0
+_batches_here: set["asyncio.Task[str]"] = set()
+RELEASE_WAIT_S = 5.0  # a runner stopped with batches running: their claims released within
 SUBTREE_PHASES = ("cohorts", "directors")  # their results name the subtree keys written
 POLL_S = 0.025  # how often the cycle's job looks at its batches (all claimed: the tail)
-CYCLE_KEYS_TTL_S = 3600  # a cycle's keys outlive any cycle; deleted at its end anyway
-
-# KEYS: cycle lease, claim, done, attempts. ARGV: lease token, claim token, field,
-# claim ttl ms, most attempts. → attempt number, or -1 cycle over, -2 done, -3 out of
-# attempts, -4 claimed by another runner.
-CLAIM = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call('hexists', KEYS[3], ARGV[3]) == 1 then return -2 end
-if tonumber(redis.call('hget', KEYS[4], ARGV[3]) or '0') >= tonumber(ARGV[5]) then
-  return -3
-end
-if not redis.call('set', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[4]) then return -4 end
-redis.call('expire', KEYS[4], ARGV[6])
-return redis.call('hincrby', KEYS[4], ARGV[3], 1)
-"""
-# KEYS: cycle lease, claim. ARGV: lease token, claim token, claim ttl ms. → 1 if both
-# are still ours (the claim extended), else 0.
-HOLDS = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('get', KEYS[2]) ~= ARGV[2] then return 0 end
-redis.call('pexpire', KEYS[2], ARGV[3])
-return 1
-"""
-# KEYS: cycle lease, claim, done. ARGV: lease token, claim token, field, result, ttl s.
-DONE = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('get', KEYS[2]) ~= ARGV[2] then return 0 end
-redis.call('hset', KEYS[3], ARGV[3], ARGV[4])
-redis.call('expire', KEYS[3], ARGV[5])
-redis.call('del', KEYS[2])
-return 1
-"""
-# KEYS: the open phase. ARGV: what this cycle opened.
-CLOSE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-# KEYS: claim. ARGV: claim token.
-RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
 
 
 def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
@@ -232,6 +205,9 @@ class QueueDispatcher:
                 "phase": phase,
                 "batches": len(fields),
                 "now": iso_instant(self.run.now),
+                # Runners of another cache version (a rolling upgrade) leave it alone: they
+                # would write their version's keys, which this cycle's version never reads.
+                "version": self.services.refresh.keys.version if self.services.refresh else "",
             }
         )
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -266,7 +242,7 @@ class QueueDispatcher:
             if not pending or all(f not in claimed for f in pending):
                 break  # every batch done, or the rest out of attempts (lost)
             await asyncio.sleep(POLL_S)
-        await _eval(self.redis, CLOSE, [CYCLE_OPEN_KEY], opened)
+        await eval_script(self.redis, CLOSE, [CYCLE_OPEN_KEY], opened)
         results = [orjson.loads(done[f]) if f in done else None for f in fields]
         return PhaseResult(results, time.perf_counter() - started)
 
@@ -288,25 +264,15 @@ class QueueDispatcher:
                 await pipe.execute()
 
 
-async def phase_state(
-    redis: Any, keys: CycleKeys, fields: list[str]
-) -> tuple[dict[str, bytes], dict[str, int], set[str]]:
-    """Of these batches: the results of those done, the claims made, those claimed now."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.done, fields)
-        pipe.hmget(keys.attempts, fields)
-        for f in fields:
-            pipe.exists(keys.claim(f))
-        found = await pipe.execute()
-    done = {f: raw for f, raw in zip(fields, found[0], strict=True) if raw is not None}
-    attempts = {f: int(n) for f, n in zip(fields, found[1], strict=True) if n is not None}
-    claimed = {f for f, n in zip(fields, found[2:], strict=True) if n}
-    return done, attempts, claimed
+def batches_running() -> int:
+    """Batches this process's runner is running (a stopping worker waits for them)."""
+    return sum(not task.done() for task in _batches_here)
 
 
 async def serve_batches(services: "Services", taking: Callable[[], bool]) -> None:
     """A worker's batch runner: batches of the open phase, BATCHES_PER_WORKER at a time,
     while `taking()` (a worker told to stop takes no new batch; those running finish).
+    Cancelled, it cancels the batches still running, which release their claims.
     Rides out Redis outages (the worker logs them): it looks again at its next poll."""
     redis = services.redis
     assert redis is not None
@@ -319,6 +285,11 @@ async def serve_batches(services: "Services", taking: Callable[[], bool]) -> Non
         await _serve(redis, services, taking, freed)
     finally:
         _runners_here -= 1
+        left = [task for task in _batches_here if not task.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=RELEASE_WAIT_S)
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
@@ -345,7 +316,9 @@ async def _serve(
     taking: Callable[[], bool],
     freed: asyncio.Event,
 ) -> None:
-    running: set[asyncio.Task[str]] = set()
+    running = _batches_here
+    assert services.refresh is not None
+    version = services.refresh.keys.version
 
     def ended(task: "asyncio.Task[str]") -> None:
         running.discard(task)
@@ -358,10 +331,15 @@ async def _serve(
         if not taking() or len(running) >= BATCHES_PER_WORKER:
             continue
         try:
-            raw = await cast(Any, redis).get(CYCLE_OPEN_KEY)
+            raw, lease = await cast(Any, redis).mget(CYCLE_OPEN_KEY, CYCLE_LEASE_KEY)
             if raw is None:
                 continue
             opened = orjson.loads(raw)
+            if lease is None or lease.decode() != opened["token"]:
+                await _abandoned(redis, raw, opened)
+                continue
+            if opened.get("version") != version:
+                continue
             keys = CycleKeys(opened["cycle"])
             fields = [f"{opened['phase']}:{i}" for i in range(opened["batches"])]
             done, attempts, claimed = await phase_state(redis, keys, fields)
@@ -387,94 +365,25 @@ async def _serve(
             claimed.add(f)
 
 
-async def run_batch(
-    services: "Services", cycle_id: str, token: str, phase: str, index: int, now: datetime
-) -> str:
-    """Claims batch `index` of the cycle's `phase`, runs it and records its result; returns
-    what happened: done, failed, or why it was not run (cycle over, done, out of attempts,
-    claimed)."""
-    redis = services.redis
-    assert redis is not None
-    keys = CycleKeys(cycle_id)
-    field = f"{phase}:{index}"
-    claim_key = keys.claim(field)
-    claim_token = f"{os.getpid()}:{uuid.uuid4().hex}"  # whose claim it is, for operators
-    ttl_ms = int(LEASE_S * 1000)
-    attempt = int(
-        await _eval(
-            redis,
-            CLAIM,
-            [CYCLE_LEASE_KEY, claim_key, keys.done, keys.attempts],
-            token,
-            claim_token,
-            field,
-            ttl_ms,
-            BATCH_ATTEMPTS,
-            CYCLE_KEYS_TTL_S,
-        )
+async def close_abandoned(redis: Any) -> None:
+    """Called by a cycle that just took the lease: a phase still open is a dead cycle's
+    (a cycle closes each of its phases), which no runner noticed before the lease passed."""
+    raw = await redis.get(CYCLE_OPEN_KEY)
+    if raw is not None:
+        await _abandoned(redis, raw, orjson.loads(raw))
+
+
+async def _abandoned(redis: Any, raw: bytes, opened: dict[str, Any]) -> None:
+    """The open phase of a cycle that no longer holds the lease: its coordinator died (or
+    stalled past its lease). Closed once, by whichever runner sees it first."""
+    if not await eval_script(redis, CLOSE, [CYCLE_OPEN_KEY], raw):
+        return
+    job = owner_of(opened["token"])
+    freed = bool(job) and await free_abandoned_job(redis, job)
+    log.warning(
+        "refresh cycle abandoned: its coordinator no longer holds the lease",
+        extra={"cycle": opened["cycle"], "phase": opened["phase"], "job": job, "requeued": freed},
     )
-    if attempt < 0:
-        return {-1: "cycle over", -2: "done", -3: "out of attempts", -4: "claimed"}[attempt]
-
-    async def holds() -> None:
-        if not await _eval(redis, HOLDS, [CYCLE_LEASE_KEY, claim_key], token, claim_token, ttl_ms):
-            raise LeaseLost(f"batch {field} of cycle {cycle_id}: claim or cycle lease lost")
-
-    async def keep() -> None:
-        while True:
-            await asyncio.sleep(LEASE_S / 3)
-            with contextlib.suppress(LeaseLost, RedisError, OSError):
-                await holds()
-
-    keeper = asyncio.ensure_future(keep())
-    started = time.perf_counter()
-    extra = {"cycle": cycle_id, "phase": phase, "batch": index, "attempt": attempt}
-    try:
-        raw = await cast(Any, redis).hget(keys.batches, field)
-        if raw is None:
-            raise LeaseLost(f"batch {field} of cycle {cycle_id} has no payload")
-        run = CycleRun(cycle_id, now, RedisInputs(redis, keys))
-        # A batch tells no one of its writes (in the cycle's own job, it joins the cycle's
-        # unit): the cycle's one notice, at its end, names them (gateway/live).
-        async with unit(None):
-            result = await WORK[phase](services, run, orjson.loads(raw), holds)
-        recorded = await _eval(
-            redis,
-            DONE,
-            [CYCLE_LEASE_KEY, claim_key, keys.done],
-            token,
-            claim_token,
-            field,
-            orjson.dumps(result),
-            CYCLE_KEYS_TTL_S,
-        )
-        if not recorded:
-            raise LeaseLost(f"batch {field} of cycle {cycle_id}: claim or cycle lease lost")
-    except Exception as exc:
-        metrics.REFRESH_BATCHES.labels(phase, "failed").inc()
-        with contextlib.suppress(RedisError, OSError):
-            await _eval(redis, RELEASE, [claim_key], claim_token)
-        log.warning(
-            "refresh batch failed",
-            extra={**extra, "error": f"{type(exc).__name__}: {exc}"},
-            exc_info=not isinstance(exc, LeaseLost | RedisError | OSError),
-        )
-        return "failed"
-    finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
-    metrics.REFRESH_BATCHES.labels(phase, "done").inc()
-    log.info(
-        "refresh batch done",
-        extra={**extra, "duration_s": round(time.perf_counter() - started, 3)},
-    )
-    return "done"
-
-
-async def _eval(redis: Any, script: str, keys: list[str], *args: Any) -> Any:
-    """One Lua script on the queue's Redis (single-instance: scripts may touch any key)."""
-    return await redis.eval(script, len(keys), *keys, *args)
 
 
 Dispatcher = LocalDispatcher | QueueDispatcher

@@ -9,14 +9,23 @@ next write instead of overlapping the cycle that took over.
 A cycle that finds the lease held waits in the one `next` slot and runs when the lease is
 free; with the slot taken too, it is skipped (the waiting cycle starts after it was asked
 for, which covers it). So overlapping ticks never pile up.
+
+A lease's token names the arq job holding it (`<job id>|<random>`). A worker that dies
+holding it leaves its job "in progress" in arq for the job timeout (minutes), and the job
+id blocks `gateway refresh --all` meanwhile: once the lease has expired, the job is
+recognised as abandoned (in progress, holding neither the lease nor the `next` slot) and
+its in-progress mark removed, so that a live worker runs it again at its next poll.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
@@ -30,6 +39,39 @@ log = logging.getLogger("gateway.refresh.lease")
 LEASE_S = 15.0
 WAIT_POLL_S = 0.25
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+OWNER_SEPARATOR = "|"
+# KEYS: the job's in-progress mark, the lease, the next slot. ARGV: `<job id>|`. → 1 when
+# the mark was removed: the job is in progress but holds neither the lease nor the slot.
+FREE_ABANDONED = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+for i = 2, 3 do
+  local token = redis.call('get', KEYS[i])
+  if token and string.sub(token, 1, string.len(ARGV[1])) == ARGV[1] then return 0 end
+end
+redis.call('del', KEYS[1])
+return 1
+"""
+
+
+def owner_of(token: str) -> str:
+    """The arq job id a lease token names ('' when it names none)."""
+    owner, separator, _ = token.rpartition(OWNER_SEPARATOR)
+    return owner if separator else ""
+
+
+async def free_abandoned_job(redis: Any, job_id: str) -> bool:
+    """Removes arq's in-progress mark of the refresh job `job_id` when that job holds
+    neither the cycle lease nor the next slot: its worker died (or it is between its start
+    and its lease, milliseconds: a second run then waits for the lease like any other)."""
+    freed = await redis.eval(
+        FREE_ABANDONED,
+        3,
+        in_progress_key_prefix + job_id,
+        CYCLE_LEASE_KEY,
+        CYCLE_NEXT_KEY,
+        job_id + OWNER_SEPARATOR,
+    )
+    return bool(freed)
 
 
 class LeaseLost(Exception):
@@ -39,10 +81,17 @@ class LeaseLost(Exception):
 class Lease:
     """Held by one cycle; `confirm()` before each write."""
 
-    def __init__(self, redis: Redis | None, key: str = CYCLE_LEASE_KEY, ttl_s: float = LEASE_S):
+    def __init__(
+        self,
+        redis: Redis | None,
+        key: str = CYCLE_LEASE_KEY,
+        ttl_s: float = LEASE_S,
+        owner: str = "",
+    ):
         self.redis = redis
         self.key = key
         self.ttl_s = ttl_s
+        self.owner = owner  # the arq job holding it, named in its token
         self.token: str | None = None
         self.lost: str | None = None
         self._lock = (
@@ -55,7 +104,8 @@ class Lease:
     async def try_acquire(self) -> bool:
         if self._lock is None:
             return True
-        if not await self._lock.acquire(blocking=False):
+        token = f"{self.owner}{OWNER_SEPARATOR}{uuid.uuid4().hex}"
+        if not await self._lock.acquire(blocking=False, token=token):
             return False
         token = self._lock.local.token
         self.token = token.decode() if isinstance(token, bytes) else str(token)
@@ -104,13 +154,16 @@ class Skipped(Exception):
 
 
 @contextlib.asynccontextmanager
-async def cycle_lease(redis: Redis | None, max_wait_s: float) -> AsyncIterator[Lease]:
-    """The lease for one cycle: at once, or after the running cycle (from the `next` slot).
+async def cycle_lease(
+    redis: Redis | None, max_wait_s: float, owner: str = ""
+) -> AsyncIterator[Lease]:
+    """The lease for one cycle (run by the arq job `owner`): at once, or after the running
+    cycle (from the `next` slot).
 
     Raises Skipped when both are taken, TimeoutError after `max_wait_s` of waiting."""
-    lease = Lease(redis)
+    lease = Lease(redis, owner=owner)
     if not await lease.try_acquire():
-        waiting = Lease(redis, CYCLE_NEXT_KEY)
+        waiting = Lease(redis, CYCLE_NEXT_KEY, owner=owner)
         if not await waiting.try_acquire():
             raise Skipped()
         try:

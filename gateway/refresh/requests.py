@@ -10,7 +10,7 @@ run in the background, never awaited by the asker.
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -29,10 +29,15 @@ from gateway.cache.keys import (
 )
 from gateway.cache.kv import KV, CacheUnavailable
 from gateway.cache.subtrees import Refresher
+from gateway.refresh import pending
 from gateway.refresh.service import RefreshService
-from resolvers.caller import Caller
+from resolvers.caller import DIRECTOR, Caller
 
 log = logging.getLogger("gateway.refresh.requests")
+
+# A director's job queued ahead of the others (gateway/refresh/pending.py) is dropped if it
+# has not started within this.
+PRIORITY_EXPIRES = timedelta(hours=1)
 
 
 class QueueUnavailable(Exception):
@@ -69,6 +74,30 @@ class QueueRefresher:
 
     async def refresh_all(self) -> bool:
         return await self._enqueue(JOB_REFRESH_ALL, job_id=JOB_REFRESH_ALL)
+
+    async def refresh_event(
+        self, event_id: str, module: str, cohort_ids: Sequence[int], director_ids: Sequence[int]
+    ) -> None:
+        """Directors first, ahead of every queued job; the cohorts as one job for the event,
+        drained from pending sets (gateway/refresh/pending.py)."""
+        carrier = self.trace_context() if self.trace_context is not None else None
+        extra: dict[str, Any] = {"trace": carrier} if carrier else {}
+        try:
+            for director_id in director_ids:
+                caller = Caller(director_id, DIRECTOR)
+                await self.redis.enqueue_job(
+                    JOB_REFRESH_DIRECTOR,
+                    caller.user_id,
+                    caller.role,
+                    _job_id=director_job_id(caller),
+                    _queue_name=QUEUE_NAME,
+                    _defer_until=pending.FIRST,
+                    _expires=PRIORITY_EXPIRES,
+                    **extra,
+                )
+            await pending.queue_event(self.redis, event_id, module, cohort_ids, carrier)
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(str(exc)) from exc
 
 
 class LocalRefresher:
@@ -137,6 +166,15 @@ class LocalRefresher:
 
     async def refresh_director(self, caller: Caller) -> None:
         self._start(director_job_id(caller), partial(self.service.refresh_director, caller))
+
+    async def refresh_event(
+        self, event_id: str, module: str, cohort_ids: Sequence[int], director_ids: Sequence[int]
+    ) -> None:
+        """Directors first: their tasks are started (and take the free slots) before the
+        cohorts', at most GATEWAY_REFRESH_QUEUE_MAX of which wait."""
+        for director_id in director_ids:
+            await self.refresh_director(Caller(director_id, DIRECTOR))
+        await self.refresh_cohorts(cohort_ids)
 
     async def wait(self) -> None:
         """Until every started refresh is done."""

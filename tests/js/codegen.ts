@@ -19,8 +19,9 @@ const config: CodegenConfig = {
         persistedDocuments: true,
       },
       config: {
-        // Date and DateTime are ISO-8601 strings on the wire (their @specifiedBy URLs).
-        scalars: { Date: "string", DateTime: "string" },
+        // Date and DateTime are ISO-8601 strings on the wire (their @specifiedBy URLs);
+        // SafeInt is a JSON number within ±(2^53−1), exact in a JavaScript number.
+        scalars: { Date: "string", DateTime: "string", SafeInt: "number" },
         strictScalars: true,
         enumsAsTypes: true,
       },

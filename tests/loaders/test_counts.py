@@ -14,7 +14,7 @@ from loaders import MODULES, billing, mentorship, missions, portfolio, talentsco
 from loaders.engines import Upstream
 from tests import dataset
 from tests.dataset import NOW, TODAY
-from tests.resolvers.test_figures import (
+from tests.resolvers.figure_rows import (
     level_learners,
     payment_totals,
     portfolio_rows,

@@ -43,7 +43,7 @@ def test_each_module_has_the_contracts_tables_and_every_loader_reads_its_own_mod
     for name, cls in loader_classes().items():
         assert cls.module in MODULES, name
         assert importlib.import_module(f"loaders.{cls.module}") is inspect.getmodule(cls), name
-    # spec/UPSTREAM.md's tables, module by module.
+    # docs/upstream.md's tables, module by module.
     assert {m: sorted(module_metadata(m).tables) for m in MODULES} == {
         "programs": [
             "cohorts",

@@ -1,4 +1,4 @@
-"""Scope that changes upstream with an event naming only the cohort (spec/UPSTREAM.md
+"""Scope that changes upstream with an event naming only the cohort (docs/upstream.md
 allows it): the refresh of that cohort re-scopes every director who could see it and
 every director who can see it now, so that once the event's refresh is done the loser
 gets nothing of the cohort on any transport, and the gainer gets it.

@@ -39,8 +39,8 @@ WEBHOOK_SECRET = "reliability-webhook-secret"
 OPERATIONS: dict[str, Operation] = dashboard_operations()
 MISSING_COHORT = 999
 
-# Every `extensions.code` the gateway documents (issues 3 and 4, gateway/errors.py,
-# resolvers/errors.py, gateway/graphql_http.py, gateway/limits.py).
+# Every `extensions.code` the gateway documents (issues 3 and 4, gateway/http/errors.py,
+# resolvers/errors.py, gateway/http/endpoint.py, gateway/documents/limits.py).
 DOCUMENTED_CODES = frozenset(
     {
         "BAD_REQUEST",

@@ -209,6 +209,43 @@ def rows() -> list[tuple[str, str, str]]:
         )
         spans = [x["event_to_refreshed_s"] for x in r["rounds"]]
         add("bounds", "event → re-scoped (max)", f"{max(spans, default=0)} s")
+    if f := load("bounds_surfaces"):
+        c, fr, h, sl = f["connections"], f["frames"], f["header_64_mib"], f["slow_heads"]
+        add(
+            "bounds",
+            "1,000 WebSocket inits and event streams at once, one director: admitted (limit 8)",
+            f"{c['admitted']}; RSS {c['rss_mib_before']} → {c['rss_mib_holding']} MiB",
+        )
+        add(
+            "bounds",
+            "unauthenticated 15 MiB frames (1, then 3): close; peak RSS before → after",
+            f"{fr['close'][0]}; {fr['peak_rss_mib_before']} → {fr['peak_rss_mib_after_three']} MiB",
+        )
+        add(
+            "bounds",
+            "64 MiB header: status, answered in; peak RSS before → after",
+            f"{h['status']}, {h['answered_s']} s; {h['peak_rss_mib_before']} → "
+            f"{h['peak_rss_mib_after']} MiB",
+        )
+        add(
+            "bounds",
+            f"{sl['sockets']} heads a byte a second: cut (timeout), /healthz meanwhile (max)",
+            f"{sl['statuses']} after {sl['cut_after_s_max']} s ({sl['header_timeout_s']} s), "
+            f"{sl['healthz_meanwhile']['max_ms']} ms",
+        )
+        a = f["apq_registrations"]
+        add(
+            "bounds",
+            f"{a['attempts']} APQ registrations of {a['document_kib']} KiB, one director: kept, "
+            "Redis growth",
+            f"{a['registered']} (429: {a['refused_429']}), {a['redis_grew_mib']} MiB",
+        )
+    if f := load("bounds_demotion_after_bulk_event"):
+        add(
+            "bounds",
+            f"demotion after a {f['bulk_event_ids']}-id event: WebSocket closed after (goal)",
+            f"{f['demotion_to_close_s']} s ({f['goal_s']} s), close {f['close'][0]}",
+        )
     if s := load("soak"):
         load_ = s["load"]
         add(

@@ -21,6 +21,7 @@ from arq.connections import ArqRedis
 from gateway.cache.answers import AnswerRequest, decode_stored
 from gateway.cache.keys import CYCLE_OPEN_KEY, JOB_REFRESH_ALL, QUEUE_NAME, Keys
 from gateway.refresh.requests import QueueRefresher
+from gateway.version import VERSION
 from tests.harness.processes import HOST, GatewayProcess, WorkerProcess, free_port
 from tests.harness.servers import RedisServer
 from tests.harness.waiting import CEILING_S
@@ -308,7 +309,7 @@ async def test_upstream_module_unreachable(billing_down: dict[str, Any]) -> None
     # Answers are still given: degraded, the module named, no address.
     assert (figures["readyz_status"], figures["readyz_body"]) == (
         200,
-        {"status": "degraded", "down": ["billing"]},
+        {"status": "degraded", "down": ["billing"], "version": VERSION},
     )
     assert load["http_5xx"] == 0 and load["transport_errors"] == 0
     assert load["by_status"] == {"200": load["requests"]}
