@@ -91,8 +91,14 @@ def test_open_loop_cold_prewarm_memory_hit_rate(bench_run: tuple[dict, str]) -> 
 def test_report(bench_run: tuple[dict, str]) -> None:
     results, markdown = bench_run
     targets = {t["target"] for t in results["evaluation"]}
-    # 10, the 4 of the subscriptions, POST against GET and gzip against plain.
-    assert len(targets) == 16 and all(t["value"] is not None for t in results["evaluation"])
+    # 14, POST against GET and gzip against plain, and the two of executed CPU.
+    assert len(targets) == 18 and all(t["value"] is not None for t in results["evaluation"])
+    assert {
+        "executed operation CPU ≤ 1 ms (demo scale, worst)",
+        "admin's first CohortList page CPU ≤ 5 ms (bench scale)",
+        "POST ≥ 0.8 × persisted GET throughput",
+        "fast path with gzip ≥ 0.9 × without",
+    } <= targets
     assert results["profiles"]["fast_path"]["samples"] > 0
     for heading in ("## Results", "## Targets", "## Method", "| Scenario |", "(b)/(a)"):
         assert heading in markdown
@@ -109,3 +115,19 @@ def test_subscriptions_are_measured(bench_run: tuple[dict, str]) -> None:
     assert live["fast_path_without"]["non_2xx"] == live["fast_path_with"]["non_2xx"] == 0
     assert live["fast_path_ratio"] > 0 and live["memory"]["idle_rss_mb"] > 0
     assert "**Subscriptions**" in markdown
+
+
+def test_each_operation_is_executed_and_measured(bench_run: tuple[dict, str]) -> None:
+    results, markdown = bench_run
+    for scale in ("demo", "bench"):
+        rows = results["execution"][scale]["operations"]
+        assert sorted((r["operation"], r["caller"]) for r in rows) == [
+            (operation, caller)
+            for operation in ("CohortDetail", "CohortList", "DirectorSummary")
+            for caller in ("admin", "director")
+        ]
+        assert all(r["cpu_ms"] > 0 for r in rows)
+        assert [sorted(p) for p in results["execution"][scale]["cycles_phases_s"]] == [
+            ["answers", "cohorts", "dashboards", "dashboards_cpu", "directors"]
+        ] * 2
+    assert "**Executed from cached subtrees**" in markdown

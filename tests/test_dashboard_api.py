@@ -290,6 +290,27 @@ async def test_director_summary_is_pooled(api: GatewayClient) -> None:
     assert (summary["computedAt"], summary["stale"]) == (COMPUTED_AT, False)
 
 
+SUMMARY_ALERTS = """
+query Alerts($first: Int!) {
+  me { summary { alertCounts { critical warning } alerts(first: $first) { cohortId code } } }
+}
+"""
+
+
+async def test_summary_alerts_are_bounded_by_first_and_counted_in_full(api: GatewayClient) -> None:
+    summary = (await api.data(SUMMARY_ALERTS, {"first": 2}, user=DANA))["me"]["summary"]
+    assert summary["alertCounts"] == {"critical": 2, "warning": 4}
+    assert summary["alerts"] == [
+        {"cohortId": 101, "code": "PAYMENT_FAILURES"},
+        {"cohortId": 102, "code": "LOW_MENTOR_COVERAGE"},
+    ]
+    for first in (0, 101):
+        response = await api.post(SUMMARY_ALERTS, {"first": first}, user=DANA)
+        [error] = response.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert error["message"] == f"`first` must be between 1 and 100, got {first}."
+
+
 async def test_closed_cohort_completion_pooled_for_drew(api: GatewayClient) -> None:
     summary = (await api.data(SUMMARY, user=DREW))["me"]["summary"]
     assert (summary["totalCohorts"], summary["activeCohorts"]) == (2, 1)

@@ -1,5 +1,5 @@
 """The property of tests/resolvers/test_figures_property.py (and of its long run in
-tests/reliability/test_figures_property.py): every figure served for upstream rows
+tests/reliability/test_figures_at_length.py): every figure served for upstream rows
 Hypothesis draws (tests/resolvers/generated_world.py), written into a real database,
 equals the reference of tests/resolvers/reference_figures.py. The clock is pinned at a UTC
 day boundary; the process runs 14 hours ahead of UTC (SQLite) or 12 behind (PostgreSQL,
