@@ -65,14 +65,14 @@ reliability: system-test venv
 	$(BIN)/python -m tests.reliability.report; exit $$status
 
 # The container image (Containerfile) built here and run: seed, serve, worker, token and
-# refresh against a real PostgreSQL and Redis (tests/test_image.py). The base image is
+# refresh against a real PostgreSQL and Redis (tests/deploy/test_image.py). The base image is
 # built from Debian packages with debootstrap when it is missing (no image is pulled).
 # About 9 minutes from nothing on 2 cores, under 3 after a code change (buildah keeps the
 # base and the dependencies' layer); docs/operations.md, "Container image".
 image-test: system-test venv
 	$(SYSTEM) image
 	bash deploy/image/build.sh
-	$(BIN)/pytest -m image -q tests/test_image.py
+	$(BIN)/pytest -m image -q tests/deploy/test_image.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

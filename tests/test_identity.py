@@ -15,13 +15,13 @@ from gateway.cache.answers import AnswerId, AnswerRequest
 from gateway.refresh.answers import AnswerBuilder
 from loaders.programs import track_directors, users
 from resolvers.caller import Caller
-from tests import dataset
-from tests.clock import MovableClock
-from tests.dataset import ADMIN, DANA, DREW, NOW
-from tests.gateway_client import GatewayClient, gateway_client
+from tests.support import dataset
+from tests.support.clock import MovableClock
 from tests.support.cycles import prewarm, refresh_all
-from tests.test_cache import services_of, settings_for
-from tests.test_fast_path import LIST_OP, SUMMARY_OP, params
+from tests.support.dataset import ADMIN, DANA, DREW, NOW
+from tests.support.fast_path import LIST_OP, SUMMARY_OP, params
+from tests.support.gateway import services_of, settings_for
+from tests.support.gateway_client import GatewayClient, gateway_client
 
 LEARNER = 10
 ME = "{ me { id summary { totalCohorts } } }"

@@ -18,10 +18,10 @@ from sqlalchemy import text
 
 from loaders import programs
 from loaders.engines import make_engine
-from tests.gateway_client import fixed_clock, gateway_client
 from tests.resolvers.generated_world import World, worlds, write
 from tests.resolvers.reference_figures import Reference
-from tests.test_cache import settings_for
+from tests.support.gateway import settings_for
+from tests.support.gateway_client import fixed_clock, gateway_client
 
 PROCESS_TZ = {"sqlite": "Pacific/Kiritimati", "postgres": "Etc/GMT+12"}  # UTC+14, UTC−12
 DATABASE_TZ = "Pacific/Kiritimati"
