@@ -25,6 +25,9 @@ PRODUCTION = {
     "env": "production",
     "jwt_secret": "production-jwt-secret-0123456789abcdef",
     "webhook_secret": "production-webhook-secret-0123456789",
+    # Production refuses public /metrics and /readyz, and embedded mode unless asked for.
+    "internal_token": "production-internal-token-0123456789ab",
+    "embedded": True,
 }
 
 
