@@ -193,14 +193,12 @@ def _sort_value(c: dict[str, Any], field: CohortOrderField) -> Any:
 
 
 def order_key(field: CohortOrderField, descending: bool):  # type: ignore[no-untyped-def]
-    """[present, value, id]: nulls sort last in both directions."""
-    empty: Any = "" if field in (CohortOrderField.START_DATE, CohortOrderField.NAME) else 0.0
+    """The cursor key of a whole subtree (rows.cursor_key): nulls sort last in both
+    directions."""
+    empty = rows.null_stand_in(field.value)
 
     def key(c: dict[str, Any]) -> list[Any]:
-        value = _sort_value(c, field)
-        present = value is not None
-        flag = (1 if present else 0) if descending else (0 if present else 1)
-        return [flag, value if present else empty, c["id"]]
+        return rows.cursor_key(_sort_value(c, field), c["id"], descending, empty)
 
     return key
 

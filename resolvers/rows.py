@@ -48,16 +48,26 @@ def list_row(cohort: dict[str, Any]) -> list[Any] | None:
     ]
 
 
-def sort_key(field: str, descending: bool):  # type: ignore[no-untyped-def]
-    """[present, value, id] of a row: nulls sort last in both directions; ties by id."""
-    position = SORT_POSITIONS[field]
-    empty: Any = "" if field in _TEXT_FIELDS else 0.0
+def null_stand_in(field: str) -> Any:
+    """What a null sorts as, beside its flag (text fields sort as text)."""
+    return "" if field in _TEXT_FIELDS else 0.0
 
-    def key(row: Sequence[Any]) -> list[Any]:
-        value = row[position]
-        present = value is not None
-        flag = (1 if present else 0) if descending else (0 if present else 1)
-        return [flag, value if present else empty, row[ID]]
+
+def cursor_key(value: Any, row_id: int, descending: bool, empty: Any) -> list[Any]:
+    """[present, value, id]: nulls sort last in both directions; ties by id. The key a
+    cursor holds, of a row or of a whole subtree alike (resolvers/director.py)."""
+    present = value is not None
+    flag = (1 if present else 0) if descending else (0 if present else 1)
+    return [flag, value if present else empty, row_id]
+
+
+def _column_key(columns: list[list[Any]], field: str, descending: bool):  # type: ignore[no-untyped-def]
+    """cursor_key of the row at a position of these columns."""
+    values, ids = columns[SORT_POSITIONS[field]], columns[ID]
+    empty = null_stand_in(field)
+
+    def key(i: int) -> list[Any]:
+        return cursor_key(values[i], ids[i], descending, empty)
 
     return key
 
@@ -71,10 +81,8 @@ def build_index(rows: list[list[Any]], computed_at: str) -> dict[str, Any]:
     orders: dict[str, list[int]] = {}
     present: dict[str, int] = {}
     for field, position in SORT_POSITIONS.items():
-        key = sort_key(field, descending=False)
-        keys = [key(r) for r in rows]
-        orders[field] = sorted(range(len(rows)), key=keys.__getitem__)
-        present[field] = sum(1 for r in rows if r[position] is not None)
+        orders[field] = sorted(range(len(rows)), key=_column_key(columns, field, False))
+        present[field] = sum(1 for value in columns[position] if value is not None)
     return {"columns": columns, "orders": orders, "present": present, "computed_at": computed_at}
 
 
@@ -103,17 +111,8 @@ class Index:
         return order[:cut][::-1] + order[cut:][::-1]
 
     def sort_key(self, field: str, descending: bool):  # type: ignore[no-untyped-def]
-        """sort_key of the row at a position."""
-        values, ids = self.columns[SORT_POSITIONS[field]], self.columns[ID]
-        empty: Any = "" if field in _TEXT_FIELDS else 0.0
-
-        def key(i: int) -> list[Any]:
-            value = values[i]
-            present = value is not None
-            flag = (1 if present else 0) if descending else (0 if present else 1)
-            return [flag, value if present else empty, ids[i]]
-
-        return key
+        """cursor_key of the row at a position."""
+        return _column_key(self.columns, field, descending)
 
     def matching(
         self,
