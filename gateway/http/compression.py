@@ -18,6 +18,8 @@ cycle stores — a third copy of each answer in Redis, and one more dependency.
 import gzip
 from dataclasses import dataclass
 
+from gateway.http.media import weighted
+
 GZIP = b"gzip"
 ANSWER_LEVEL = 6  # stored and executed answers: as small as 9 on these bodies, faster
 STATIC_LEVEL = 9  # static files: compressed once per process
@@ -51,20 +53,8 @@ def negotiate_encoding(accept_encoding: str | None) -> Coding:
     if accept_encoding is None:
         return PLAIN
     q: dict[str, float] = {}
-    for part in accept_encoding.split(","):
-        name, *params = part.split(";")
-        name = name.strip().lower()
-        if not name or name in q:
-            continue
-        value = 1.0
-        for param in params:
-            key, _, raw = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    value = float(raw.strip())
-                except ValueError:
-                    value = 0.0
-        q[name] = value
+    for name, value in weighted(accept_encoding):
+        q.setdefault(name, value)  # a coding named twice: its first q
     star = q.get("*")
     gzip_q = q.get("gzip", q.get("x-gzip", 0.0 if star is None else star))
     # Unnamed (no `identity`, no `*`), identity is acceptable but no preference of the client.

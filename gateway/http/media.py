@@ -55,10 +55,11 @@ MEDIA = {
 LEGACY = MEDIA[JSON]
 
 
-def _ranges(accept: str) -> list[tuple[str, float]]:
-    """(media range, q) of each part of an Accept header; malformed q values count as 0."""
+def weighted(header: str) -> list[tuple[str, float]]:
+    """(value, q) of each part of an Accept or Accept-Encoding header, values lower-cased,
+    in header order; malformed q values count as 0."""
     out = []
-    for part in accept.split(","):
+    for part in header.split(","):
         media_range, *params = part.split(";")
         media_range = media_range.strip().lower()
         if not media_range:
@@ -100,7 +101,7 @@ def prefers_event_stream(accept: str | None) -> bool:
     is above 0 and above theirs (a tie goes to JSON). A wildcard alone never streams."""
     if accept is None or EVENT_STREAM not in accept.lower():
         return False
-    ranges = _ranges(accept)
+    ranges = weighted(accept)
     stream = _quality(ranges, EVENT_STREAM)
     if stream is None or stream[0] < 2 or stream[1] <= 0:
         return False
@@ -120,7 +121,7 @@ def negotiate(accept: str | None) -> Media | None:
         return LEGACY
     best: tuple[float, int, int] | None = None
     chosen = None
-    ranges = _ranges(accept)
+    ranges = weighted(accept)
     for preference, media_type in enumerate(reversed(SUPPORTED)):
         found = _quality(ranges, media_type)
         if found is None:
