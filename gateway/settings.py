@@ -21,7 +21,7 @@ from gateway.settings_checks import (
 )
 from gateway.settings_documents import DocumentSettings
 from gateway.settings_figures import FigureSettings
-from gateway.settings_files import FileSecretsSource
+from gateway.settings_files import UPSTREAM_URL_SETTINGS, FileSecretsSource
 from gateway.settings_workers import WorkerSettings
 from loaders import MODULES
 
@@ -381,15 +381,7 @@ class Settings(DocumentSettings, FigureSettings, WorkerSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator(
-        "database_url",
-        "upstream_programs_url",
-        "upstream_mentorship_url",
-        "upstream_talentscope_url",
-        "upstream_missions_url",
-        "upstream_portfolio_url",
-        "upstream_billing_url",
-    )
+    @field_validator("database_url", *UPSTREAM_URL_SETTINGS)
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:
         return None if value is None else database_url(value)

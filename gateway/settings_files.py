@@ -17,7 +17,10 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from gateway.settings_checks import PREFIX
+from loaders import MODULES
 
+# The upstream modules' database URLs, one setting per module.
+UPSTREAM_URL_SETTINGS = tuple(f"upstream_{module}_url" for module in MODULES)
 # The settings that may hold a secret (a password in a URL too).
 FILE_SETTINGS = (
     "jwt_secret",
@@ -26,12 +29,7 @@ FILE_SETTINGS = (
     "database_url",
     "redis_url",
     "queue_redis_url",
-    "upstream_programs_url",
-    "upstream_mentorship_url",
-    "upstream_talentscope_url",
-    "upstream_missions_url",
-    "upstream_portfolio_url",
-    "upstream_billing_url",
+    *UPSTREAM_URL_SETTINGS,
 )
 
 
