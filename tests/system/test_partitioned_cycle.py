@@ -26,14 +26,12 @@ import asyncpg
 import orjson
 import pytest
 import redis
-from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
 
 from gateway.cache.keys import (
     CYCLE_LEASE_KEY,
     CYCLE_OPENED_CHANNEL,
     JOB_REFRESH_ALL,
-    QUEUE_NAME,
     Keys,
     cache_version,
 )
@@ -51,6 +49,7 @@ from tests.support.clock import MovableClock
 from tests.support.dataset import ADMIN, DANA, DREW, NORA, NOW
 from tests.support.gateway import services_of, settings_for
 from tests.support.gateway_client import gateway_client
+from tests.support.worker_processes import cycles_done, enqueue
 
 pytestmark = pytest.mark.postgres
 
@@ -102,22 +101,6 @@ def two_workers(
         with redis.Redis(host=HOST, port=redis_server.port, db=DB) as client:
             wait_until(lambda: not client.exists(CYCLE_LEASE_KEY), "the cycle to end")
         yield workers, url
-
-
-def cycles_done(workers: list[WorkerProcess]) -> list[dict[str, Any]]:
-    """Every worker's, in the order they ended."""
-    return sorted((r for w in workers for r in w.messages("^refresh cycle done$")), key=epoch)
-
-
-def enqueue(url: str, job_id: str) -> None:
-    async def put() -> None:
-        client = ArqRedis.from_url(url)
-        try:
-            assert await client.enqueue_job(JOB_REFRESH_ALL, _job_id=job_id, _queue_name=QUEUE_NAME)
-        finally:
-            await client.aclose()
-
-    run_sync(put)
 
 
 def batches_of(workers: list[WorkerProcess], cycle: str) -> Counter[tuple[str, int]]:

@@ -29,21 +29,20 @@ import asyncpg
 import orjson
 import pytest
 import redis
-from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
 
-from gateway.cache.keys import CYCLE_LEASE_KEY, CYCLE_OPEN_KEY, JOB_REFRESH_ALL, QUEUE_NAME
+from gateway.cache.keys import CYCLE_LEASE_KEY, CYCLE_OPEN_KEY, JOB_REFRESH_ALL
 from gateway.refresh.dispatch import BATCHES_PER_WORKER
 from tests.harness.processes import HOST, WorkerProcess, child_env, epoch
 from tests.harness.waiting import CEILING_S, run_sync, wait_until
 from tests.support import dataset
+from tests.support.worker_processes import CYCLE_DONE, cycles_done, enqueue
 
 pytestmark = pytest.mark.postgres
 
 CLONES = 2000
 DB = 6  # of the session's Redis: this module's
 DONE = "^refresh batch done$"
-CYCLE_DONE = "^refresh cycle done$"
 
 
 @pytest.fixture(scope="module")
@@ -96,21 +95,6 @@ def start_workers(
     finally:
         for worker in started:
             worker.stop(signal.SIGKILL)
-
-
-def cycles_done(workers: list[WorkerProcess]) -> list[dict[str, Any]]:
-    return sorted((r for w in workers for r in w.messages(CYCLE_DONE)), key=epoch)
-
-
-def enqueue(url: str, job_id: str) -> None:
-    async def put() -> None:
-        client = ArqRedis.from_url(url)
-        try:
-            assert await client.enqueue_job(JOB_REFRESH_ALL, _job_id=job_id, _queue_name=QUEUE_NAME)
-        finally:
-            await client.aclose()
-
-    run_sync(put)
 
 
 def coordinator_of(workers: list[WorkerProcess], job_id: str) -> WorkerProcess:

@@ -25,10 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.connections import ArqRedis
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.cache.keys import COLD_START_JOB_ID, JOB_REFRESH_ALL, QUEUE_NAME, Keys, cache_version
+from gateway.cache.keys import COLD_START_JOB_ID, JOB_REFRESH_ALL, Keys, cache_version
 from resolvers.caller import Caller
 from resolvers.schema import build_schema
 from tests.harness.processes import HOST, ROOT, WorkerProcess, child_env, epoch, free_port, running
@@ -37,6 +36,7 @@ from tests.harness.servers import RedisServer
 from tests.harness.waiting import run_sync, wait_until
 from tests.support import dataset
 from tests.support.dataset import ADMIN, DANA, DREW, NORA
+from tests.support.worker_processes import CYCLE_DONE, enqueue
 
 CLONES = 2000
 COHORTS = [101, 102, 103, 104] + [1000 + n for n in range(1, CLONES + 1)]
@@ -45,7 +45,6 @@ SUMMARIES = {DANA: "director", DREW: "director", NORA: "director", ADMIN: "admin
 # asked for.
 INTERVAL_S = "3600"
 WENT_AWAY, IS_BACK = "^redis went away", "^redis is back$"
-CYCLE_DONE = "^refresh cycle done$"
 BATCH_DONE = "^refresh batch done$"
 
 
@@ -91,18 +90,6 @@ def check(process: WorkerProcess) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-def enqueue(redis: RedisServer, job_id: str) -> None:
-    async def put() -> None:
-        client = ArqRedis.from_url(redis.url)
-        try:
-            job = await client.enqueue_job(JOB_REFRESH_ALL, _job_id=job_id, _queue_name=QUEUE_NAME)
-            assert job is not None, job_id
-        finally:
-            await client.aclose()
-
-    run_sync(put)
 
 
 def away_since(w: WorkerProcess, since: float) -> list[dict[str, Any]]:
@@ -164,7 +151,7 @@ def test_two_workers_ride_out_a_redis_outage_during_a_cycle(
         assert len([r for w in workers for r in w.job_starts(cold)]) == 1, workers
 
         # Another cycle; Redis stops once it is under way.
-        enqueue(redis, "outage-cycle")
+        enqueue(redis.url, "outage-cycle")
         ref = f"outage-cycle:{JOB_REFRESH_ALL}"
 
         def started() -> float | None:
