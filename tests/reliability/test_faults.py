@@ -44,6 +44,7 @@ from tests.reliability.harness import (
     write_results,
 )
 from tests.reliability.load import Recorder, closed_loop, dashboard_mix
+from tests.support.cycles import SECTIONS
 
 pytestmark = pytest.mark.reliability
 
@@ -382,19 +383,6 @@ def _summary_figures(body: dict[str, Any]) -> dict[str, Any]:
 
 # --- a worker SIGKILLed mid-cycle ------------------------------------------------------
 
-SECTIONS = (
-    "seats",
-    "enrollment",
-    "mentorship",
-    "readiness",
-    "competencies",
-    "mission_funnel",
-    "portfolio",
-    "payments",
-    "milestones",
-    "alerts",
-    "flags",
-)
 SUMMARY_FIELDS = ("total_cohorts", "active_cohorts", "seats", "alerts", "computed_at")
 
 

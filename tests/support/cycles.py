@@ -11,6 +11,21 @@ from gateway.refresh.dispatch import LocalDispatcher, local_run
 from gateway.services import Services
 from loaders import programs
 
+# The sections of a complete cohort subtree (none null unless a module was unavailable).
+SECTIONS = (
+    "seats",
+    "enrollment",
+    "mentorship",
+    "readiness",
+    "competencies",
+    "mission_funnel",
+    "portfolio",
+    "payments",
+    "milestones",
+    "alerts",
+    "flags",
+)
+
 
 def in_process(services: Services) -> tuple[Phases, datetime]:
     """A cycle's phases in this process, as of the services' clock now."""

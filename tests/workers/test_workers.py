@@ -15,26 +15,12 @@ from tests.harness.processes import WorkerProcess, child_env
 from tests.harness.waiting import async_wait_until
 from tests.support import dataset
 from tests.support.clock import MovableClock
-from tests.support.cycles import refresh_all
+from tests.support.cycles import SECTIONS, refresh_all
 from tests.support.dataset import DANA, DREW, NORA, NOW
 from tests.support.gateway import StatementCounter, services_of, settings_for
 from tests.support.gateway_client import gateway_client
 from tests.support.queries import COHORT_DETAIL, SUMMARY
 from workers.worker import cron_fields
-
-SECTIONS = (
-    "seats",
-    "enrollment",
-    "mentorship",
-    "readiness",
-    "competencies",
-    "mission_funnel",
-    "portfolio",
-    "payments",
-    "milestones",
-    "alerts",
-    "flags",
-)
 
 
 @pytest.fixture
