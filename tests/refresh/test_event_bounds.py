@@ -6,32 +6,26 @@ real (burst) worker on the hand-built dataset."""
 
 import logging
 
-import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from gateway.refresh.pending import FIGURE_COHORTS_KEY, SCOPE_COHORTS_KEY
 from tests.support.clock import MovableClock
 from tests.support.dataset import DREW, NOW
-from tests.support.gateway import queued_jobs, run_worker, services_of, settings_for, signed
+from tests.support.gateway import (
+    event_body,
+    queued_jobs,
+    run_worker,
+    services_of,
+    settings_for,
+    signed,
+)
 from tests.support.gateway_client import gateway_client
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 COHORTS = [101, 102, 103, 104]  # every cohort of the dataset
 MAX_IDS = 10_000
-
-
-def event(event_id: str, module: str, cohort_ids=(), director_ids=()) -> bytes:
-    return orjson.dumps(
-        {
-            "id": event_id,
-            "module": module,
-            "occurred_at": "2026-11-24T10:00:00Z",
-            "cohort_ids": list(cohort_ids),
-            "director_ids": list(director_ids),
-        }
-    )
 
 
 async def test_past_the_cap_an_event_is_refused_413_and_nothing_is_queued(
@@ -41,14 +35,14 @@ async def test_past_the_cap_an_event_is_refused_413_and_nothing_is_queued(
     await redis.flushall()
     await redis.aclose()
     async with gateway_client(settings_for(dataset_url, redis_url), MovableClock(NOW)) as api:
-        over = event("evt_over", "missions", range(1, MAX_IDS), [DREW, DREW])
+        over = event_body("evt_over", "missions", range(1, MAX_IDS), [DREW, DREW])
         assert len(over) < api.settings.webhook_max_body_bytes  # within the body bound
         response = await api.http.post("/webhooks/upstream", content=over, headers=signed(over))
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "TOO_MANY_IDS"
         assert await queued_jobs(redis_url) == []
         # Refused before its id was recorded: a retry within the cap is processed.
-        within = event("evt_over", "missions", range(1, MAX_IDS), [DREW])
+        within = event_body("evt_over", "missions", range(1, MAX_IDS), [DREW])
         response = await api.http.post("/webhooks/upstream", content=within, headers=signed(within))
         assert (response.status_code, response.json()["status"]) == (202, "accepted")
 
@@ -60,10 +54,10 @@ async def test_a_maximal_event_is_one_job_coalesced_and_the_director_goes_first(
     await redis.flushall()
     async with gateway_client(settings_for(dataset_url, redis_url), MovableClock(NOW)) as api:
         # The nastiest event the cap allows: every cohort, and ids naming nothing up to it.
-        bulk = event("evt_bulk", "missions", [*COHORTS, *range(10_000, 10_000 + MAX_IDS - 4)])
-        again = event("evt_again", "portfolio", COHORTS)  # the same cohorts, named again
-        moved = event("evt_moved", "programs", [102])  # a cohort moved: a scope change
-        demotion = event("evt_demote", "programs", director_ids=[DREW])
+        bulk = event_body("evt_bulk", "missions", [*COHORTS, *range(10_000, 10_000 + MAX_IDS - 4)])
+        again = event_body("evt_again", "portfolio", COHORTS)  # the same cohorts, named again
+        moved = event_body("evt_moved", "programs", [102])  # a cohort moved: a scope change
+        demotion = event_body("evt_demote", "programs", director_ids=[DREW])
         for body in (bulk, again, moved, demotion):
             response = await api.http.post("/webhooks/upstream", content=body, headers=signed(body))
             assert response.status_code == 202, response.text

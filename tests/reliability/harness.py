@@ -126,18 +126,6 @@ def signed(body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
     return {"X-Signature": f"sha256={digest}", "Content-Type": "application/json"}
 
 
-def event_body(event_id: str, module: str, cohort_ids=(), director_ids=()) -> bytes:
-    return orjson.dumps(
-        {
-            "id": event_id,
-            "module": module,
-            "occurred_at": "2026-11-24T10:00:00Z",
-            "cohort_ids": list(cohort_ids),
-            "director_ids": list(director_ids),
-        }
-    )
-
-
 def manifest_file(directory: Path) -> Path:
     path = directory / "manifest.json"
     path.write_text(json.dumps(build_manifest(OPERATIONS)))

@@ -35,7 +35,6 @@ from tests.reliability.harness import (
     apq_document,
     auth,
     codes_of,
-    event_body,
     gateway_env,
     http_client,
     manifest_file,
@@ -47,6 +46,7 @@ from tests.reliability.harness import (
     write_results,
 )
 from tests.reliability.harness import Probe as Page
+from tests.support.gateway import event_body
 
 pytestmark = pytest.mark.reliability
 

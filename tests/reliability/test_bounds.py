@@ -42,7 +42,6 @@ from tests.reliability.harness import (
     World,
     auth,
     cache_version_in_redis,
-    event_body,
     gateway_env,
     http_client,
     manifest_file,
@@ -53,6 +52,7 @@ from tests.reliability.harness import (
     sqlite_url,
     write_results,
 )
+from tests.support.gateway import event_body
 
 pytestmark = pytest.mark.reliability
 

@@ -35,7 +35,6 @@ from tests.reliability.harness import (
     World,
     assert_same_code_as_processes,
     codes_of,
-    event_body,
     gateway_env,
     http_client,
     manifest_file,
@@ -46,6 +45,7 @@ from tests.reliability.harness import (
     sqlite_url,
     write_results,
 )
+from tests.support.gateway import event_body
 from workers.worker import make_worker
 
 pytestmark = pytest.mark.reliability

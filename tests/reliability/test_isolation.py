@@ -37,7 +37,6 @@ from tests.reliability.harness import (
     apq_register_get,
     assert_same_code_as_processes,
     cache_counters,
-    event_body,
     gateway_env,
     http_client,
     manifest_file,
@@ -50,6 +49,7 @@ from tests.reliability.harness import (
     sqlite_url,
     write_results,
 )
+from tests.support.gateway import event_body
 from workers.worker import make_worker
 
 pytestmark = pytest.mark.reliability

@@ -23,7 +23,6 @@ from tests.reliability.harness import (
     World,
     cache_counters,
     cache_version_in_redis,
-    event_body,
     gateway_env,
     http_client,
     manifest_file,
@@ -33,6 +32,7 @@ from tests.reliability.harness import (
     write_results,
 )
 from tests.reliability.load import Recorder, dashboard_mix, steady_rate
+from tests.support.gateway import event_body
 
 pytestmark = pytest.mark.reliability
 

@@ -36,7 +36,6 @@ from tests.harness.procfs import status_kb
 from tests.reliability.harness import (
     OPERATIONS,
     World,
-    event_body,
     gateway_env,
     http_client,
     manifest_file,
@@ -47,6 +46,7 @@ from tests.reliability.harness import (
     token,
     write_results,
 )
+from tests.support.gateway import event_body
 from tests.support.raw_http import exchange, get_head, read_response
 
 pytestmark = pytest.mark.reliability

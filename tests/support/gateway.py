@@ -71,12 +71,17 @@ def signed(body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
     return {"X-Signature": f"sha256={digest}", "Content-Type": "application/json"}
 
 
-EVENT = orjson.dumps(
-    {
-        "id": "evt_01",
-        "module": "missions",
-        "occurred_at": "2026-11-24T10:00:00Z",
-        "cohort_ids": [102],
-        "director_ids": [DREW],
-    }
-)
+def event_body(event_id: str, module: str, cohort_ids=(), director_ids=()) -> bytes:
+    """An upstream change event, as the webhook receives it."""
+    return orjson.dumps(
+        {
+            "id": event_id,
+            "module": module,
+            "occurred_at": "2026-11-24T10:00:00Z",
+            "cohort_ids": list(cohort_ids),
+            "director_ids": list(director_ids),
+        }
+    )
+
+
+EVENT = event_body("evt_01", "missions", [102], [DREW])
