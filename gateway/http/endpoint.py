@@ -69,6 +69,7 @@ from gateway.http.request import (
 )
 from gateway.http.responses import (
     NO_STORE,
+    NOSNIFF,
     VARY,
     RawResponse,
     answer_message,
@@ -464,6 +465,7 @@ class GraphQLEndpoint:
         min_bytes = self.settings.gzip_min_bytes
         if errors or (gql.method == "GET" and not gql.cacheable):
             extra = {**NO_STORE, "Vary": VARY} if errors and gql.cacheable else {}
+            extra.update(NOSNIFF)
             response = Response(raw, status, {**headers, **extra}, media.content_type)
             return compressed(response, coding, min_bytes), raw, None
         # An answer without errors: the bytes a stored answer would carry, written as the
