@@ -110,3 +110,57 @@ def _true_when(condition):
         return condition()
 
     return predicate
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_failed_execution_is_its_waiters_error_and_the_next_request_executes(
+    dataset_url: str, redis_url: str, manifest: str
+) -> None:
+    settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
+    locker = create_async_engine(dataset_url)
+    try:
+        async with gateway_client(settings) as api:
+            flights = api.http._transport.app.state.endpoint.flights
+            executed, shared = misses("executed"), misses("shared")
+            async with locker.connect() as connection:
+                transaction = await connection.begin()
+                await connection.execute(
+                    text(f"LOCK TABLE {EXECUTION_TABLES} IN ACCESS EXCLUSIVE MODE")
+                )
+                requests = [
+                    asyncio.ensure_future(get(api, LIST_OP, ADMIN, "admin"))
+                    for _ in range(CONCURRENT)
+                ]
+
+                async def all_waiting() -> bool:
+                    return flights.waiting == CONCURRENT - 1
+
+                await async_wait_until(all_waiting, "every other request waiting")
+                # The leader's read fails: its connection is ended while it waits on the lock.
+                async with locker.connect() as admin:
+                    ended = await admin.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                            "WHERE NOT granted AND pid <> pg_backend_pid()"
+                        )
+                    )
+                    assert ended.scalars().all() == [True]
+                failed = await asyncio.gather(*requests)
+                await transaction.commit()
+            assert (misses("executed"), misses("shared")) == (executed + 1, shared + CONCURRENT - 1)
+            bodies = [r.json() for r in failed]
+            assert [r.status_code for r in failed] == [200] * CONCURRENT
+            # The same error for every one of them, each under its own request id.
+            assert all(b["errors"] for b in bodies)
+            codes = {e["extensions"]["code"] for b in bodies for e in b["errors"]}
+            assert codes == {"UPSTREAM_UNAVAILABLE"}
+            ids = {e["extensions"]["requestId"] for b in bodies for e in b["errors"]}
+            assert len(ids) == CONCURRENT
+            assert len(flights) == 0
+            # Not wedged, nothing stored from the failure: the next request executes.
+            again = await get(api, LIST_OP, ADMIN, "admin")
+            assert again.status_code == 200
+            assert "errors" not in again.json()
+            assert misses("executed") == executed + 2
+    finally:
+        await locker.dispose()
