@@ -63,8 +63,9 @@ class Config:
     markdown: str = "BENCHMARKS.md"  # empty: do not write
     keep_logs: bool = False
     # s: subscriptions (bench/scenarios/subscriptions.py); p, z, x: POST, gzip and the
-    # admins' CohortList by GET and POST, beside (b) (bench/scenarios/closed_loop.py)
-    scenarios: str = "a,b,p,z,x,c,d,s"
+    # admins' CohortList by GET and POST, beside (b) (bench/scenarios/closed_loop.py);
+    # e: executed CPU per operation (bench/scenarios/execution.py)
+    scenarios: str = "a,b,p,z,x,c,d,s,e"
     subscribers: int = 1000  # connections of scenario s, two per director
     source: str = ""  # gateway source tree to run (default: this work tree)
 

@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.documents.dashboard import build_manifest, dashboard_operations
 from gateway.settings import Settings
-from tests import dataset
+from tests.support import dataset
 
 
 def _hits() -> float:

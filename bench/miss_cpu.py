@@ -23,9 +23,9 @@ from prometheus_client import REGISTRY
 from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.documents.dashboard import build_manifest, dashboard_operations
-from gateway.refresh.cycle import refresh_subtrees
 from gateway.settings import Settings
-from tests import dataset
+from tests.support import dataset
+from tests.support.cycles import refresh_all
 
 KEYS = 10
 
@@ -45,7 +45,7 @@ async def measure(tmp: Path, concurrent: int, each_executes: bool) -> float:
     )
     app = create_app(settings)
     services = app.state.services
-    await refresh_subtrees(services.refresh, services.clock())
+    await refresh_all(services)
     if each_executes:
 
         async def direct(key: str, execute: Callable[[], Awaitable[Any]]) -> Any:

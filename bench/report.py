@@ -4,6 +4,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.scenarios import execution
+
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 
 NAMES = {
@@ -370,6 +372,7 @@ def render(results: dict[str, Any], results_path: Path) -> str:
         f"{results.get('directors', {}).get('scope_cohorts_median', '?')})."
     )
     lines += cycles_lines(results.get("cycles"))
+    lines += execution.report_lines(results.get("execution"))
     lines += ["", "## Profiles", ""]
     profiles = results.get("profiles") or {}
     if profiles.get("fast_path"):

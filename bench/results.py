@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import TARGETS, Config
+from bench.scenarios import execution
 from tests.harness.processes import ROOT
 
 
@@ -274,6 +275,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": name, "goal": target, "value": value, "met": met, "unit": unit,
                      "margin_pct": round(margin, 1), "note": note})  # fmt: skip
 
+    for name, goal, value, unit, note in execution.targets(results.get("execution")):
+        add(name, goal, value, False, unit, note)
     scenarios = results.get("scenarios", [])
     best = results.get("best_workers")
 

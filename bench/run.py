@@ -16,8 +16,9 @@ Steps:
  4. closed-loop load with wrk + bench/requests.lua: (a) the limit, bench/limit_app.py;
     (b) the response fast path; (c) subtree cache + execution; (d) no cache;
  5. the fast path at a fixed open-loop rate (bench/openloop.py);
- 6. hit rate, cold cohort detail, upstream statements per request, RSS, Redis memory
-    (steps 2 to 6: bench/scenarios/);
+ 6. hit rate, cold cohort detail, upstream statements per request, RSS, Redis memory;
+    each dashboard operation's CPU executed from cached subtrees, demo and bench scale
+    (bench/execution_cpu.py) (steps 2 to 6: bench/scenarios/);
  7. bench/results/<timestamp>.json and BENCHMARKS.md (bench/results.py, bench/report.py).
 
 Every process it starts runs in its own process group and is stopped on exit, on error
@@ -48,6 +49,7 @@ from bench.results import (
 from bench.scenarios import (
     closed_loop,
     cold_detail,
+    execution,
     memory,
     open_loop,
     prewarm,
@@ -93,6 +95,8 @@ class Bench:
             self.results["prewarm"]["postgres"] = prewarm.on_postgres(rig)
             self.results["cycles"] = self.results["prewarm"]["postgres"].pop("cycles", None)
         self.results["prewarm"]["sqlite"] = prewarm.on_sqlite(rig)
+        if "e" in cfg.scenario_set:  # before the gateway and the worker start: in quiet
+            self.results["execution"] = execution.execution(rig)
         worker = rig.start_worker()
         self.results["directors"] = rig.workload.load_dataset(rig.sqlite_path)
         self.results["load"] = rig.workload.write_requests(cfg)

@@ -1,5 +1,6 @@
 """Long-lived parts of one gateway process, built once at start-up."""
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -163,8 +164,8 @@ class Services:
 
     def source(self, now: datetime, *, enqueue_refreshes: bool = True) -> SubtreeSource:
         """Where one request (or job) reads subtrees as of `now`: through the cache, or live."""
-        # Loaders are built here, per request, inside the running event loop.
-        live = LiveSource(Loaders(self.upstream), now, self.thresholds)
+        # Loaders are built per request, inside the running event loop, when first needed.
+        live = LiveSource(functools.partial(Loaders, self.upstream), now, self.thresholds)
         if self.cache is not None and self.settings.cache_enabled:
             return CachedSource(
                 self.cache, live, self.thresholds, enqueue_refreshes=enqueue_refreshes

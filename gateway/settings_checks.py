@@ -13,16 +13,38 @@ import contextlib
 import difflib
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import SecretStr, ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-if TYPE_CHECKING:
-    from gateway.settings import Settings
-
 PREFIX = "GATEWAY_"
+
+
+class CheckedSettings(Protocol):
+    """What the checks read of gateway.settings.Settings (which imports this module)."""
+
+    @property
+    def cors_origins(self) -> list[str]: ...
+    @property
+    def embedded(self) -> bool: ...
+    @property
+    def internal_port(self) -> int | None: ...
+    @property
+    def internal_token(self) -> SecretStr | None: ...
+    @property
+    def is_production(self) -> bool: ...
+    @property
+    def jwt_secret(self) -> SecretStr: ...
+    @property
+    def redis_url(self) -> str | None: ...
+    @property
+    def uses_jwt_secret(self) -> bool: ...
+    @property
+    def webhook_secret(self) -> SecretStr: ...
+
+
 MIN_SECRET_BYTES = 32
 # Development defaults: fine on a laptop, refused in production.
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
@@ -76,7 +98,7 @@ def log_level(level: str) -> str:
     return name
 
 
-def profile_problems(settings: "Settings") -> list[str]:
+def profile_problems(settings: CheckedSettings) -> list[str]:
     """Empty secrets break every request (JWT) or let anyone sign (webhooks); production
     wants secrets of its own, at least MIN_SECRET_BYTES long (RFC 7518 §3.2 for HS256),
     and CORS origins that name pages."""
@@ -114,7 +136,7 @@ def profile_problems(settings: "Settings") -> list[str]:
     return problems
 
 
-def serve_problems(settings: "Settings") -> list[str]:
+def serve_problems(settings: CheckedSettings) -> list[str]:
     """What `gateway serve` refuses in production, beyond the settings' own checks."""
     if not settings.is_production:
         return []

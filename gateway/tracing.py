@@ -45,8 +45,7 @@ from strawberry.extensions.tracing import OpenTelemetryExtension
 from gateway.cache.keys import kind_of
 from gateway.cache.kv import KV
 from gateway.http.access import operation_of
-from gateway.http.endpoint import OBSERVED
-from gateway.http.fastpath import GRAPHQL_PATH
+from gateway.http.scope import GRAPHQL_PATH, OBSERVED
 from loaders.engines import Upstream
 
 SERVICE_NAME = "director-dashboard-gateway"

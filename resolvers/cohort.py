@@ -8,6 +8,7 @@ import strawberry
 from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
 from resolvers.funnel import MissionFunnel
+from resolvers.projection import NotProjected, projects
 from resolvers.scalars import Date, DateTime, SafeInt
 
 
@@ -242,6 +243,11 @@ class Alert:
     message: str = strawberry.field(description="One line for people.")
 
 
+def stale_of(root: Any, context: Context) -> bool:
+    return context.is_stale(root)
+
+
+@projects(stale_of)
 def _stale(root: Any, info: strawberry.Info[Context, None]) -> bool:
     return info.context.is_stale(root)
 
@@ -250,6 +256,12 @@ def _section(name: str) -> Any:
     """A section whose upstream module may be down: served from the last cached subtree
     with an UPSTREAM_UNAVAILABLE error on its path, or null with that error."""
 
+    def available(root: Any, context: Context) -> Any:
+        if root.get("unavailable", {}).get(name) is not None:
+            raise NotProjected  # the ordinary way: it reports the outage
+        return root[name]
+
+    @projects(available)
     def resolve(root: Any, info: strawberry.Info[Context, None]) -> Any:
         value = root[name]
         module = root.get("unavailable", {}).get(name)

@@ -5,12 +5,23 @@ from typing import Annotated, Any
 
 import strawberry
 
+from resolvers import rows
 from resolvers.caller import Caller
-from resolvers.cohort import Alert, AlertCode, Cohort, CohortMode, CohortStatus, Seats
+from resolvers.cohort import (
+    Alert,
+    AlertCode,
+    Cohort,
+    CohortMode,
+    CohortStatus,
+    Seats,
+    stale_of,
+)
 from resolvers.context import Context
 from resolvers.errors import upstream_unavailable
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, encode_cursor, page
+from resolvers.projection import NotProjected, projects
 from resolvers.scalars import DateTime, SafeInt
+from resolvers.subtrees import DEFAULT_SUMMARY_ALERTS, MAX_SUMMARY_ALERTS
 
 
 @strawberry.type(description="Alert counts by severity.")
@@ -23,6 +34,12 @@ class AlertCounts:
 class AlertCodeCount:
     code: AlertCode = strawberry.field(description="Alert code.")
     count: int = strawberry.field(description="Alerts with this code.")
+
+
+def _first_alerts(summary: dict[str, Any], first: int) -> list[dict[str, Any]]:
+    if not 1 <= first <= MAX_SUMMARY_ALERTS:
+        raise NotProjected  # the ordinary way: it says what is wrong
+    return summary["alerts"][:first]  # type: ignore[no-any-return]
 
 
 @strawberry.type(
@@ -57,12 +74,27 @@ class DirectorSummary:
     alerts_by_code: list[AlertCodeCount] = strawberry.field(
         description="Alerts by code, codes in alphabetical order; codes with none are left out."
     )
-    alerts: list[Alert] = strawberry.field(
-        description="Alerts of running cohorts: critical first, then by cohort id, then code."
-    )
     computed_at: DateTime = strawberry.field(
         description="When this summary was computed; its figures are as of this instant."
     )
+
+    @strawberry.field(
+        description=(
+            f"Alerts of running cohorts, critical first, then by cohort id, then code: the "
+            f"first `first` of them (default {DEFAULT_SUMMARY_ALERTS}, at most "
+            f"{MAX_SUMMARY_ALERTS}); alertCounts and alertsByCode count them all."
+        )
+    )
+    @projects(lambda root, context, first: _first_alerts(root, first))
+    def alerts(
+        self,
+        first: Annotated[
+            int,
+            strawberry.argument(description=f"How many, 1 to {MAX_SUMMARY_ALERTS}."),
+        ] = DEFAULT_SUMMARY_ALERTS,
+    ) -> list[Alert]:
+        check_first(first, MAX_SUMMARY_ALERTS)
+        return self["alerts"][:first]  # type: ignore[index,no-any-return]
 
     @strawberry.field(
         description=(
@@ -70,6 +102,7 @@ class DirectorSummary:
             "this is an older copy because an upstream module is unavailable."
         )
     )
+    @projects(stale_of)
     def stale(self, info: strawberry.Info[Context, None]) -> bool:
         return info.context.is_stale(self)  # type: ignore[arg-type]
 
@@ -184,16 +217,24 @@ async def cohort_connection(
     order_by = order_by or CohortOrder()
     source = info.context.source
     ids = await source.scope(director)
-    subtrees = await source.cohorts(ids)
-    matching = [c for c in subtrees.values() if _matches(c, filter)]
     descending = order_by.direction is OrderDirection.DESC
-    key = order_key(order_by.field, descending)
-    matching.sort(key=key, reverse=descending)
     order_name = f"{order_by.field.value}:{order_by.direction.value}"
-    chunk, has_next, has_prev = page(
-        matching, key, order=order_name, descending=descending, first=first, after=after
-    )
-    edges = [CohortEdge(cursor=encode_cursor(order_name, key(c)), node=c) for c in chunk]  # type: ignore[arg-type]
+    indexed = await _indexed_page(source, director, ids, first, after, filter, order_by)
+    if indexed is not None:
+        pairs, has_next, has_prev, total = indexed
+    else:
+        # No index for this scope, or one that disagrees with a subtree of the page:
+        # every subtree in scope is read, sorted and filtered.
+        subtrees = await source.cohorts(ids)
+        matching = [c for c in subtrees.values() if _matches(c, filter)]
+        key = order_key(order_by.field, descending)
+        matching.sort(key=key, reverse=descending)
+        chunk, has_next, has_prev = page(
+            matching, key, order=order_name, descending=descending, first=first, after=after
+        )
+        pairs = [(key(c), c) for c in chunk]
+        total = len(matching)
+    edges = [CohortEdge(cursor=encode_cursor(order_name, k), node=c) for k, c in pairs]  # type: ignore[arg-type]
     return CohortConnection(
         edges=edges,
         page_info=PageInfo(
@@ -202,8 +243,48 @@ async def cohort_connection(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        total_count=len(matching),
+        total_count=total,
     )
+
+
+async def _indexed_page(
+    source: Any,
+    director: Caller,
+    ids: list[int],
+    first: int,
+    after: str | None,
+    filter: CohortFilter | None,
+    order_by: CohortOrder,
+) -> tuple[list[tuple[list[Any], dict[str, Any]]], bool, bool, int] | None:
+    """The page cut from the scope's list index, with the page's subtrees alone; None
+    when the index is missing, is not of this scope, or disagrees with a page subtree."""
+    entry = await source.list_index(director)
+    if entry is None:
+        return None
+    index = rows.Index(entry)
+    if index.ids != ids:
+        return None  # written for another scope than the one read: never shown
+    field = order_by.field.value
+    descending = order_by.direction is OrderDirection.DESC
+    matching = index.ordered(field, descending)
+    if filter is not None:
+        matching = index.matching(
+            matching, filter.status, filter.mode, filter.program_id, filter.track_id, filter.search
+        )
+    key = index.sort_key(field, descending)
+    order_name = f"{field}:{order_by.direction.value}"
+    chunk, has_next, has_prev = page(
+        matching, key, order=order_name, descending=descending, first=first, after=after
+    )
+    ids_of_page = [index.ids[i] for i in chunk]
+    subtrees = await source.cohorts(ids_of_page)
+    pairs = []
+    for i, cohort_id in zip(chunk, ids_of_page, strict=True):
+        subtree = subtrees.get(cohort_id)
+        if subtree is None or rows.list_row(subtree) != index.row(i):
+            return None
+        pairs.append((key(i), subtree))
+    return pairs, has_next, has_prev, len(matching)
 
 
 @strawberry.type(description="A program director (or an admin looking at their own dashboard).")

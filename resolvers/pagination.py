@@ -18,9 +18,9 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
 
-def check_first(first: int) -> int:
-    if not 1 <= first <= MAX_PAGE_SIZE:
-        raise bad_input(f"`first` must be between 1 and {MAX_PAGE_SIZE}, got {first}.")
+def check_first(first: int, maximum: int = MAX_PAGE_SIZE) -> int:
+    if not 1 <= first <= maximum:
+        raise bad_input(f"`first` must be between 1 and {maximum}, got {first}.")
     return first
 
 

@@ -28,6 +28,7 @@ from resolvers.errors import (
 from resolvers.ids import is_id
 from resolvers.live import Subscription
 from resolvers.pagination import DEFAULT_PAGE_SIZE, check_first, decode_cursor, encode_cursor
+from resolvers.projection import Projector
 from resolvers.refresh import Mutation
 from resolvers.scalars import SCALARS, field_resolver
 
@@ -151,9 +152,31 @@ class GatewaySchema(strawberry.Schema):
 
 
 class EventExecutor(StrawberryGraphQLCoreExecutionContext):
-    """A subscription's executor lives as long as the subscription, and graphql-core keeps
+    """Projects what it can (resolvers/projection.py), unless an extension must see every
+    field resolved (it then is a middleware).
+
+    A subscription's executor lives as long as the subscription, and graphql-core keeps
     its memo of collected sub-fields in it (about 15 KB for the dashboard's documents):
     each event gets a memo of its own instead, freed with it."""
+
+    projector: Projector | None = None
+
+    def execute_field(  # type: ignore[no-untyped-def]
+        self, parent_type, source, field_details_list, path, position_context
+    ):
+        if self.projector is not None and len(field_details_list) == 1:
+            details = field_details_list[0]
+            middleware = self.middleware_manager
+            if details.defer_usage is None and (middleware is None or not middleware.middlewares):
+                plan = self.projector.plan(parent_type, details.node)
+                if plan is not None:
+                    try:
+                        return plan(source, self)
+                    except Exception:  # completed the ordinary way, which reports it
+                        pass
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
 
     def build_per_event_executor(self, payload: Any) -> Any:
         executor = super().build_per_event_executor(payload)
@@ -169,5 +192,6 @@ def build_schema(extensions: list[type[SchemaExtension]] | None = None) -> straw
         subscription=Subscription,
         extensions=[DeferredErrors, *(extensions or [])],
         config=StrawberryConfig(default_resolver=field_resolver, scalar_map=SCALARS),
-        execution_context_class=EventExecutor,
+        # Per schema: its own plans.
+        execution_context_class=type("Executor", (EventExecutor,), {"projector": Projector()}),
     )

@@ -1,6 +1,7 @@
 """Subtree builders: loader rows → cached, JSON-native subtrees. Used by resolvers and workers."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,8 +161,16 @@ async def _mentorship_rows(
     return assignments, sessions, {m.id: m for m in mentors if m is not None}
 
 
+# summary.alerts: how many an answer lists by default, and at most (all are counted).
+DEFAULT_SUMMARY_ALERTS = 50
+MAX_SUMMARY_ALERTS = 100
+
+
 def build_summary(cohorts: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    return figures.director_summary(cohorts, figures.iso_instant(now))
+    """A summary keeps the alerts an answer may list: its size does not grow with scope."""
+    summary = figures.director_summary(cohorts, figures.iso_instant(now))
+    del summary["alerts"][MAX_SUMMARY_ALERTS:]
+    return summary
 
 
 class LiveSource:
@@ -170,12 +179,22 @@ class LiveSource:
     All subtrees of one instance are computed as of the same instant.
     """
 
-    def __init__(self, loaders: Loaders, now: datetime, thresholds: Thresholds) -> None:
-        self.loaders = loaders
+    def __init__(
+        self, loaders: Loaders | Callable[[], Loaders], now: datetime, thresholds: Thresholds
+    ) -> None:
+        """`loaders`, or how to make them when first needed (a request answered from the
+        cache needs none)."""
+        self._loaders = loaders
         self.now = now
         self.thresholds = thresholds
         self._scopes: dict[Caller, asyncio.Task[list[int]]] = {}
         self._cohorts: dict[int, dict[str, Any]] = {}
+
+    @property
+    def loaders(self) -> Loaders:
+        if not isinstance(self._loaders, Loaders):
+            self._loaders = self._loaders()
+        return self._loaders
 
     async def scope(self, caller: Caller) -> list[int]:
         # Sibling fields resolve concurrently: share one look-up per caller.
@@ -195,6 +214,9 @@ class LiveSource:
     async def summary(self, caller: Caller) -> dict[str, Any]:
         cohorts = await self.cohorts(await self.scope(caller))
         return build_summary(list(cohorts.values()), self.now)
+
+    async def list_index(self, caller: Caller) -> dict[str, Any] | None:
+        return None  # computed live, every subtree of the scope is at hand anyway
 
     async def user(self, user_id: int) -> Any:
         return await self.loaders.user_by_id.load(user_id)

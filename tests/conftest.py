@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.harness.servers import PostgresServer, RedisServer
+from tests.support.node import node_binary
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 async def dataset_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory) -> str:
-    from tests import dataset
+    from tests.support import dataset
 
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'upstream.sqlite3'}"
@@ -69,7 +70,7 @@ async def dataset_url(backend: str, request: pytest.FixtureRequest, tmp_path_fac
 @pytest.fixture
 async def db(tmp_path) -> str:
     """The dataset in a SQLite database of this test's own (for tests that change it)."""
-    from tests import dataset
+    from tests.support import dataset
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'upstream.sqlite3'}"
     await dataset.load(url)
@@ -92,10 +93,11 @@ def manifest(tmp_path) -> str:
 async def fast(dataset_url: str, redis_url: str, manifest: str):
     """A gateway on the dataset with Redis and the manifest, its subtrees refreshed, on a
     movable clock (`fast.clock`): the response fast path's tests."""
-    from tests.clock import MovableClock
-    from tests.dataset import NOW
-    from tests.gateway_client import gateway_client
-    from tests.test_cache import refresh_all, services_of, settings_for
+    from tests.support.clock import MovableClock
+    from tests.support.cycles import refresh_all
+    from tests.support.dataset import NOW
+    from tests.support.gateway import services_of, settings_for
+    from tests.support.gateway_client import gateway_client
 
     clock = MovableClock(NOW)
     settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
@@ -103,3 +105,8 @@ async def fast(dataset_url: str, redis_url: str, manifest: str):
         api.clock = clock
         await refresh_all(services_of(api))
         yield api
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    return node_binary()

@@ -12,15 +12,16 @@ import pytest
 from sqlalchemy import delete, update
 
 from gateway.cache.answers import AnswerId, AnswerRequest
-from gateway.refresh.answers import AnswerBuilder, prewarm_answers
+from gateway.refresh.answers import AnswerBuilder
 from loaders.programs import track_directors, users
 from resolvers.caller import Caller
-from tests import dataset
-from tests.clock import MovableClock
-from tests.dataset import ADMIN, DANA, DREW, NOW
-from tests.gateway_client import GatewayClient, gateway_client
-from tests.test_cache import refresh_all, services_of, settings_for
-from tests.test_fast_path import LIST_OP, SUMMARY_OP, params
+from tests.support import dataset
+from tests.support.clock import MovableClock
+from tests.support.cycles import prewarm, refresh_all
+from tests.support.dataset import ADMIN, DANA, DREW, NOW
+from tests.support.fast_path import LIST_OP, SUMMARY_OP, params
+from tests.support.gateway import services_of, settings_for
+from tests.support.gateway_client import GatewayClient, gateway_client
 
 LEARNER = 10
 ME = "{ me { id summary { totalCohorts } } }"
@@ -43,7 +44,7 @@ async def api(private_db: str, redis_url: str, manifest: str):
         client.clock = clock  # type: ignore[attr-defined]
         services = services_of(client)
         await refresh_all(services)
-        await prewarm_answers(services, clock())
+        await prewarm(services)
         yield client
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from gateway import logs
 from gateway.logs import JsonFormatter, TextFormatter
-from tests.dataset import DANA, NOW
-from tests.gateway_client import fixed_clock, gateway_client
-from tests.test_cache import settings_for, signed
+from tests.support.dataset import DANA, NOW
+from tests.support.gateway import settings_for, signed
+from tests.support.gateway_client import fixed_clock, gateway_client
 
 FORGED = "12:00:00 ERROR   gateway.auth: admin token issued"
 HOSTILE = [

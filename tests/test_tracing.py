@@ -27,10 +27,10 @@ from gateway.documents.dashboard import dashboard_operations
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.tracing import Tracing, TracingError, exporters_from_environment
-from tests.dataset import DANA
 from tests.harness.processes import HOST, GatewayProcess, child_env, free_port, running
 from tests.harness.waiting import wait_until
-from tests.test_cache import EVENT, WEBHOOK_SECRET, queued_jobs, settings_for, signed
+from tests.support.dataset import DANA
+from tests.support.gateway import EVENT, WEBHOOK_SECRET, queued_jobs, settings_for, signed
 from workers.worker import make_worker
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -321,13 +321,13 @@ def test_tracing_off_loads_no_tracing_code(dataset_url: str) -> None:
 async def test_tracing_off_the_fast_path_calls_no_tracing_code(fast) -> None:
     """Hits with tracing off: not one call into OpenTelemetry or gateway/tracing.py (even
     with them loaded in this process by other tests), and no tracing layer in the stack."""
-    from gateway.refresh.answers import prewarm_answers
-    from tests.test_cache import services_of
-    from tests.test_fast_path import get, hits
+    from tests.support.cycles import prewarm
+    from tests.support.fast_path import get, hits
+    from tests.support.gateway import services_of
 
     services = services_of(fast)
     assert services.tracing is None
-    await prewarm_answers(services, services.clock())
+    await prewarm(services)
     await get(fast, SUMMARY, DANA)  # warm the memos
     calls: list[str] = []
 

@@ -32,6 +32,7 @@ import orjson
 from gateway import metrics
 from gateway.cache.keys import Keys
 from gateway.cache.kv import KV, CacheUnavailable
+from gateway.settings import Settings
 from resolvers.caller import Caller
 
 
@@ -293,6 +294,49 @@ class AnswerStore:
         except CacheUnavailable:
             return False
         return True
+
+    async def keep(
+        self,
+        key: str,
+        request: AnswerRequest,
+        data: Any,
+        source: Any,
+        settings: Settings,
+        now: datetime,
+        *,
+        body: bytes | None = None,
+        gzip: bytes | None = None,
+        operation: str = "",
+        used_at: float | None = None,
+    ) -> bool:
+        """Stores the executed answer `data` (no errors) to `request` under `key`, when the
+        subtree source it was read through allows (the one path by which the endpoint and
+        a refresh cycle store what they executed): for max-age, until the next refresh;
+        kept until its inputs turn stale. `body` (and `gzip`): its bytes when already
+        encoded (and compressed); `operation`: the executed operation's name. Returns False
+        when not stored."""
+        if not self.cacheable(source):
+            return False
+        until = expires_at(data, settings.refresh_interval_s)
+        if until is None:
+            return False
+        raw = encode_answer(data) if body is None else body
+        return await self.put(
+            key,
+            StoredResponse(etag_for(raw), until, raw, request.encode(), operation, gzip),
+            source.dependencies,
+            settings.fresh_s,
+            now,
+            getattr(source, "dependency_versions", None),
+            used_at,
+        )
+
+    @staticmethod
+    def cacheable(source: Any) -> bool:
+        """Whether what was read through this subtree source may be stored as an answer."""
+        return bool(getattr(source, "dependencies", None)) and bool(
+            getattr(source, "answer_cacheable", False)
+        )
 
     def compressed(self, response: StoredResponse) -> StoredResponse:
         """With its gzip bytes when it is long enough (compressed here unless the caller

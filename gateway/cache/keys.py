@@ -41,6 +41,10 @@ class Keys:
     def scope(self, caller: Caller) -> str:
         return f"{self.base}:scope:{caller.scope_id}"
 
+    def rows(self, caller: Caller) -> str:
+        """A scope's list index (resolvers/rows.py); not a subtree kind: no notice names it."""
+        return f"{self.base}:rows:{caller.scope_id}"
+
     def user(self, user_id: int) -> str:
         return f"{self.base}:user:{user_id}"
 

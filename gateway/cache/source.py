@@ -226,6 +226,11 @@ class CachedSource:
             merged["alerts"], merged["flags"] = [], []
         return merged
 
+    async def list_index(self, caller: Caller) -> Subtree | None:
+        """Written by the refresh only (never computed here): None when missing or expired."""
+        found, servable = await self._director_entry(self.keys.rows(caller), "rows", caller)
+        return found if servable else None
+
     async def summary(self, caller: Caller) -> Subtree:
         key = self.keys.summary(caller)
         found, servable = await self._director_entry(key, "summary", caller)

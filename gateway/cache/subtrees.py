@@ -5,6 +5,7 @@ gateway/cache/source.py; the refresh writes it (gateway/refresh/)."""
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections import defaultdict
@@ -156,13 +157,13 @@ class SubtreeCache:
         """fresh, stale or expired; counts the look-up."""
         age = age_s(subtree, now)
         if age > self.policy.serve_stale_s:
-            metrics.CACHE_REQUESTS.labels(kind, "miss").inc()
+            _requests(kind, "miss").inc()
             return "expired"
-        metrics.SUBTREE_AGE.labels(kind).observe(max(age, 0.0))
+        _ages(kind).observe(max(age, 0.0))
         if age > self.policy.fresh_s:
-            metrics.CACHE_REQUESTS.labels(kind, "stale").inc()
+            _requests(kind, "stale").inc()
             return "stale"
-        metrics.CACHE_REQUESTS.labels(kind, "hit").inc()
+        _requests(kind, "hit").inc()
         return "fresh"
 
     async def shared(
@@ -280,6 +281,18 @@ class SubtreeCache:
         if pending:
             results.update(await compute(pending))
         return results
+
+
+# The labelled series of every subtree read, looked up once (a look-up costs more than
+# the increment).
+@functools.cache
+def _requests(kind: str, result: str) -> Any:
+    return metrics.CACHE_REQUESTS.labels(kind, result)
+
+
+@functools.cache
+def _ages(kind: str) -> Any:
+    return metrics.SUBTREE_AGE.labels(kind)
 
 
 def summary_of(cohorts: list[Subtree], now: datetime) -> Subtree:

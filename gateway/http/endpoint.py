@@ -34,9 +34,8 @@ from gateway import metrics
 from gateway.auth import AuthError, confirm_identity
 from gateway.cache.answers import (
     AnswerRequest,
-    StoredResponse,
+    AnswerStore,
     etag_for,
-    expires_at,
     gzip_answer,
     operation_label,
 )
@@ -77,6 +76,7 @@ from gateway.http.responses import (
     media_response,
     seconds_until_refresh,
 )
+from gateway.http.scope import OBSERVED
 from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
 from loaders.engines import UpstreamUnavailable
@@ -102,7 +102,6 @@ SUBSCRIPTIONS_ELSEWHERE = (
 )
 
 # Operation names label a metric: only the dashboard's own, others are "other".
-OBSERVED = "gateway.observed"  # ASGI scope key: (operation, outcome) of this request
 KNOWN_OPERATIONS = frozenset(dashboard_operations())
 
 
@@ -251,15 +250,9 @@ class GraphQLEndpoint:
         """Keeps an executed answer for the fast path, with the request it answers: a
         persisted GET's, or a POST's whose document is known (a hash, the manifest, the
         dashboard's own operations, or text registered through APQ), queries only."""
-        source = context.source
-        dependencies = getattr(source, "dependencies", None)
-        if not dependencies or not getattr(source, "answer_cacheable", False):
+        if gql.answer_key is None or not AnswerStore.cacheable(context.source):
             return
         if gql.operation_type != OperationType.QUERY or not await self.known_document(gql):
-            return
-        # max-age runs to the next refresh; the entry lives until its inputs turn stale.
-        until = expires_at(data, self.settings.refresh_interval_s)
-        if until is None or gql.answer_key is None:
             return
         # Variables the operation does not declare change nothing in the answer but would
         # make a new key (and a new answer to rebuild every cycle) per value: not stored.
@@ -274,13 +267,16 @@ class GraphQLEndpoint:
             gql.variables or {},
             now.timestamp(),
         )
-        await self.services.answers.put(
+        await self.services.answers.keep(
             gql.answer_key,
-            StoredResponse(etag_for(raw), until, raw, request.encode(), gql.operation_label, gz),
-            dependencies,
-            self.settings.fresh_s,
+            request,
+            data,
+            context.source,
+            self.settings,
             now,
-            getattr(source, "dependency_versions", None),
+            body=raw,
+            gzip=gz,
+            operation=gql.operation_label,
         )
 
     async def known_document(self, gql: GraphQLRequest) -> bool:

@@ -23,7 +23,7 @@ request, another path or method — goes on to the application, which answers ex
 would without this layer, reading nothing twice: what was parsed here (media type,
 coding, caller, the request or its error, the key looked up) rides in the ASGI scope
 (`FastPathParse`), and a POST body read here is handed on as it was received.
-tests/test_fast_path.py compares both paths byte for byte.
+tests/http/test_fast_path.py compares both paths byte for byte.
 """
 
 import time
@@ -55,10 +55,10 @@ from gateway.http.request import (
     parse_post_body,
 )
 from gateway.http.responses import answer_message
+from gateway.http.scope import GRAPHQL_PATH
 from gateway.logs import new_request_id, request_id_var
 from gateway.services import Services
 
-GRAPHQL_PATH = "/graphql"
 MEMO_ENTRIES = 4_096
 MEMO_MAX_BYTES = 1_024
 

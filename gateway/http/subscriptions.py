@@ -55,6 +55,9 @@ class FreshSource:
     async def summary(self, caller: Caller) -> dict[str, Any]:
         return await self._source().summary(caller)  # type: ignore[no-any-return]
 
+    async def list_index(self, caller: Caller) -> dict[str, Any] | None:
+        return await self._source().list_index(caller)  # type: ignore[no-any-return]
+
     async def user(self, user_id: int) -> Any:
         return await self._source().user(user_id)
 

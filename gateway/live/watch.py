@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from graphql import GraphQLError
 
@@ -16,11 +16,19 @@ from resolvers.caller import Caller
 from resolvers.errors import FORBIDDEN, coded
 from resolvers.live import CohortChange, DashboardChange
 
-if TYPE_CHECKING:
-    from gateway.live.hub import Hub
-
 # WebSocket close code of a connection whose caller's role changed (see gateway/live/hub.py).
 CLOSE_FORBIDDEN = 4403
+
+
+class Hub(Protocol):
+    """What a watch and a connection ask of their hub (gateway/live/hub.py, which imports
+    this module: the hub is named by what it does, not imported)."""
+
+    async def read(self, watch: "Watch", now: datetime) -> dict[str, Any] | None: ...
+
+    def watch(
+        self, connection: "Connection", cohort_id: int | None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Any]]: ...
 
 
 class Pending:
@@ -69,7 +77,7 @@ class Watch:
         "_last_version",
     )
 
-    def __init__(self, hub: "Hub", connection: "Connection", cohort_id: int | None) -> None:
+    def __init__(self, hub: Hub, connection: "Connection", cohort_id: int | None) -> None:
         self.hub = hub
         self.connection = connection
         self.scope_id = connection.caller.scope_id
@@ -147,7 +155,7 @@ class Connection:
     Implements resolvers.live.LiveFeed."""
 
     def __init__(
-        self, hub: "Hub", caller: Caller, transport: str, end: Callable[[int, str], None]
+        self, hub: Hub, caller: Caller, transport: str, end: Callable[[int, str], None]
     ) -> None:
         self.hub = hub
         self.caller = caller

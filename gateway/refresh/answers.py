@@ -17,27 +17,18 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from graphql import OperationType, get_operation_ast
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from gateway import metrics
 from gateway.auth import AuthError, confirm_identity
-from gateway.cache.answers import (
-    AnswerId,
-    AnswerRequest,
-    StoredResponse,
-    encode_answer,
-    etag_for,
-    expires_at,
-    operation_label,
-)
+from gateway.cache.answers import AnswerId, AnswerRequest, operation_label
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.limits import LimitExceeded, prepared_schema
 from gateway.documents.persisted import load_manifest
 from gateway.refresh.service import Guard
-from loaders import programs
 from resolvers.caller import Caller
 
 if TYPE_CHECKING:
@@ -146,32 +137,22 @@ class AnswerBuilder:
             operation_name=request.operation_name,
             allowed_operation_types={StrawberryOperationType.QUERY},
         )
-        source: Any = context.source
-        until = expires_at(result.data, self.settings.refresh_interval_s)
-        if result.errors or until is None or not getattr(source, "answer_cacheable", False):
+        if result.errors:
             return False
-        raw = encode_answer(result.data)
-        return await self.answers.put(
+        # A rebuild is not a use (used_at): the answer ages out of the window unasked.
+        return await self.answers.keep(
             key,
-            StoredResponse(etag_for(raw), until, raw, request.encode(), operation_label(operation)),
-            source.dependencies,
-            self.settings.fresh_s,
+            request,
+            result.data,
+            context.source,
+            self.settings,
             now,
-            source.dependency_versions,
-            used_at,  # a rebuild is not a use: the answer ages out of the window unasked
+            operation=operation_label(operation),
+            used_at=used_at,
         )
 
     def dashboard_key(self, caller: Caller, name: str) -> str:
         return self.answers.key(caller, AnswerId.of(self.operations[name].sha256, name, None))
-
-    async def dashboards(
-        self, now: datetime, guard: Guard | None = None
-    ) -> tuple[int, int, set[str]]:
-        """Every director's and admin's argument-less pages: (callers, stored, keys)."""
-        people = await programs.dashboard_users(self.services.upstream)
-        callers = [Caller(person.id, person.role) for person in people]
-        written = await self.dashboards_of(callers, now, guard)
-        return len(callers), len(written), written
 
     async def dashboards_of(
         self, callers: Sequence[Caller], now: datetime, guard: Guard | None = None
@@ -189,20 +170,6 @@ class AnswerBuilder:
                 if await self.build(key, request):
                     written.add(key)
         return written
-
-    async def replace(
-        self, tags: Collection[str], done: set[str], now: datetime, guard: Guard | None = None
-    ) -> Replaced:
-        """Rebuilds the answers tagged with `tags` (except `done`) that were asked for
-        within the window, most recently used first, up to GATEWAY_ANSWER_REBUILD_MAX and
-        within the cycle's share of the interval; drops every other one."""
-        started = time.perf_counter()
-        deadline = time.time() + self.settings.answer_rebuild_share * (
-            self.settings.refresh_interval_s
-        )
-        selection = await self.select(tags, done, now)
-        outcome, dropped = await self.rebuild(selection.chosen, deadline, guard)
-        return await self.finish(selection, outcome, dropped, time.perf_counter() - started)
 
     async def select(self, tags: Collection[str], done: set[str], now: datetime) -> "Selection":
         """Which of the answers tagged with `tags` (except `done`) a cycle rebuilds: those
@@ -301,25 +268,3 @@ class Selection:
     chosen: list[tuple[str, float]]
     outcome: Replaced
     dropped: set[str]
-
-
-async def prewarm_answers(
-    services: "Services",
-    now: datetime,
-    rewritten: Collection[str] = (),
-    guard: Guard | None = None,
-) -> AnswerReport:
-    """Stores every director's dashboard pages, then replaces the answers tagged `rewritten`,
-    all in this process. (The answer phases of refresh_cycle, for tools and tests, as
-    refresh_subtrees is for its subtree phases; a cycle runs them in batches.)
-
-    Raises on failure; the cycle then drops the answers tagged `rewritten`."""
-    started = time.perf_counter()
-    if services.answers is None:
-        return AnswerReport(0, 0, 0.0)
-    builder = AnswerBuilder(services)
-    callers, stored, written = await builder.dashboards(now, guard)
-    replaced = await builder.replace(rewritten, written, now, guard) if rewritten else Replaced()
-    report = AnswerReport(callers, stored, time.perf_counter() - started, replaced)
-    report.log()
-    return report

@@ -25,6 +25,7 @@ from gateway.refresh.answers import AnswerBuilder
 from gateway.refresh.service import Guard, RefreshService
 from resolvers.caller import ADMIN, DIRECTOR, Caller
 from resolvers.figures import summary_inputs
+from resolvers.rows import list_row
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -104,7 +105,8 @@ async def cohort_batch(
     built = await service.live(run.now).cohorts(list(cohort_ids))
     complete = {service.keys.cohort(i): s for i, s in built.items() if "unavailable" not in s}
     await service.write(complete, run.rewritten, guard)
-    await run.inputs.put({i: summary_inputs(s) for i, s in built.items()})
+    # With each cohort's list row: the directors' batches write their list index too.
+    await run.inputs.put({i: {**summary_inputs(s), "row": list_row(s)} for i, s in built.items()})
     return {
         "built": sorted(built),
         "incomplete": sorted(i for i, s in built.items() if "unavailable" in s),

@@ -31,7 +31,6 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -91,8 +90,10 @@ def batch_sizes(settings: Settings | None) -> tuple[int, int]:
 class Phases:
     """A cycle's phases through a dispatcher, and what they wrote."""
 
-    def __init__(self, service: RefreshService, dispatcher: Dispatcher) -> None:
-        self.service = service
+    def __init__(self, services: "Services", dispatcher: Dispatcher) -> None:
+        assert services.refresh is not None
+        self.services = services
+        self.service: RefreshService = services.refresh
         self.dispatcher = dispatcher
         self.written: set[str] = set()  # keys of subtrees this cycle rewrote
         self.lost = 0
@@ -169,34 +170,71 @@ class Phases:
         summaries = [r["oldest_summary_at"] for r in result.done() if r["oldest_summary_at"]]
         return len(built), incomplete, directors, summaries
 
+    async def run(
+        self, now: datetime, guard: Guard | None, progress: Any = None
+    ) -> tuple[CycleReport, AnswerReport]:
+        """Every phase, then the cycle's record."""
+        started = time.perf_counter()
+        done = await self.subtrees(batch_sizes(self.services.settings), guard, progress)
+        answers = AnswerReport(0, 0, 0.0)
+        if done is None:
+            await drop_answers(self.services, await self.rewritten_tags())
+        elif self.services.answers is not None:
+            answers = await self.answers(now, guard)
+        return await self.record(now, started, done, guard), answers
 
-async def refresh_subtrees(
-    service: RefreshService,
-    now: datetime,
-    progress: Any = None,
-    rewritten: set[str] | None = None,
-    guard: Guard | None = None,
-) -> CycleReport:
-    """Every cohort once, then every director's scope, profile and summary from them, in
-    this process; then the cycle's record. (The subtree phases of refresh_cycle, for
-    tools and tests: no lease, no answer phase.)
+    async def answers(self, now: datetime, guard: Guard | None) -> AnswerReport:
+        """Phases 3 and 4: every caller's dashboard pages (`users`, as phase 1 read them),
+        then the other stored answers built from what the cycle rewrote (rebuilt within
+        the cycle's share, else dropped)."""
+        services = self.services
+        started = time.perf_counter()
+        settings = services.settings
+        callers = [[p.id, p.role] for p in self.users]
+        result = await self.dispatcher.run_phase(
+            "dashboards", self.dispatcher.cut(callers, settings.refresh_answer_batch), guard
+        )
+        self.note("dashboards", result)
+        written = {k for r in result.done() for k in r["written"]}
+        builder = AnswerBuilder(services)
+        deadline = time.time() + settings.answer_rebuild_share * settings.refresh_interval_s
+        tags = [self.service.keys.tag(k) for k in sorted(self.written)]
+        selection = await builder.select(tags, written, now)
+        payloads: list[dict[str, Any]] = [
+            {"chosen": part, "deadline": deadline}
+            for part in self.dispatcher.cut(selection.chosen, settings.refresh_answer_batch)
+        ]
+        rebuilt = await self.dispatcher.run_phase("answers", payloads, guard)
+        self.note("answers", rebuilt)
+        outcome = Replaced()
+        dropped: set[str] = set()
+        for payload, r in zip(payloads, rebuilt.results, strict=True):
+            if r is None:  # lost: none of its answers may stay on the rewritten subtrees
+                dropped.update(key for key, _ in payload["chosen"])
+                outcome.failed += len(payload["chosen"])
+                continue
+            for name in ("rebuilt", "over_budget", "failed", "gone"):
+                setattr(outcome, name, getattr(outcome, name) + r[name])
+            dropped.update(r["dropped"])
+        replaced = await builder.finish(selection, outcome, dropped, rebuilt.seconds)
+        report = AnswerReport(len(callers), len(written), time.perf_counter() - started, replaced)
+        report.log()
+        return report
 
-    With `rewritten`, the stored answers built from the old entries are not dropped as
-    each batch is written: their tags are added there, for an answer phase."""
-    started = time.perf_counter()
-    run = local_run(new_cycle_id(now), now)
-    # The subtree phases need the refresh service alone.
-    phases = Phases(service, LocalDispatcher(SimpleNamespace(refresh=service), run))  # type: ignore[arg-type]
-    done = await phases.subtrees(batch_sizes(None), guard, progress)
-    assert done is not None  # local batches raise rather than get lost
-    if rewritten is not None:
-        rewritten.update(service.keys.tag(k) for k in phases.written)
-    cohorts, incomplete, directors, summaries = done
-    report = CycleReport(
-        cohorts, directors, time.perf_counter() - started, incomplete, run.id, phases.lost
-    )
-    await record(service, now, report, summaries, phases.seconds, guard)
-    return report
+    async def record(
+        self,
+        now: datetime,
+        started: float,
+        done: tuple[int, int, int, list[str]] | None,
+        guard: Guard | None,
+    ) -> CycleReport:
+        """The cycle's record, of what the subtree phases `done` (None: a batch was lost)."""
+        cohorts, incomplete, directors, summaries = done or (0, 0, 0, [])
+        seconds = time.perf_counter() - started
+        cycle = self.dispatcher.run.id
+        report = CycleReport(cohorts, directors, seconds, incomplete, cycle, self.lost)
+        await record(self.service, now, report, summaries, self.seconds, guard)
+        return report
 
 
 async def record(
@@ -299,9 +337,9 @@ async def refresh_cycle(
         else:
             run = local_run(cycle_id, now)
             dispatcher = LocalDispatcher(services, run)
-        phases = Phases(services.refresh, dispatcher)
+        phases = Phases(services, dispatcher)
         try:
-            return await _cycle(services, phases, now, cycle_id, lease.confirm, progress)
+            return await phases.run(now, lease.confirm, progress)
         except BaseException:
             # What was rewritten before the failure must not keep its old answers; unless
             # the lease was lost: the cycle holding it now replaces them all (or Redis
@@ -316,74 +354,6 @@ async def refresh_cycle(
             keys = await phases.rewritten_keys()
             rewrites.note(services.refresh.keys, dict.fromkeys(keys, stamp))
             await dispatcher.close()
-
-
-async def _cycle(
-    services: "Services",
-    phases: Phases,
-    now: datetime,
-    cycle_id: str,
-    guard: Guard,
-    progress: Any,
-) -> tuple[CycleReport, AnswerReport]:
-    assert services.refresh is not None
-    started = time.perf_counter()
-    settings = services.settings
-    done = await phases.subtrees(batch_sizes(settings), guard, progress)
-    answers = AnswerReport(0, 0, 0.0)
-    if done is None:
-        cohorts, incomplete, directors = 0, 0, 0
-        summaries: list[str] = []
-        await drop_answers(services, await phases.rewritten_tags())
-    else:
-        cohorts, incomplete, directors, summaries = done
-        if services.answers is not None:
-            answers = await _answers(services, phases, now, guard)
-    report = CycleReport(
-        cohorts, directors, time.perf_counter() - started, incomplete, cycle_id, phases.lost
-    )
-    await record(services.refresh, now, report, summaries, phases.seconds, guard)
-    return report, answers
-
-
-async def _answers(
-    services: "Services", phases: Phases, now: datetime, guard: Guard
-) -> AnswerReport:
-    """Phases 3 and 4: every caller's dashboard pages, then the other stored answers
-    built from what the cycle rewrote (rebuilt within the cycle's share, else dropped)."""
-    assert services.refresh is not None
-    started = time.perf_counter()
-    settings = services.settings
-    callers = [[p.id, p.role] for p in phases.users]
-    result = await phases.dispatcher.run_phase(
-        "dashboards", phases.dispatcher.cut(callers, settings.refresh_answer_batch), guard
-    )
-    phases.note("dashboards", result)
-    written = {k for r in result.done() for k in r["written"]}
-    builder = AnswerBuilder(services)
-    deadline = time.time() + settings.answer_rebuild_share * settings.refresh_interval_s
-    tags = [services.refresh.keys.tag(k) for k in sorted(phases.written)]
-    selection = await builder.select(tags, written, now)
-    payloads: list[dict[str, Any]] = [
-        {"chosen": part, "deadline": deadline}
-        for part in phases.dispatcher.cut(selection.chosen, settings.refresh_answer_batch)
-    ]
-    rebuilt = await phases.dispatcher.run_phase("answers", payloads, guard)
-    phases.note("answers", rebuilt)
-    outcome = Replaced()
-    dropped: set[str] = set()
-    for payload, r in zip(payloads, rebuilt.results, strict=True):
-        if r is None:  # lost: none of its answers may stay on the rewritten subtrees
-            dropped.update(key for key, _ in payload["chosen"])
-            outcome.failed += len(payload["chosen"])
-            continue
-        for name in ("rebuilt", "over_budget", "failed", "gone"):
-            setattr(outcome, name, getattr(outcome, name) + r[name])
-        dropped.update(r["dropped"])
-    replaced = await builder.finish(selection, outcome, dropped, rebuilt.seconds)
-    report = AnswerReport(len(callers), len(written), time.perf_counter() - started, replaced)
-    report.log()
-    return report
 
 
 async def last_cycle(services: "Services") -> dict[str, Any] | None:

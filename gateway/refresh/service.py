@@ -21,6 +21,7 @@ from loaders.engines import Upstream
 from loaders.registry import Loaders
 from resolvers.caller import ADMIN, DIRECTOR, Caller
 from resolvers.figures import Thresholds, iso_instant
+from resolvers.rows import build_index, list_row
 from resolvers.subtrees import LiveSource, cohort_director_ids
 
 log = logging.getLogger("gateway.refresh")
@@ -38,6 +39,18 @@ Guard = Callable[[], Awaitable[None]]
 class CohortRefresh:
     directors: list[int]  # re-scoped: who may see the cohort now, and who could before
     later: list[Caller]  # dashboards to refresh after it (the admins' summaries)
+
+
+def list_index(cohorts: list[Subtree | None], stamp: str) -> Subtree | None:
+    """A scope's list index from its cohorts (subtrees or a cycle's summary inputs), or
+    None when one is missing or lacks a section: its lists then read every subtree."""
+    rows = []
+    for cohort in cohorts:
+        row = None if cohort is None else list_row(cohort)
+        if row is None:
+            return None
+        rows.append(row)
+    return build_index(rows, stamp)
 
 
 class RefreshService:
@@ -110,6 +123,9 @@ class RefreshService:
         summary = summary_of([cohorts[i] for i in ids if i in cohorts], now)
         if "unavailable" not in summary:
             entries[self.keys.summary(person)] = summary
+        index = list_index([cohorts.get(i) for i in ids], stamp)
+        if index is not None:
+            entries[self.keys.rows(person)] = index
         return entries
 
     async def write_directors(
@@ -227,6 +243,11 @@ class RefreshService:
                 unpooled.append(self.keys.summary(director))
             else:
                 entries[self.keys.summary(director)] = summary
+            index = list_index([pooled.get(i) for i in ids], stamp)
+            if index is None:
+                unpooled.append(self.keys.rows(director))  # its lists read every subtree
+            else:
+                entries[self.keys.rows(director)] = index
         admin = await programs.first_admin_id(self.upstream)
         admins = [Caller(admin, ADMIN)] if admin is not None else []
         for caller in admins:

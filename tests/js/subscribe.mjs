@@ -1,4 +1,4 @@
-// Subscriptions through the real clients, driven by tests/test_subscriptions_js.py.
+// Subscriptions through the real clients, driven by tests/system/test_subscriptions_js.py.
 // Reads commands from stdin, one JSON object per line; writes what each subscription
 // receives to stdout, one JSON object per line, with the wall-clock time `t` (seconds):
 //   {"do": "ws" | "sse" | "apollo", "name": N, "url": base URL, "token": T,

@@ -12,8 +12,6 @@ import pytest
 
 from loaders import MODULES, billing, mentorship, missions, portfolio, talentscope
 from loaders.engines import Upstream
-from tests import dataset
-from tests.dataset import NOW, TODAY
 from tests.resolvers.figure_rows import (
     level_learners,
     payment_totals,
@@ -22,6 +20,8 @@ from tests.resolvers.figure_rows import (
     session_counts,
     submission_counts,
 )
+from tests.support import dataset
+from tests.support.dataset import NOW, TODAY
 
 US = timedelta(microseconds=1)
 COHORTS = [101, 102, 103, 104, 999]  # 999: no such cohort

@@ -26,11 +26,11 @@ from loaders.types import (
     sqlite_instant_text,
     sqlite_instant_us,
 )
-from tests import dataset
-from tests.dataset import DANA, NOW
-from tests.gateway_client import fixed_clock, gateway_client
 from tests.resolvers.generated_world import Form, forms
-from tests.test_cache import settings_for
+from tests.support import dataset
+from tests.support.dataset import DANA, NOW
+from tests.support.gateway import settings_for
+from tests.support.gateway_client import fixed_clock, gateway_client
 
 COHORT = 555  # rows of this test only
 US = timedelta(microseconds=1)

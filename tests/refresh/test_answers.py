@@ -10,11 +10,12 @@ from gateway.cache.answers import AnswerId
 from gateway.refresh.answers import Replaced
 from gateway.refresh.cycle import refresh_cycle
 from resolvers.caller import Caller
-from tests.clock import MovableClock
-from tests.dataset import DANA, DREW, NOW
-from tests.gateway_client import GatewayClient, gateway_client
-from tests.test_cache import refresh_all, services_of, settings_for
-from tests.test_fast_path import DETAIL_OP, LIST_OP, get
+from tests.support.clock import MovableClock
+from tests.support.cycles import refresh_all
+from tests.support.dataset import DANA, DREW, NOW
+from tests.support.fast_path import DETAIL_OP, LIST_OP, get
+from tests.support.gateway import services_of, settings_for
+from tests.support.gateway_client import GatewayClient, gateway_client
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 

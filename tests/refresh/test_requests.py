@@ -6,10 +6,11 @@ from prometheus_client import REGISTRY
 
 from gateway.refresh.requests import LocalRefresher
 from resolvers.caller import Caller
-from tests.clock import MovableClock
-from tests.dataset import ADMIN, DANA, NOW
-from tests.gateway_client import gateway_client
-from tests.test_cache import refresh_all, services_of, settings_for
+from tests.support.clock import MovableClock
+from tests.support.cycles import refresh_all
+from tests.support.dataset import ADMIN, DANA, NOW
+from tests.support.gateway import services_of, settings_for
+from tests.support.gateway_client import gateway_client
 
 COHORT_IDS = "{ me { cohorts(first: 10) { edges { node { id stale } } } } }"
 SUMMARY = "{ me { summary { totalCohorts computedAt stale } } }"

@@ -16,12 +16,13 @@ from sqlalchemy import update
 
 from gateway.refresh.requests import LocalRefresher
 from loaders.programs import cohorts, track_directors
-from tests import dataset
-from tests.clock import MovableClock
-from tests.dataset import DANA, DREW, NORA, NOW
-from tests.gateway_client import GatewayClient, gateway_client
-from tests.test_cache import refresh_all, run_worker, services_of, settings_for, signed
-from tests.test_fast_path import DETAIL_OP, LIST_OP, SUMMARY_OP, get
+from tests.support import dataset
+from tests.support.clock import MovableClock
+from tests.support.cycles import refresh_all
+from tests.support.dataset import DANA, DREW, NORA, NOW
+from tests.support.fast_path import DETAIL_OP, LIST_OP, SUMMARY_OP, get
+from tests.support.gateway import run_worker, services_of, settings_for, signed
+from tests.support.gateway_client import GatewayClient, gateway_client
 
 DETAIL = "query($id: Int!) { cohort(id: $id) { id name seats { total } } }"
 LIST = "{ me { cohorts(first: 20) { totalCount edges { node { id } } } } }"

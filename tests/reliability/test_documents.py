@@ -1,4 +1,4 @@
-"""The pathological-document corpus (tests/pathological.py): the CPU time each document
+"""The pathological-document corpus (tests/support/pathological.py): the CPU time each document
 costs the gateway to accept or refuse, against the bound of 50 ms.
 
 Measured with time.process_time in this process, on the gateway's own code under the
@@ -27,8 +27,8 @@ from gateway.app import create_app
 from gateway.documents.limits import DocumentPreparer, LimitExceeded, limits_of
 from gateway.settings import Settings
 from resolvers.schema import build_schema
-from tests.pathological import CASES, Case
 from tests.reliability.harness import JWT_SECRET, sqlite_url, token, write_results
+from tests.support.pathological import CASES, Case
 
 pytestmark = pytest.mark.reliability
 

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests import dataset
-from tests.dataset import DANA
-from tests.live_gateway import live_gateway
 from tests.reliability.harness import percentile, write_results
-from tests.test_subscriptions import DASHBOARD
-from tests.test_subscriptions_js import SECRET, Clients, node, token, warm, webhook
+from tests.support import dataset
+from tests.support.dataset import DANA
+from tests.support.live_gateway import live_gateway
+from tests.support.node_clients import SECRET, Clients, token, warm, webhook
+from tests.support.subscriptions import DASHBOARD
 
 pytestmark = pytest.mark.reliability
-__all__ = ["node"]  # the fixture, shared with tests/test_subscriptions_js.py
 
 ROUNDS = 20
 BOUND_S = 2.0

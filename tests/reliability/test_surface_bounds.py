@@ -33,7 +33,6 @@ from websockets.exceptions import ConnectionClosed
 from gateway.documents.persisted import sha256_hex
 from tests.harness.processes import GatewayProcess, WorkerProcess, epoch
 from tests.harness.procfs import status_kb
-from tests.raw_http import exchange, get_head, read_response
 from tests.reliability.harness import (
     OPERATIONS,
     World,
@@ -48,6 +47,7 @@ from tests.reliability.harness import (
     token,
     write_results,
 )
+from tests.support.raw_http import exchange, get_head, read_response
 
 pytestmark = pytest.mark.reliability
 

@@ -22,7 +22,7 @@ from sqlalchemy import Column, MetaData, Table, Text, insert
 from loaders import billing, mentorship, missions, portfolio, programs, talentscope
 from loaders.engines import make_engine
 from loaders.types import UTCDateTime
-from tests.dataset import METADATAS
+from tests.support.dataset import METADATAS
 
 MAX_ID = 2**31 - 1
 MIDNIGHT = datetime(2026, 11, 24, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """The property of tests/resolvers/test_figures_property.py (and of its long run in
-tests/reliability/test_figures_property.py): every figure served for upstream rows
+tests/reliability/test_figures_at_length.py): every figure served for upstream rows
 Hypothesis draws (tests/resolvers/generated_world.py), written into a real database,
 equals the reference of tests/resolvers/reference_figures.py. The clock is pinned at a UTC
 day boundary; the process runs 14 hours ahead of UTC (SQLite) or 12 behind (PostgreSQL,
@@ -18,10 +18,10 @@ from sqlalchemy import text
 
 from loaders import programs
 from loaders.engines import make_engine
-from tests.gateway_client import fixed_clock, gateway_client
 from tests.resolvers.generated_world import World, worlds, write
 from tests.resolvers.reference_figures import Reference
-from tests.test_cache import settings_for
+from tests.support.gateway import settings_for
+from tests.support.gateway_client import fixed_clock, gateway_client
 
 PROCESS_TZ = {"sqlite": "Pacific/Kiritimati", "postgres": "Etc/GMT+12"}  # UTC+14, UTC−12
 DATABASE_TZ = "Pacific/Kiritimati"

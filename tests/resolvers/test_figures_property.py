@@ -4,7 +4,7 @@ database and served through the real schema (tests/resolvers/property_check.py).
 
 The reference (tests/resolvers/reference_figures.py) shares no code with
 resolvers/figures/. GATEWAY_PROPERTY_EXAMPLES sets the examples per database (25 here;
-`make reliability` runs 500 in tests/reliability/test_figures_property.py).
+`make reliability` runs 500 in tests/reliability/test_figures_at_length.py).
 """
 
 import os

@@ -17,10 +17,10 @@ from resolvers.scalars import (
     parse_safe_int_literal,
     serialize_safe_int,
 )
-from tests import dataset
-from tests.dataset import DANA, NOW, ROWS, d, t
-from tests.gateway_client import fixed_clock, gateway_client
-from tests.test_cache import settings_for
+from tests.support import dataset
+from tests.support.dataset import DANA, NOW, ROWS, d, t
+from tests.support.gateway import settings_for
+from tests.support.gateway_client import fixed_clock, gateway_client
 
 INT32_MAX = 2**31 - 1
 PAYMENTS_KRW = 450
