@@ -124,6 +124,7 @@ def create_app(
         exception_handlers={HTTPException: http_error},
     )
     app.state.services = services
+    app.state.endpoint = endpoint
     return app
 
 

@@ -103,6 +103,12 @@ ANSWERS_EVICTED = Counter(
     "Stored answers dropped because their caller stored more than "
     "GATEWAY_ANSWER_MAX_PER_CALLER (least recently used first).",
 )
+ANSWER_MISSES = Counter(
+    "gateway_answer_misses_total",
+    "Stored answers missing when asked for, by outcome: executed (this request ran the "
+    "operation), shared (answered from the execution of the same key already running).",
+    ["outcome"],
+)
 ANSWER_REBUILDS = Counter(
     "gateway_answer_rebuilds_total",
     "Stored answers a refresh cycle found built from what it rewrote, by outcome: rebuilt, "

@@ -44,7 +44,14 @@ def test_a_bad_token_is_never_remembered() -> None:
             verifier.verify(f"Bearer {forged}")
 
 
-NOW_S = int(time.time())
+class FromNow(int):
+    """A claim's seconds from the moment the test runs (not the moment it was collected:
+    a suite on a busy machine may run a test many minutes after its module was imported)."""
+
+
+def at_run_time(payload: dict) -> dict:
+    now_s = int(time.time())
+    return {k: now_s + v if isinstance(v, FromNow) else v for k, v in payload.items()}
 
 
 @pytest.mark.parametrize(
@@ -52,9 +59,9 @@ NOW_S = int(time.time())
     [
         ({"iat": None}, 'Invalid token: Token is missing the "iat" claim.'),
         ({"exp": 1e20}, "Token lifetime (exp − iat) exceeds 86400 seconds."),
-        ({"exp": NOW_S + 86_401}, "Token lifetime (exp − iat) exceeds 86400 seconds."),
+        ({"exp": FromNow(86_401)}, "Token lifetime (exp − iat) exceeds 86400 seconds."),
         (
-            {"iat": NOW_S + 3600, "exp": NOW_S + 7200},
+            {"iat": FromNow(3600), "exp": FromNow(7200)},
             "Invalid token: The token is not yet valid (iat).",
         ),
         ({"role": ["admin"]}, "Token `role` must be director or admin."),
@@ -71,8 +78,8 @@ NOW_S = int(time.time())
 )
 def test_claims_outside_the_rules_are_refused(claims: dict, message: str) -> None:
     verifier = TokenVerifier.from_settings(Settings(jwt_secret=SECRET))
-    payload = {"sub": "2", "role": "director", "iat": NOW_S, "exp": NOW_S + 3600, **claims}
-    payload = {k: v for k, v in payload.items() if v is not None}
+    payload = {"sub": "2", "role": "director", "iat": FromNow(0), "exp": FromNow(3600), **claims}
+    payload = at_run_time({k: v for k, v in payload.items() if v is not None})
     with pytest.raises(AuthError) as refused:
         verifier.verify(f"Bearer {jwt.encode(payload, SECRET, 'HS256')}")
     assert str(refused.value) == message
@@ -80,12 +87,13 @@ def test_claims_outside_the_rules_are_refused(claims: dict, message: str) -> Non
 
 def test_a_token_of_the_longest_lifetime_is_accepted() -> None:
     verifier = TokenVerifier.from_settings(Settings(jwt_secret=SECRET, jwt_max_lifetime_s=600))
-    payload = {"sub": "2147483647", "role": "admin", "iat": NOW_S, "exp": NOW_S + 600}
+    now_s = int(time.time())
+    payload = {"sub": "2147483647", "role": "admin", "iat": now_s, "exp": now_s + 600}
     assert verifier.verify(f"Bearer {jwt.encode(payload, SECRET, 'HS256')}") == Caller(
         2147483647, "admin"
     )
     with pytest.raises(AuthError, match="exceeds 600 seconds"):
-        verifier.verify(f"Bearer {jwt.encode({**payload, 'exp': NOW_S + 601}, SECRET, 'HS256')}")
+        verifier.verify(f"Bearer {jwt.encode({**payload, 'exp': now_s + 601}, SECRET, 'HS256')}")
 
 
 @settings(max_examples=400, derandomize=True, deadline=None)

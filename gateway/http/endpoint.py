@@ -51,6 +51,7 @@ from gateway.documents.registrations import Quota, Registrations
 from gateway.http.access import OPERATION
 from gateway.http.compression import Coding, negotiate_encoding
 from gateway.http.errors import error_body, format_error
+from gateway.http.flights import Flights
 from gateway.http.graphiql import GraphiQL
 from gateway.http.media import GRAPHQL_RESPONSE, JSON, LEGACY, Media, negotiate
 from gateway.http.request import (
@@ -67,6 +68,7 @@ from gateway.http.request import (
 )
 from gateway.http.responses import (
     NO_STORE,
+    NOSNIFF,
     VARY,
     RawResponse,
     answer_message,
@@ -140,6 +142,7 @@ class GraphQLEndpoint:
         self.preparer, self.schema = prepared_schema(services.schema, settings)
         self.graphiql = GraphiQL(settings.graphiql_enabled, settings.gzip_min_bytes)
         self.dashboard_documents = frozenset(op.sha256 for op in dashboard_operations().values())
+        self.flights: Flights[ExecutionResult] = Flights()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -209,7 +212,11 @@ class GraphQLEndpoint:
             if gql.register:
                 # Only a document within the limits that validates is kept (as Apollo does).
                 await self.register(gql, caller, now)
-            result = await self.execute(gql, context)
+            if gql.answer_key is not None and gql.operation_type == OperationType.QUERY:
+                # A missing stored answer: executed once per key at a time (flights.py).
+                result = await self.flights.run(gql.answer_key, lambda: self.execute(gql, context))
+            else:
+                result = await self.execute(gql, context)
         except RequestError as exc:
             body = error_body(exc.message, exc.code, **exc.extensions, requestId=request_id)
             status = exc.spec_status if media.spec_status else exc.status
@@ -454,6 +461,7 @@ class GraphQLEndpoint:
         min_bytes = self.settings.gzip_min_bytes
         if errors or (gql.method == "GET" and not gql.cacheable):
             extra = {**NO_STORE, "Vary": VARY} if errors and gql.cacheable else {}
+            extra.update(NOSNIFF)
             response = Response(raw, status, {**headers, **extra}, media.content_type)
             return compressed(response, coding, min_bytes), raw, None
         # An answer without errors: the bytes a stored answer would carry, written as the

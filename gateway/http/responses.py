@@ -20,6 +20,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 # the content coding.
 VARY = "Authorization, Accept, Accept-Encoding"
 _VARY = VARY.encode()
+# JSON is never to be read as anything else (a browser sniffing an answer as HTML).
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -64,6 +67,7 @@ def answer_message(
         headers.append((b"content-encoding", b"gzip"))
     headers.append((b"content-length", b"%d" % len(out)))
     headers.append((b"content-type", media.content_type_bytes))
+    headers.append(_NOSNIFF)
     return 200, headers, out
 
 
@@ -128,6 +132,7 @@ class Precompressed:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    headers = {**(headers or {}), **NOSNIFF}
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 
@@ -136,7 +141,10 @@ def media_response(
 ) -> Response:
     """A GraphQL response body in the negotiated media type."""
     return Response(
-        orjson.dumps(body), status_code=status, media_type=media.content_type, headers=headers
+        orjson.dumps(body),
+        status_code=status,
+        media_type=media.content_type,
+        headers={**(headers or {}), **NOSNIFF},
     )
 
 

@@ -3,13 +3,15 @@ caller and the token's expiry, the same document checks as a GET or POST (persis
 mode, APQ and the manifest, the limits, introspection, in gateway/http/endpoint.py), the
 run of one subscription as formatted GraphQL results, and (WebSocket only) the execution
 of a query or mutation as the endpoint executes a POST: the caller confirmed against the
-users table, a request's own context, the same rate limit on requestRefresh."""
+users table, a request's own context, the same rate limit on requestRefresh, and a query
+answered from the same stored answer as its GET or POST when one exists."""
 
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+import orjson
 from graphql import OperationType
 from strawberry.utils.aio import aclosing
 
@@ -104,18 +106,38 @@ class Subscriptions:
             return [refusal(exc, request_id)]
         return None
 
-    async def execute(self, gql: GraphQLRequest, caller: Caller, request_id: str) -> dict[str, Any]:
+    async def execute(self, gql: GraphQLRequest, caller: Caller, request_id: str) -> bytes:
         """A prepared query or mutation, executed as the endpoint executes a POST; its
-        result as a GraphQL response body. RequestError when it may not run."""
+        result as the JSON bytes of a GraphQL response body. RequestError when it may not
+        run. A query is answered from the stored answer of the GET or POST for the same
+        caller, document, operation and variables when there is one (its bytes as they
+        are), and a miss is executed once per key at a time and stored, as over HTTP."""
         endpoint = self.endpoint
-        context = self.services.make_context(caller, request_id, self.services.clock())
+        now = self.services.clock()
+        context = self.services.make_context(caller, request_id, now)
         await endpoint.confirm(caller, context)
-        result = await endpoint.execute(gql, context)
+        answers = self.services.answers
+        answer_id = None
+        if answers is not None and gql.operation_type == OperationType.QUERY:
+            answer_id = gql.answer_id
+        if answers is not None and answer_id is not None:
+            key = answers.key(caller, answer_id)
+            stored = await answers.get(key)
+            if stored is not None:
+                answers.usage.touch(caller, key, now.timestamp())
+                return stored.body
+            gql.answer_key = key
+            result = await endpoint.flights.run(key, lambda: endpoint.execute(gql, context))
+        else:
+            result = await endpoint.execute(gql, context)
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [endpoint.format_error(e, request_id) for e in result.errors]
         body["data"] = result.data
-        return body
+        raw = orjson.dumps(body)
+        if gql.answer_key is not None and not result.errors:
+            await endpoint.store(gql, raw, None, result.data, context, caller, now)
+        return raw
 
     async def run(
         self, gql: GraphQLRequest, connection: Connection, request_id: str

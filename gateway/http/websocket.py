@@ -252,11 +252,11 @@ class _Session:
                     await self.send({"id": operation_id, "type": "next", "payload": body})
             else:
                 try:
-                    body = await subscriptions.execute(gql, self.connection.caller, self.request_id)
+                    raw = await subscriptions.execute(gql, self.connection.caller, self.request_id)
                 except RequestError as exc:
                     await self.error(operation_id, [refusal(exc, self.request_id)])
                     return
-                await self.send({"id": operation_id, "type": "next", "payload": body})
+                await self.send_next(operation_id, raw)
             await self.send({"id": operation_id, "type": "complete"})
         except asyncio.CancelledError:
             raise
@@ -275,6 +275,15 @@ class _Session:
             if self.closing:
                 return
             await self.websocket.send_text(orjson.dumps(message).decode())
+
+    async def send_next(self, operation_id: str, payload: bytes) -> None:
+        """A `next` message around a response body's JSON bytes (a stored answer's as they
+        are): the bytes `send` would write for that payload."""
+        head = b'{"id":%s,"type":"next","payload":' % orjson.dumps(operation_id)
+        async with self.send_lock:
+            if self.closing:
+                return
+            await self.websocket.send_text((head + payload + b"}").decode())
 
     def close_soon(self, code: int, reason: str) -> None:
         """From a timer or the hub: closes in a task of its own."""

@@ -256,3 +256,26 @@ async def test_undeclared_variables_are_answered_but_not_stored(fast: GatewayCli
         AnswerId.of(DETAIL_OP.sha256, DETAIL_OP.name, {"id": 101, "junk": 1}),
     )
     assert await services_of(fast).kv.client.exists(key) == 0
+
+
+async def test_json_answers_say_nosniff_on_every_path(fast: GatewayClient) -> None:
+    """Executed (a miss), stored (a hit, GET and POST), with errors, and refused."""
+    executed = await get(fast, SUMMARY_OP, DANA)
+    stored = await get(fast, SUMMARY_OP, DANA)
+    posted = await fast.http.post(
+        "/graphql",
+        json={"query": SUMMARY_OP.body, "operationName": SUMMARY_OP.name},
+        headers=fast.auth(DANA),
+    )
+    with_errors = await fast.post("query C { cohort(id: 103) { id } }", user=DANA)
+    refused = await fast.http.get("/graphql", params=params(SUMMARY_OP))
+    assert [r.status_code for r in (executed, stored, posted, with_errors, refused)] == [
+        200,
+        200,
+        200,
+        200,
+        401,
+    ]
+    assert [e["extensions"]["code"] for e in with_errors.json()["errors"]] == ["NOT_FOUND"]
+    for response in (executed, stored, posted, with_errors, refused):
+        assert response.headers["x-content-type-options"] == "nosniff"

@@ -3,17 +3,21 @@ and gql, graphql-ws and GraphQLWsLink send them when so configured: one `next` w
 result, then `complete`; under the same token, limits, persisted-only mode, scope,
 introspection and rate-limit rules as over HTTP (uvicorn in this process, embedded mode)."""
 
+import asyncio
 import json
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.documents.dashboard import dashboard_operations
 from gateway.documents.persisted import sha256_hex
+from tests.harness.waiting import CEILING_S
 from tests.support.clock import MovableClock
 from tests.support.cycles import refresh_all
-from tests.support.dataset import DANA, NOW
+from tests.support.dataset import DANA, DREW, NOW
+from tests.support.fast_path import DETAIL_OP, LIST_OP, params
 from tests.support.gateway import settings_for
 from tests.support.live_server import Served, serving
 from tests.support.subscription_clients import WS, ws_session
@@ -221,3 +225,59 @@ async def test_a_query_preferring_the_event_stream_is_told_where_to_go(live: Ser
         "Accept: application/graphql-response+json, or over WebSocket.",
     )
     assert complete == "event: complete\ndata:"
+
+
+def answer_misses(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("gateway_answer_misses_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def subscribe_raw(ws: WS, operation_id: str, op, variables: dict | None) -> str:
+    """The `next` message of a persisted query, as the exact text received; then `complete`."""
+    payload = {
+        "operationName": op.name,
+        "variables": variables,
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": op.sha256}},
+    }
+    await ws.send({"id": operation_id, "type": "subscribe", "payload": payload})
+    text = await asyncio.wait_for(ws.socket.recv(), CEILING_S)
+    assert await ws.receive() == {"id": operation_id, "type": "complete"}
+    return text  # type: ignore[no-any-return]
+
+
+async def test_a_query_is_answered_from_the_gets_stored_answer_per_caller(
+    db: str, redis_url: str, manifest: str
+) -> None:
+    settings = settings_for(db, redis_url, persisted_manifest=manifest)
+    async with serving(settings, MovableClock(NOW)) as live:
+        await refresh_all(live.services)
+        by_get = {}
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            for user in (DANA, DREW):
+                response = await http.get(
+                    "/graphql", params=params(LIST_OP), headers=live.auth(user)
+                )
+                assert response.status_code == 200
+                assert "errors" not in response.json()
+                by_get[user] = response.text
+        assert by_get[DANA] != by_get[DREW]
+        for user in (DANA, DREW):
+            executed = answer_misses("executed")
+            async with ws_session(live.ws_url, live.token(user)) as ws:
+                text = await subscribe_raw(ws, "list", LIST_OP, None)
+            # The stored bytes spliced into the message, byte for byte; nothing executed.
+            assert text == '{"id":"list","type":"next","payload":' + by_get[user] + "}"
+            assert answer_misses("executed") == executed
+        # A miss over WebSocket is executed once and stored: the GET is then a hit.
+        variables = {"id": 101}
+        executed = answer_misses("executed")
+        async with ws_session(live.ws_url, live.token(DANA)) as ws:
+            text = await subscribe_raw(ws, "detail", DETAIL_OP, variables)
+        assert answer_misses("executed") == executed + 1
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            response = await http.get(
+                "/graphql", params=params(DETAIL_OP, variables), headers=live.auth(DANA)
+            )
+        assert answer_misses("executed") == executed + 1
+        assert text == '{"id":"detail","type":"next","payload":' + response.text + "}"
+        assert response.json()["data"]["cohort"]["id"] == 101
