@@ -22,6 +22,9 @@ ACK = {"type": "connection_ack"}
 CALLER_LIMIT = 8
 PROCESS_LIMIT = 20
 AT_ONCE = 150  # of each transport
+# Every socket is connected before any init is sent: on a busy machine that takes longer
+# than the default init timeout, which these tests are not about (tests/live/test_subscriptions.py).
+INIT_TIMEOUT_S = 600.0
 
 
 async def _init(ws: WS, token: str) -> Any:
@@ -81,6 +84,7 @@ async def test_one_caller_at_once_over_both_transports_gets_exactly_its_limit(db
         None,
         subscriptions_max_connections=10_000,
         subscriptions_max_connections_per_caller=CALLER_LIMIT,
+        subscriptions_init_timeout_s=INIT_TIMEOUT_S,
     )
     async with serving(settings, MovableClock(NOW)) as live:
         await refresh_all(live.services)
@@ -113,6 +117,7 @@ async def test_the_process_limit_holds_for_hundreds_at_once(db: str) -> None:
         None,
         subscriptions_max_connections=PROCESS_LIMIT,
         subscriptions_max_connections_per_caller=10_000,
+        subscriptions_init_timeout_s=INIT_TIMEOUT_S,
     )
     async with serving(settings, MovableClock(NOW)) as live:
         await refresh_all(live.services)
