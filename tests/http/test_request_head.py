@@ -65,9 +65,10 @@ async def test_a_head_sent_a_byte_a_second_is_cut_while_others_are_served(
     live: Served,
 ) -> None:
     parts = urlsplit(live.url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     head = get_head("/healthz", {"X-Slow": "x" * 100})
+    # Before connecting: the server's timer starts when the connection is made.
     started = time.monotonic()
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     served = 0
 
     async def dribble() -> int:
