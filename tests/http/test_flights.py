@@ -1,11 +1,14 @@
 """A missing stored answer is executed once per key at a time (gateway/http/flights.py)."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.http.flights import Flights
 from tests.harness.waiting import async_wait_until
@@ -25,6 +28,26 @@ def misses(outcome: str) -> float:
     return value or 0.0
 
 
+@contextlib.asynccontextmanager
+async def misses_waiting_on_one(
+    api: Any, locker: AsyncEngine
+) -> AsyncIterator[list[asyncio.Future[Any]]]:
+    """CONCURRENT misses of one answer, the first one's execution held by a lock on the
+    tables it reads until all the others wait on it; yields the requests."""
+    flights = api.http._transport.app.state.endpoint.flights
+    async with locker.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(text(f"LOCK TABLE {EXECUTION_TABLES} IN ACCESS EXCLUSIVE MODE"))
+        requests = [
+            asyncio.ensure_future(get(api, LIST_OP, ADMIN, "admin")) for _ in range(CONCURRENT)
+        ]
+        await async_wait_until(
+            _true_when(lambda: flights.waiting == CONCURRENT - 1), "every other request waiting"
+        )
+        yield requests
+        await transaction.commit()
+
+
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_concurrent_misses_of_one_answer_execute_it_once(
     dataset_url: str, redis_url: str, manifest: str
@@ -35,22 +58,8 @@ async def test_concurrent_misses_of_one_answer_execute_it_once(
         async with gateway_client(settings) as api:
             flights = api.http._transport.app.state.endpoint.flights
             executed, shared = misses("executed"), misses("shared")
-            # The first request's execution waits on the lock until all the others wait on it.
-            async with locker.connect() as connection:
-                transaction = await connection.begin()
-                await connection.execute(
-                    text(f"LOCK TABLE {EXECUTION_TABLES} IN ACCESS EXCLUSIVE MODE")
-                )
-                requests = [
-                    asyncio.ensure_future(get(api, LIST_OP, ADMIN, "admin"))
-                    for _ in range(CONCURRENT)
-                ]
-
-                async def all_waiting() -> bool:
-                    return flights.waiting == CONCURRENT - 1
-
-                await async_wait_until(all_waiting, "every other request waiting")
-                await transaction.commit()
+            async with misses_waiting_on_one(api, locker) as requests:
+                pass
             responses = await asyncio.gather(*requests)
             assert (misses("executed"), misses("shared")) == (executed + 1, shared + CONCURRENT - 1)
             assert [r.status_code for r in responses] == [200] * CONCURRENT
@@ -122,20 +131,7 @@ async def test_a_failed_execution_is_its_waiters_error_and_the_next_request_exec
         async with gateway_client(settings) as api:
             flights = api.http._transport.app.state.endpoint.flights
             executed, shared = misses("executed"), misses("shared")
-            async with locker.connect() as connection:
-                transaction = await connection.begin()
-                await connection.execute(
-                    text(f"LOCK TABLE {EXECUTION_TABLES} IN ACCESS EXCLUSIVE MODE")
-                )
-                requests = [
-                    asyncio.ensure_future(get(api, LIST_OP, ADMIN, "admin"))
-                    for _ in range(CONCURRENT)
-                ]
-
-                async def all_waiting() -> bool:
-                    return flights.waiting == CONCURRENT - 1
-
-                await async_wait_until(all_waiting, "every other request waiting")
+            async with misses_waiting_on_one(api, locker) as requests:
                 # The leader's read fails: its connection is ended while it waits on the lock.
                 async with locker.connect() as admin:
                     ended = await admin.execute(
@@ -146,7 +142,6 @@ async def test_a_failed_execution_is_its_waiters_error_and_the_next_request_exec
                     )
                     assert ended.scalars().all() == [True]
                 failed = await asyncio.gather(*requests)
-                await transaction.commit()
             assert (misses("executed"), misses("shared")) == (executed + 1, shared + CONCURRENT - 1)
             bodies = [r.json() for r in failed]
             assert [r.status_code for r in failed] == [200] * CONCURRENT
