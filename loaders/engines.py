@@ -76,11 +76,25 @@ class Upstream:
                 by_url[url] = make_engine(url, pool_size=pool_size)
             self.engines[module] = by_url[url]
         self._distinct = list(by_url.values())
+        # Reads in flight, and whether dispose() has begun: a read still running when the
+        # engines are disposed would hand its connection back to a pool nobody closes.
+        self._reads = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+
+    @property
+    def reads_in_flight(self) -> int:
+        return self._reads
 
     async def fetch(self, module: str, statement: Executable) -> Sequence[Row[Any]]:
+        if self._closing:
+            raise UpstreamUnavailable(module, "closed")
         engine = self.engines[module]
         started = time.perf_counter()
         ok = False
+        self._reads += 1
+        self._idle.clear()
         try:
             async with asyncio.timeout(self.query_timeout_s):
                 async with engine.connect() as conn:
@@ -99,6 +113,9 @@ class Upstream:
                 raise UpstreamUnavailable(module, "connection lost") from exc
             raise
         finally:
+            self._reads -= 1
+            if not self._reads:
+                self._idle.set()
             elapsed = time.perf_counter() - started
             for observe in self.observers:
                 observe(module, elapsed, ok)
@@ -136,5 +153,14 @@ class Upstream:
         return out
 
     async def dispose(self) -> None:
+        """Refuse new reads, let those in flight end (each within the query timeout: a
+        request that failed may leave sibling reads running), then close every connection.
+        """
+        self._closing = True
+        try:
+            async with asyncio.timeout(self.query_timeout_s + 1.0):
+                await self._idle.wait()
+        except TimeoutError:  # cannot happen while every read keeps its own timeout
+            log.warning("upstream: %d read(s) still running at dispose", self._reads)
         for engine in self._distinct:
             await engine.dispose()

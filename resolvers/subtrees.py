@@ -1,7 +1,7 @@
 """Subtree builders: loader rows → cached, JSON-native subtrees. Used by resolvers and workers."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +11,18 @@ from loaders.registry import Loaders
 from resolvers import figures
 from resolvers.caller import Caller
 from resolvers.figures import Thresholds
+
+
+async def settled(*reads: Awaitable[Any]) -> list[Any]:
+    """Like asyncio.gather, but a failure is raised only once every sibling read has
+    ended: a refused request leaves no read of its own running behind it (to hold a
+    connection, or to outlive the engines at shutdown). Any failure that is not an
+    unreachable module is raised ahead of one that is, whichever came first."""
+    outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:  # an unreachable module is the milder failure: report any other first
+        raise next((f for f in failures if not isinstance(f, UpstreamUnavailable)), failures[0])
+    return outcomes
 
 
 async def scope_cohort_ids(loaders: Loaders, caller: Caller) -> list[int]:
@@ -52,7 +64,7 @@ async def build_cohorts(
     # counted or summed by the database (rows per cohort in the tens, not hundreds).
     upstream = loaders.upstream
     today = now.astimezone(UTC).date()  # docs/metrics.md: today is the UTC date of now
-    program_rows, enrollments, milestones = await asyncio.gather(
+    program_rows, enrollments, milestones = await settled(
         loaders.program_by_id.load_many(sorted({t.program_id for t in tracks_by_id.values()})),
         loaders.enrollments_by_cohort_id.load_all(ids),
         loaders.milestones_by_cohort_id.load_all(ids),
@@ -61,12 +73,12 @@ async def build_cohorts(
         _mentorship_rows(loaders, ids, now),
         loaders.latest_readiness_scores_by_cohort_id.load_all(ids),
         talentscope.level_learners_by_cohort_id(upstream, ids),
-        asyncio.gather(
+        settled(
             loaders.missions_by_cohort_id.load_all(ids),
             missions.submission_counts_by_cohort_id(upstream, ids),
         ),
         portfolio.portfolio_rows_by_cohort_id(upstream, ids),
-        asyncio.gather(
+        settled(
             billing.payment_totals_by_cohort_id(upstream, ids, today),
             billing.refund_totals_by_cohort_id(upstream, ids),
         ),
@@ -152,7 +164,7 @@ def finish_cohort(subtree: dict[str, Any], thresholds: Thresholds) -> None:
 async def _mentorship_rows(
     loaders: Loaders, ids: list[int], now: datetime
 ) -> tuple[Any, Any, dict[int, Any]]:
-    assignments, sessions = await asyncio.gather(
+    assignments, sessions = await settled(
         loaders.active_mentor_assignments_by_cohort_id.load_all(ids),
         mentorship.session_counts_by_cohort_id(loaders.upstream, ids, now),
     )

@@ -249,6 +249,8 @@ async def test_a_value_that_is_not_a_timestamp_is_refused_loudly(
     with caplog.at_level(logging.INFO):
         async with gateway_client(settings, fixed_clock(NOW)) as api:
             response = await api.post(COHORT_QUERY, user=DANA)
+            # The answer waited for the refused read's siblings: none is left running.
+            assert api.services.upstream.reads_in_flight == 0
     body = response.json()
     [error] = body["errors"]
     assert error["path"] == ["cohort"]

@@ -15,9 +15,10 @@ from tests.harness.waiting import CEILING_S
 
 
 class GatewayClient:
-    def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(self, client: httpx.AsyncClient, settings: Settings, services: Any = None) -> None:
         self.http = client
         self.settings = settings
+        self.services = services  # the app's, when the client runs one in process
 
     def token(self, user_id: int, role: str = "director", ttl_s: int = 3600) -> str:
         return mint_token(self.settings, user_id, role, ttl_s)
@@ -66,7 +67,7 @@ async def gateway_client(settings: Settings, clock: Any = None) -> AsyncIterator
         transport=transport, base_url="http://gateway.test", headers=identity
     ) as client:
         try:
-            yield GatewayClient(client, settings)
+            yield GatewayClient(client, settings, app.state.services)
         finally:
             # Work still running would reopen the closed Redis pool and leak a connection.
             await background_done(app.state.services)
