@@ -40,6 +40,7 @@ REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 5.0
 STOP_POLL_S = 0.05
+BESIDE_STOP_S = 10.0  # cancelled, the batch runner releases its claims within 5 s
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 Beside = Callable[[dict[str, Any], Callable[[], bool]], Awaitable[None]]
@@ -70,11 +71,20 @@ class ResilientWorker(Worker):
         try:
             await self._serve()
         finally:
-            for task in [beating, *self._beside_tasks]:
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            tasks = [t for t in [beating, *self._beside_tasks] if t is not None]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                # Bounded: a task that ignored its cancel must not keep the worker alive.
+                done, stuck = await asyncio.wait(tasks, timeout=BESIDE_STOP_S)
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("a task beside the jobs failed", exc_info=task.exception())
+                if stuck:
+                    log.error(
+                        "tasks beside the jobs still ran after being cancelled; stopping anyway",
+                        extra={"tasks": len(stuck), "waited_s": BESIDE_STOP_S},
+                    )
 
     async def _serve(self) -> None:
         await self._until_connected()

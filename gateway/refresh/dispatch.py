@@ -295,6 +295,15 @@ async def serve_batches(services: "Services", taking: Callable[[], bool]) -> Non
             await listener
 
 
+async def until_set(event: asyncio.Event, timeout_s: float) -> None:
+    """Until `event` is set, or `timeout_s` has passed. Not asyncio.wait_for: on Python
+    3.11 it swallows a cancel that arrives as the event is set (a batch ending just as the
+    worker is told to stop), and the runner, never cancelled, keeps the worker alive."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+
+
 async def _phases_opened(redis: Any, freed: asyncio.Event) -> None:
     """Sets `freed` whenever a coordinator opens a phase (CYCLE_OPENED_CHANNEL), so every
     runner starts its batches at once. Polling covers what it misses (Redis away, or the
@@ -325,8 +334,7 @@ async def _serve(
         freed.set()
 
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(freed.wait(), RUNNER_POLL_S)
+        await until_set(freed, RUNNER_POLL_S)
         freed.clear()
         if not taking() or len(running) >= BATCHES_PER_WORKER:
             continue
