@@ -49,27 +49,36 @@ async def misses_waiting_on_one(
         await transaction.commit()
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-async def test_concurrent_misses_of_one_answer_execute_it_once(
+@pytest.fixture
+async def on_postgres(
     dataset_url: str, redis_url: str, manifest: str
-) -> None:
+) -> AsyncIterator[tuple[Any, AsyncEngine]]:
+    """An in-process gateway on the PostgreSQL dataset, and an engine to lock its tables."""
     settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
     locker = create_async_engine(dataset_url)
     try:
         async with gateway_client(settings) as api:
-            flights = api.http._transport.app.state.endpoint.flights
-            executed, shared = misses("executed"), misses("shared")
-            async with misses_waiting_on_one(api, locker) as requests:
-                pass
-            responses = await asyncio.gather(*requests)
-            assert (misses("executed"), misses("shared")) == (executed + 1, shared + CONCURRENT - 1)
-            assert [r.status_code for r in responses] == [200] * CONCURRENT
-            assert "errors" not in responses[0].json()
-            assert len({r.content for r in responses}) == 1
-            assert len({r.headers["x-request-id"] for r in responses}) == CONCURRENT
-            assert len(flights) == 0
+            yield api, locker
     finally:
         await locker.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_concurrent_misses_of_one_answer_execute_it_once(
+    on_postgres: tuple[Any, AsyncEngine],
+) -> None:
+    api, locker = on_postgres
+    flights = api.http._transport.app.state.endpoint.flights
+    executed, shared = misses("executed"), misses("shared")
+    async with misses_waiting_on_one(api, locker) as requests:
+        pass
+    responses = await asyncio.gather(*requests)
+    assert (misses("executed"), misses("shared")) == (executed + 1, shared + CONCURRENT - 1)
+    assert [r.status_code for r in responses] == [200] * CONCURRENT
+    assert "errors" not in responses[0].json()
+    assert len({r.content for r in responses}) == 1
+    assert len({r.headers["x-request-id"] for r in responses}) == CONCURRENT
+    assert len(flights) == 0
 
 
 async def test_a_leaders_error_is_each_waiters_and_the_key_is_free_again() -> None:
@@ -136,36 +145,31 @@ def _true_when(condition):
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_a_failed_execution_is_its_waiters_error_and_the_next_request_executes(
-    dataset_url: str, redis_url: str, manifest: str
+    on_postgres: tuple[Any, AsyncEngine],
 ) -> None:
-    settings = settings_for(dataset_url, redis_url, persisted_manifest=manifest)
-    locker = create_async_engine(dataset_url)
-    try:
-        async with gateway_client(settings) as api:
-            flights = api.http._transport.app.state.endpoint.flights
-            executed, shared = misses("executed"), misses("shared")
-            async with misses_waiting_on_one(api, locker) as requests:
-                # The leader's read fails: its connection is ended while it waits on the lock.
-                async with locker.connect() as admin:
-                    ended = await admin.execute(
-                        text(f"SELECT pg_terminate_backend(pid) FROM ({LOCK_WAITS}) AS waits")
-                    )
-                    assert set(ended.scalars().all()) == {True}
-                failed = await asyncio.gather(*requests)
-            assert (misses("executed"), misses("shared")) == (executed + 1, shared + CONCURRENT - 1)
-            bodies = [r.json() for r in failed]
-            assert [r.status_code for r in failed] == [200] * CONCURRENT
-            # The same error for every one of them, each under its own request id.
-            assert all(b["errors"] for b in bodies)
-            codes = {e["extensions"]["code"] for b in bodies for e in b["errors"]}
-            assert codes == {"UPSTREAM_UNAVAILABLE"}
-            ids = {e["extensions"]["requestId"] for b in bodies for e in b["errors"]}
-            assert len(ids) == CONCURRENT
-            assert len(flights) == 0
-            # Not wedged, nothing stored from the failure: the next request executes.
-            again = await get(api, LIST_OP, ADMIN, "admin")
-            assert again.status_code == 200
-            assert "errors" not in again.json()
-            assert misses("executed") == executed + 2
-    finally:
-        await locker.dispose()
+    api, locker = on_postgres
+    flights = api.http._transport.app.state.endpoint.flights
+    executed, shared = misses("executed"), misses("shared")
+    async with misses_waiting_on_one(api, locker) as requests:
+        # The leader's read fails: its connection is ended while it waits on the lock.
+        async with locker.connect() as admin:
+            ended = await admin.execute(
+                text(f"SELECT pg_terminate_backend(pid) FROM ({LOCK_WAITS}) AS waits")
+            )
+            assert set(ended.scalars().all()) == {True}
+        failed = await asyncio.gather(*requests)
+    assert (misses("executed"), misses("shared")) == (executed + 1, shared + CONCURRENT - 1)
+    bodies = [r.json() for r in failed]
+    assert [r.status_code for r in failed] == [200] * CONCURRENT
+    # The same error for every one of them, each under its own request id.
+    assert all(b["errors"] for b in bodies)
+    codes = {e["extensions"]["code"] for b in bodies for e in b["errors"]}
+    assert codes == {"UPSTREAM_UNAVAILABLE"}
+    ids = {e["extensions"]["requestId"] for b in bodies for e in b["errors"]}
+    assert len(ids) == CONCURRENT
+    assert len(flights) == 0
+    # Not wedged, nothing stored from the failure: the next request executes.
+    again = await get(api, LIST_OP, ADMIN, "admin")
+    assert again.status_code == 200
+    assert "errors" not in again.json()
+    assert misses("executed") == executed + 2
