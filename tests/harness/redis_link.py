@@ -8,11 +8,14 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis
+
 from tests.harness.processes import HOST, ServerError, free_port
-from tests.harness.waiting import CEILING_S
+from tests.harness.waiting import CEILING_S, wait_until
 
 _MONITOR_LINE = re.compile(rb"^\+(\d+\.\d+) \[(\d+) [^\]]*\] ")
 _MONITOR_ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"')  # as MONITOR quotes it, escapes kept
@@ -88,7 +91,22 @@ class RedisMonitor:
                     )
                 )
 
+    def caught_up(self) -> None:
+        """Until the stream has shown every command the server ran before this call: a
+        marker (ECHO, on this monitor's database; keyless, so any cluster node runs it)
+        is seen once all before it are. MONITOR's stream lags the server under load."""
+        marker = f"monitor-caught-up:{uuid.uuid4().hex}"
+        with redis.Redis(host=HOST, port=self.port, db=self.db or 0) as client:
+            client.echo(marker)
+        wait_until(
+            lambda: any(c.name == "ECHO" and c.key == marker for c in reversed(self.commands)),
+            "the MONITOR stream to catch up",
+            poll_s=0.05,
+        )
+
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is None and self._thread is not None and self._thread.is_alive():
+            self.caught_up()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(CEILING_S)

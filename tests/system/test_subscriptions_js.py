@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.cache.keys import JOB_REFRESH_PENDING
+from gateway.cache.keys import COLD_START_JOB_ID, JOB_REFRESH_ALL, JOB_REFRESH_PENDING
 from gateway.documents.dashboard import OPERATIONS_DIR
 from tests.harness.processes import GatewayProcess, WorkerProcess, child_env, running
+from tests.harness.waiting import wait_until
 from tests.support.dataset import ADMIN, DANA, DREW, NORA
 from tests.support.live_gateway import live_gateway
 from tests.support.node_clients import OPERATIONS, SECRET, Clients, token, warm, webhook
@@ -63,9 +64,12 @@ async def test_a_subscriber_on_replica_b_hears_of_a_refresh_through_replica_a(
     b = GatewayProcess("gateway-b", env, tmp_path)
     worker = WorkerProcess("worker", env, tmp_path)
     with running(a, b, worker):
-        # On an empty Redis the worker runs a cycle at once (a cold start): its notice,
-        # naming all of Dana's cohorts, must not fall after the subscription's first event.
-        await asyncio.to_thread(worker.wait_for_message, "^refresh cycle done$")
+        # On an empty Redis the worker runs a cycle at once (a cold start). Its notice,
+        # naming all of Dana's cohorts, is published after the cycle's "done" line, as its
+        # job ends. B subscribes to the notices with its first subscriber: the notice must
+        # be out before, or it would be that subscriber's first update.
+        cold = f"{COLD_START_JOB_ID}:{JOB_REFRESH_ALL}"
+        await asyncio.to_thread(wait_until, lambda: worker.job_ends(cold), "the cold start")
         await warm(a.url, (DANA, "director"))
         async with Clients(node) as clients:
             await clients.start("ws", "on-b", b.url, token(DANA), DASHBOARD)
