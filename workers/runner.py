@@ -41,6 +41,7 @@ BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 5.0
 STOP_POLL_S = 0.05
 BESIDE_STOP_S = 10.0  # cancelled, the batch runner releases its claims within 5 s
+STOP_SLACK_S = 75.0  # closing: the upstream reads in flight end within their 60 s timeout
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 Beside = Callable[[dict[str, Any], Callable[[], bool]], Awaitable[None]]
@@ -65,6 +66,7 @@ class ResilientWorker(Worker):
         self.redis_up = False
         self._backoff = EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
         self._started_up = False
+        self._stop_watch: asyncio.TimerHandle | None = None
 
     async def main(self) -> None:
         beating = asyncio.ensure_future(self._beat()) if self.heartbeat_file else None
@@ -85,6 +87,27 @@ class ResilientWorker(Worker):
                         "tasks beside the jobs still ran after being cancelled; stopping anyway",
                         extra={"tasks": len(stuck), "waited_s": BESIDE_STOP_S},
                     )
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        # Told to stop: the batch runner takes no new batch from now on, whatever becomes
+        # of the cancel arq sends the job loop next.
+        self.allow_pick_jobs = False
+        self._watch_stop()
+        super().handle_sig(signum)
+
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        self._watch_stop()
+        super().handle_sig_wait_for_completion(signum)
+
+    def _watch_stop(self) -> None:
+        """A stop still under way past its bound (arq's job completion wait, the beside
+        tasks' BESIDE_STOP_S, then STOP_SLACK_S for closing) logs what still runs, with
+        where each task waits: the one place to look when a worker does not exit."""
+        if self._stop_watch is None:
+            bound_s = self._job_completion_wait + BESIDE_STOP_S + STOP_SLACK_S
+            self._stop_watch = asyncio.get_running_loop().call_later(
+                bound_s, _log_running_tasks, bound_s
+            )
 
     async def _serve(self) -> None:
         await self._until_connected()
@@ -224,6 +247,37 @@ class ResilientWorker(Worker):
         with contextlib.suppress(*REDIS_ERRORS):
             await self.pool.aclose(close_connection_pool=True)
         self._pool = None
+
+
+def _log_running_tasks(bound_s: float) -> None:
+    tasks = [t for t in asyncio.all_tasks() if not t.done()]
+    log.error(
+        "still stopping past the stop's bound; the tasks that run",
+        extra={
+            "bound_s": bound_s,
+            "tasks": len(tasks),
+            "where": [f"{t.get_name()}: {' -> '.join(_awaiting(t.get_coro()))}" for t in tasks],
+        },
+    )
+
+
+def _awaiting(coro: Any) -> list[str]:
+    """Where a task waits: its coroutine, then each one it awaits, down to the innermost
+    (Task.get_stack shows only the outermost frame of a suspended task; Python 3.14's
+    asyncio.capture_call_graph does this)."""
+    found: list[str] = []
+    while coro is not None and len(found) < 32:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        frame = frame or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            found.append(f"{code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})")
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
+    return found
 
 
 def _describe(error: BaseException) -> str:

@@ -26,6 +26,10 @@ CALLED = {
     "arq.worker.Worker._poll_iteration": (Worker._poll_iteration, [SELF]),
     "arq.worker.Worker._jobs_started": (Worker._jobs_started, [SELF]),
     "arq.worker.Worker.handle_sig": (Worker.handle_sig, [SELF, ("signum", ARG, None)]),
+    "arq.worker.Worker.handle_sig_wait_for_completion": (
+        Worker.handle_sig_wait_for_completion,
+        [SELF, ("signum", ARG, None)],
+    ),
     "arq.cron.CronJob.calculate_next": (CronJob.calculate_next, [SELF, ("prev_run", ARG, None)]),
     "arq.connections.log_redis_info": (
         log_redis_info,
@@ -38,7 +42,7 @@ CALLED = {
 ATTRIBUTES = (
     "_pool", "_handle_signals", "functions", "ctx", "tasks", "queue_name", "cron_jobs",
     "burst", "max_burst_jobs", "poll_delay_s", "allow_pick_jobs", "on_startup", "on_shutdown",
-    "timezone", "jobs_complete", "jobs_failed", "health_check_key",
+    "timezone", "jobs_complete", "jobs_failed", "health_check_key", "_job_completion_wait",
 )  # fmt: skip
 
 # The arq methods runner.py replaces with adapted copies: sha256 of their source. A new
