@@ -67,6 +67,7 @@ class ResilientWorker(Worker):
         self._backoff = EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
         self._started_up = False
         self._stop_watch: asyncio.TimerHandle | None = None
+        self._stop_by: float | None = None  # loop time: the job loop ends by then
 
     async def main(self) -> None:
         beating = asyncio.ensure_future(self._beat()) if self.heartbeat_file else None
@@ -104,10 +105,10 @@ class ResilientWorker(Worker):
         tasks' BESIDE_STOP_S, then STOP_SLACK_S for closing) logs what still runs, with
         where each task waits: the one place to look when a worker does not exit."""
         if self._stop_watch is None:
+            loop = asyncio.get_running_loop()
+            self._stop_by = loop.time() + self._job_completion_wait
             bound_s = self._job_completion_wait + BESIDE_STOP_S + STOP_SLACK_S
-            self._stop_watch = asyncio.get_running_loop().call_later(
-                bound_s, _log_running_tasks, bound_s
-            )
+            self._stop_watch = loop.call_later(bound_s, _log_running_tasks, bound_s)
 
     async def _serve(self) -> None:
         await self._until_connected()
@@ -130,11 +131,25 @@ class ResilientWorker(Worker):
                     ]
                     await self._connected()
                 async for _ in poll(self.poll_delay_s):
+                    if self._stop_due():
+                        return
                     await self._poll_iteration()
                     if self.burst and await self._burst_done():
                         return
             except REDIS_ERRORS as exc:
                 await self._ride_out(exc)
+
+    def _stop_due(self) -> bool:
+        """Told to stop, and its wait is over: the job loop ends by itself (its jobs
+        cancelled, as arq's stop does), without relying on arq's cancel of it alone. That
+        cancel has been seen lost under load: the worker logged its stop, then polled on
+        and never exited."""
+        if self._stop_by is None or asyncio.get_running_loop().time() < self._stop_by:
+            return False
+        for task in self.tasks.values():
+            if not task.done():
+                task.cancel()
+        return True
 
     async def _sleep_until_tasks_complete(self) -> None:
         """arq's wait on SIGTERM (within its job completion wait), for the beside tasks'
@@ -233,6 +248,13 @@ class ResilientWorker(Worker):
 
     async def close(self) -> None:
         """arq's close, minus its failures when Redis is away at shutdown."""
+        try:
+            await self._close()
+        finally:
+            if self._stop_watch is not None:
+                self._stop_watch.cancel()  # stopped within its bound
+
+    async def _close(self) -> None:
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)
         if self.heartbeat_file is not None:

@@ -1,5 +1,6 @@
-"""A worker told to stop (workers/runner.py): it takes no new batch from the signal on, and
-a stop that outlasts its bound logs where each of its tasks waits."""
+"""A worker told to stop (workers/runner.py): it takes no new batch from the signal on, its
+job loop ends even if arq's cancel of it is lost, and a stop that outlasts its bound logs
+where each of its tasks waits."""
 
 import asyncio
 import logging
@@ -7,9 +8,12 @@ import re
 import signal
 
 import pytest
+from arq.worker import func
 
+from gateway.services import make_redis
 from gateway.settings import Settings
-from workers.runner import BESIDE_STOP_S, STOP_SLACK_S, _log_running_tasks
+from tests.harness.waiting import CEILING_S
+from workers.runner import BESIDE_STOP_S, STOP_SLACK_S, ResilientWorker, _log_running_tasks
 from workers.worker import make_worker
 
 
@@ -73,3 +77,40 @@ async def test_a_stop_past_its_bound_logs_where_each_task_waits(caplog) -> None:
         r"outer \(test_stop\.py:\d+\) -> inner \(test_stop\.py:\d+\) -> wait \(locks\.py:\d+\)",
         where["stuck"],
     )
+
+
+async def test_the_job_loop_ends_on_sigterm_even_if_arqs_cancel_of_it_is_lost(redis_url) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def runner(ctx: dict, taking) -> None:  # a batch runner: runs until cancelled
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def job(ctx: dict) -> None:
+        return None
+
+    worker = ResilientWorker(
+        functions=[func(job, name="job")],
+        redis_pool=make_redis(redis_url),
+        queue_name="stop-test",
+        handle_signals=False,
+        poll_delay=0.05,
+        beside=[runner],
+    )
+    # No main_task: arq's handle_sig cancels nothing, as when that cancel is lost.
+    main = asyncio.ensure_future(worker.main())
+    try:
+        async with asyncio.timeout(CEILING_S):
+            await started.wait()  # connected, its runner beside it
+        worker.handle_sig(signal.SIGTERM)
+        async with asyncio.timeout(CEILING_S):
+            assert await main is None  # the job loop ended by itself
+        assert cancelled.is_set()  # and the tasks beside it were cancelled
+    finally:
+        main.cancel()
+        await worker.close()
+    assert worker._stop_watch is not None and worker._stop_watch.cancelled()
