@@ -55,7 +55,13 @@ class Pending:
 
     def merge(self, newer: "Pending") -> None:
         self.subtree = newer.subtree
-        self.cohort_ids |= newer.cohort_ids
+        if self.resync or not newer.resync:
+            # A resync names every watched cohort as maybe changed: that is news only to a
+            # subscription with nothing else pending. Merged into a change (or a first
+            # event) not yet read, it brings the latest figures and names nothing: the
+            # first subscriber on a replica starts its bus, whose resync must not make its
+            # first event name every cohort.
+            self.cohort_ids |= newer.cohort_ids
         self.computed_at = max(self.computed_at, newer.computed_at)
         self.now = newer.now
         stamps = [t for t in (self.published_at, newer.published_at) if t]
