@@ -143,7 +143,10 @@ class ResilientWorker(Worker):
         """Told to stop, and its wait is over: the job loop ends by itself (its jobs
         cancelled, as arq's stop does), without relying on arq's cancel of it alone. That
         cancel has been seen lost under load: the worker logged its stop, then polled on
-        and never exited."""
+        and never exited. The loop's polls write to Redis through redis-py, which wraps
+        each send in asyncio.wait_for (socket_timeout is set); on Python 3.11, wait_for
+        returns the send's result instead of raising when the cancel lands after the send
+        has finished (CANCEL_LOST in tests/system/test_cluster.py; fixed in 3.12)."""
         if self._stop_by is None or asyncio.get_running_loop().time() < self._stop_by:
             return False
         for task in self.tasks.values():
