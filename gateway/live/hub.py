@@ -218,13 +218,13 @@ class Hub:
         cohort_id = watch.cohort_id
         if cohort_id is None:
             summary = self._share(self.keys.summary(caller), await source.summary(caller))
-            watch.offer(Pending(summary, (), summary["computed_at"], now, 0.0))
+            watch.offer(Pending(summary, (), summary["computed_at"], now, 0.0, first=True))
             return
         subtree = (await source.cohorts([cohort_id])).get(cohort_id)
         if cohort_id not in scope or subtree is None:
             raise not_found_error("Cohort", cohort_id)
         subtree = self._share(self.keys.cohort(cohort_id), subtree)
-        watch.offer(Pending(subtree, (), subtree["computed_at"], now, 0.0))
+        watch.offer(Pending(subtree, (), subtree["computed_at"], now, 0.0, first=True))
 
     def _share(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
         """One decoded copy of each watched subtree version, however many subscriptions

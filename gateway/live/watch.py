@@ -33,9 +33,10 @@ class Hub(Protocol):
 
 class Pending:
     """A change not yet read by its subscription: the latest figures, and the union of
-    the cohorts named since the last one read."""
+    the cohorts named since the last one read. `first`: the subscription's first figures
+    are in it (the subscriber has nothing to compare them with)."""
 
-    __slots__ = ("subtree", "cohort_ids", "computed_at", "now", "published_at", "resync")
+    __slots__ = ("subtree", "cohort_ids", "computed_at", "now", "published_at", "resync", "first")
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class Pending:
         now: datetime,
         published_at: float,
         resync: bool = False,
+        first: bool = False,
     ) -> None:
         self.subtree = subtree  # None: read it when the subscription reads the change
         self.cohort_ids = set(cohort_ids)
@@ -52,21 +54,26 @@ class Pending:
         self.now = now
         self.published_at = published_at
         self.resync = resync
+        self.first = first
 
     def merge(self, newer: "Pending") -> None:
         self.subtree = newer.subtree
-        if self.resync or not newer.resync:
-            # A resync names every watched cohort as maybe changed: that is news only to a
-            # subscription with nothing else pending. Merged into a change (or a first
-            # event) not yet read, it brings the latest figures and names nothing: the
-            # first subscriber on a replica starts its bus, whose resync must not make its
-            # first event name every cohort.
+        # A resync names every watched cohort as maybe changed (notices may have been
+        # missed), except in a subscription's first event, in either order: the first
+        # subscriber on a replica starts its bus, whose resync may come just before or
+        # just after the first figures are read.
+        if self.first and newer.resync:
+            pass
+        elif newer.first and self.resync:
+            self.cohort_ids = set(newer.cohort_ids)
+        else:
             self.cohort_ids |= newer.cohort_ids
         self.computed_at = max(self.computed_at, newer.computed_at)
         self.now = newer.now
         stamps = [t for t in (self.published_at, newer.published_at) if t]
         self.published_at = min(stamps, default=0.0)  # the delay runs from the oldest
         self.resync = self.resync and newer.resync
+        self.first = self.first or newer.first
 
 
 class Watch:
@@ -105,6 +112,7 @@ class Watch:
                 change.now,
                 change.published_at,
                 change.resync,
+                change.first,
             )
         else:
             self._pending.merge(change)

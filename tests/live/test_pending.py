@@ -9,7 +9,7 @@ SCOPE = {101, 102, 104}
 
 
 def first_event() -> Pending:
-    return Pending({"version": "a"}, (), "2026-11-24T12:00:00Z", NOW, 0.0)
+    return Pending({"version": "a"}, (), "2026-11-24T12:00:00Z", NOW, 0.0, first=True)
 
 
 def resync() -> Pending:
@@ -28,10 +28,26 @@ def test_a_resync_merged_into_a_first_event_names_nothing() -> None:
     assert (pending.subtree, pending.cohort_ids, pending.resync) == ({"version": "b"}, set(), False)
 
 
-def test_a_resync_merged_into_a_notice_keeps_the_notices_cohorts() -> None:
+def test_a_first_event_merged_into_a_resync_names_nothing() -> None:
+    # The same two, the other way round: the resync came while the first figures were read.
+    pending = resync()
+    pending.merge(first_event())
+    assert (pending.subtree, pending.cohort_ids, pending.resync) == ({"version": "a"}, set(), False)
+    assert pending.first
+
+
+def test_a_first_event_keeps_the_cohorts_of_a_notice_but_not_a_resyncs() -> None:
+    pending = first_event()
+    pending.merge(notice(101))
+    pending.merge(resync())
+    assert (pending.cohort_ids, pending.resync, pending.first) == ({101}, False, True)
+
+
+def test_a_resync_merged_into_a_notice_names_every_cohort() -> None:
+    # Notices may have been missed while the bus was away: every cohort may have changed.
     pending = notice(101)
     pending.merge(resync())
-    assert (pending.cohort_ids, pending.resync, pending.published_at) == ({101}, False, 5.0)
+    assert (pending.cohort_ids, pending.resync, pending.published_at) == (SCOPE, False, 5.0)
 
 
 def test_a_notice_merged_into_a_resync_names_both() -> None:
